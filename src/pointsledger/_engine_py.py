@@ -1,0 +1,300 @@
+"""The pure-Python engine: the readable reference of the accrual and balance logic.
+
+`_engine_c.pyx` is its compiled twin and follows it function by function. Both
+expose the same names (`__all__`): `MemberState`, the member's balance logic,
+and `apply_purchases`, the hot path that prices and applies a batch of
+purchases inside one write transaction (`writer.Writer`).
+"""
+
+from . import calendar, limits, store_format as fmt
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, LedgerError
+
+__all__ = ["ENGINE_NAME", "MemberState", "apply_purchases", "price_purchase", "validate_id"]
+
+ENGINE_NAME = "python"
+NEVER = limits.never_expires_s
+
+
+class MemberState:
+    """One member's record: balances, tier state, buckets. Mutated in place."""
+
+    __slots__ = (
+        "balance", "debt", "tier_year", "spend_minor", "carried_rank", "earned",
+        "redeemed", "expired", "clawed_back", "adjusted", "last_seq", "buckets",
+    )
+
+    def __init__(self, tier_year):
+        self.balance = 0
+        self.debt = 0
+        self.tier_year = tier_year
+        self.spend_minor = 0
+        self.carried_rank = 0
+        self.earned = 0
+        self.redeemed = 0
+        self.expired = 0
+        self.clawed_back = 0
+        self.adjusted = 0
+        self.last_seq = 0
+        self.buckets = []  # [[expiry instant, points]], soonest first
+
+    @classmethod
+    def decode(cls, value):
+        fields = fmt.MEMBER_HEAD.unpack_from(value)
+        if fields[0] != fmt.MEMBER_RECORD_VERSION:
+            raise ValueError(f"member record version {fields[0]} is not supported")
+        state = cls(fields[3])
+        (_, state.balance, state.debt, _, state.spend_minor, state.carried_rank,
+         state.earned, state.redeemed, state.expired, state.clawed_back, state.adjusted,
+         state.last_seq, bucket_count) = fields
+        offset = fmt.MEMBER_HEAD.size
+        if len(value) != offset + bucket_count * fmt.BUCKET.size:
+            raise ValueError(f"member record of {len(value)} bytes has a bad length")
+        state.buckets = [list(bucket) for bucket in fmt.BUCKET.iter_unpack(value[offset:])]
+        return state
+
+    def encode(self):
+        head = fmt.MEMBER_HEAD.pack(
+            fmt.MEMBER_RECORD_VERSION, self.balance, self.debt, self.tier_year,
+            self.spend_minor, self.carried_rank, self.earned, self.redeemed, self.expired,
+            self.clawed_back, self.adjusted, self.last_seq, len(self.buckets),
+        )
+        return head + b"".join(fmt.BUCKET.pack(instant, points) for instant, points in self.buckets)
+
+    # --- expiry (§5) ---------------------------------------------------------
+
+    def due_points(self, time_s):
+        """Points in buckets whose instant is <= time_s (they expire at time_s)."""
+        total = 0
+        for instant, points in self.buckets:
+            if instant > time_s:
+                break
+            total += points
+        return total
+
+    def unexpired_points(self, time_s):
+        """Points still usable at time_s: buckets with instant > time_s."""
+        return sum(points for instant, points in self.buckets if instant > time_s)
+
+    def expire_due(self, time_s, expiry_deltas):
+        """Drop the due buckets; return their total (the EXPIRE entry's size)."""
+        total = 0
+        while self.buckets and self.buckets[0][0] <= time_s:
+            instant, points = self.buckets.pop(0)
+            expiry_deltas[instant] = expiry_deltas.get(instant, 0) - points
+            total += points
+        self.balance -= total
+        self.expired += total
+        return total
+
+    # --- tiers (§4) ------------------------------------------------------------
+
+    def rolled(self, year, program):
+        """(tier_year, spend, carried_rank) after an event in `year`, without writing."""
+        if year <= self.tier_year:
+            return self.tier_year, self.spend_minor, self.carried_rank
+        if year == self.tier_year + 1:
+            # The tier earned by last year's spend is kept through this year (§4).
+            carried = program.tier_rank_for_spend(self.spend_minor)
+        else:
+            carried = 0
+        return year, 0, carried
+
+    def roll_to(self, year, program):
+        self.tier_year, self.spend_minor, self.carried_rank = self.rolled(year, program)
+
+    # --- credits and debits (§5, §6) -------------------------------------------
+
+    def credit(self, points, instant, expiry_deltas):
+        """Pay debt first, put the rest in the bucket of `instant`."""
+        paid = min(self.debt, points)
+        self.debt -= paid
+        rest = points - paid
+        self.balance += points
+        if rest == 0:
+            return
+        expiry_deltas[instant] = expiry_deltas.get(instant, 0) + rest
+        buckets = self.buckets
+        index = len(buckets)
+        # Credits arrive mostly in time order, so the bucket is usually the last.
+        while index > 0 and buckets[index - 1][0] > instant:
+            index -= 1
+        if index > 0 and buckets[index - 1][0] == instant:
+            buckets[index - 1][1] += rest
+        else:
+            buckets.insert(index, [instant, rest])
+
+    def debit(self, points, expiry_deltas):
+        """Consume soonest-expiring first; return what no bucket could cover."""
+        remaining = points
+        buckets = self.buckets
+        while remaining and buckets:
+            instant, available = buckets[0]
+            used = min(available, remaining)
+            expiry_deltas[instant] = expiry_deltas.get(instant, 0) - used
+            remaining -= used
+            if used == available:
+                buckets.pop(0)
+            else:
+                buckets[0][1] = available - used
+        self.balance -= points
+        return remaining
+
+
+def tier_rank(program, spend_minor, carried_rank):
+    """max(tier_for(S), C), with C clamped to this version's tiers (§4, §15)."""
+    return max(
+        program.tier_rank_for_spend(spend_minor),
+        min(carried_rank, len(program.tier_names) - 1),
+    )
+
+
+def price_purchase(program, amount_minor, category, tier, time_s):
+    """Points for one purchase (§3): exact integers, one floor, cap after bonuses."""
+    factors = [
+        amount_minor,
+        program.earn_points,
+        program.category_bp(category),
+        program.tier_multiplier_bp[tier],
+    ]
+    bonus = 0
+    for promotion in program.promotions:
+        if program.promotion_matches(promotion, category, tier, amount_minor, time_s):
+            factors.append(promotion.multiplier_bp)
+            bonus += promotion.bonus_points
+    numerator = 1
+    for factor in factors:
+        numerator *= factor
+    denominator = program.earn_per_minor_units * limits.basis_points_per_unit ** (len(factors) - 2)
+    points = numerator // denominator + bonus
+    cap = program.max_points_per_purchase
+    if cap and points > cap:
+        points = cap
+    return points
+
+
+# --- validation (§2, §15) ------------------------------------------------------
+
+
+def validate_id(field, value, max_bytes=limits.id_bytes_max):
+    """The UTF-8 key of an id, or InvalidArgument naming the field."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field, value, "must be a string")
+    try:
+        key = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, value, "must be valid UTF-8") from None
+    if not 1 <= len(key) <= max_bytes:
+        raise InvalidArgument(field, value, f"must be 1 to {max_bytes} bytes of UTF-8")
+    for byte in key:
+        if byte < 0x20 or byte == 0x7F:
+            raise InvalidArgument(field, value, "must not contain control characters")
+    return key
+
+
+def validate_int(field, value, low, high):
+    # numpy integers arrive from columnar input; bool is an int but never a number here.
+    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, float):
+        raise InvalidArgument(field, value, "must be an integer")
+    number = int(value.__index__())
+    if not low <= number <= high:
+        raise InvalidArgument(field, value, f"must be between {low} and {high}")
+    return number
+
+
+def validate_time(field, value):
+    return validate_int(field, value, limits.time_s_min, limits.time_s_max_exclusive - 1)
+
+
+def validate_amount(field, value):
+    return validate_int(field, value, limits.amount_minor_min, limits.amount_minor_max)
+
+
+# --- the hot path ----------------------------------------------------------------
+
+
+def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, times_s):
+    """Apply a batch in order; one result tuple per item (see writer.ItemResult)."""
+    count = len(order_ids)
+    results = []
+    for index in range(count):
+        try:
+            results.append(_apply_purchase(
+                writer, order_ids[index], member_ids[index], amounts_minor[index],
+                categories[index], times_s[index],
+            ))
+        except LedgerError as error:
+            results.append((error.code, 0, 0, 0, error))
+    return results
+
+
+def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s):
+    order_key = validate_id("order_id", order_id)
+    member_key = validate_id("member_id", member_id)
+    amount_minor = validate_amount("amount_minor", amount_minor)
+    category_key = validate_id("category", category, limits.category_bytes_max)
+    time_s = validate_time("time_s", time_s)
+
+    existing = writer.get(fmt.DB_ORDERS, order_key)
+    if existing is not None:
+        return _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, category_key, time_s)
+
+    program = writer.program_at(time_s)
+    if program is None:
+        raise FailedPrecondition("no programme is set: set one before recording purchases")
+
+    state = writer.member(member_key)
+    is_new = state is None
+    year = calendar.year_of(time_s)
+    if is_new:
+        state = MemberState(year)
+    due = state.due_points(time_s)
+    tier_year, spend, carried = state.rolled(year, program)
+    tier = tier_rank(program, spend, carried)
+    points = price_purchase(program, amount_minor, category, tier, time_s)
+    if points > limits.INT64_MAX:
+        raise InvalidArgument("points", points, "the purchase would earn more than int64 points")
+    if state.balance - due + points > limits.INT64_MAX:
+        raise InvalidArgument("balance", state.balance - due + points, "the balance would overflow int64")
+    writer.check_credit(points)
+    counts_towards_year = year == tier_year
+    if counts_towards_year and spend + amount_minor > limits.INT64_MAX:
+        raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
+
+    # Every check passed: from here on the purchase is applied.
+    if is_new:
+        writer.add_member(member_key, state)
+    expired = state.expire_due(time_s, writer.expiry_deltas)
+    if expired:
+        writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, order_key, time_s, program.version)
+        writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+    state.tier_year, state.spend_minor, state.carried_rank = tier_year, spend, carried
+    if program.expiry_months:
+        instant = calendar.expiry_instant(time_s, program.expiry_months)
+    else:
+        instant = NEVER
+    state.credit(points, instant, writer.expiry_deltas)
+    if counts_towards_year:
+        state.spend_minor += amount_minor
+    state.earned += points
+    seq = writer.append_entry(fmt.KIND_EARN, points, state, member_key, order_key, time_s, program.version)
+    writer.mark_dirty(member_key, state)
+    writer.count(time_s, fmt.COUNTER_EARNED, points)
+    writer.count(time_s, fmt.COUNTER_PURCHASES, 1)
+    category_code = writer.category_code(category_key)
+    writer.put(fmt.DB_ORDERS, order_key, fmt.ORDER.pack(amount_minor, time_s, seq, 0, 0, category_code))
+    return ("APPLIED", seq, points, state.balance, None)
+
+
+def _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, category_key, time_s):
+    amount, time, seq, _, _, category_code = fmt.ORDER.unpack(existing)
+    entry = writer.entry(seq)
+    _, points, balance, _, _, _, entry_member, _ = entry
+    same = (
+        entry_member == member_key
+        and amount == amount_minor
+        and time == time_s
+        and writer.category_name(category_code) == category_key
+    )
+    if not same:
+        raise AlreadyExists(f"order_id {order_id!r} was already used for a different purchase")
+    return ("DUPLICATE", seq, points, balance, None)

@@ -1,0 +1,162 @@
+"""The Python API of a ledger: the one surface the service and the CLI share."""
+
+import os
+import time
+
+from . import engine as engines, limits, operations, queries, store_format as fmt, verify as verifier
+from ._engine_py import validate_id, validate_int, validate_time
+from .errors import InvalidArgument, NotFound
+from .program import parse_document
+from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion
+from .store import Store
+
+DEFAULT_PATH = "pointsledger-data"
+
+
+def _now_s():
+    return int(time.time())
+
+
+class Ledger:
+    """One ledger: an LMDB environment (a directory) and the engine that writes it.
+
+    sync=True (the default) makes every write call durable before it returns.
+    sync=False is for backfills: commits are not flushed until sync() or close(),
+    and a crash loses only whole batches, which the ids make safe to resend (§9).
+    """
+
+    def __init__(self, path=DEFAULT_PATH, *, sync=True, engine=None, map_size_bytes=None,
+                 readonly=False, clock=_now_s):
+        self.engine = engines.get(engine)
+        self.path = os.fspath(path)
+        self.store = Store(self.path, sync=sync, map_size_bytes=map_size_bytes, readonly=readonly)
+        self.store.engine = self.engine
+        self._clock = clock
+
+    @property
+    def engine_name(self):
+        return self.engine.ENGINE_NAME
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        self.store.close()
+
+    def sync(self):
+        """Flush every commit to disk (the end of a relaxed-sync backfill)."""
+        self.store.sync()
+
+    # --- the programme ----------------------------------------------------------------
+
+    def set_program(self, document, effective_from_s=None):
+        """Store a new programme version (JSON text or dict); return its number."""
+        now_s = self._clock()
+        return self.store.write(lambda writer: operations.set_program(writer, document, effective_from_s, now_s))
+
+    def get_program(self, version=None):
+        with self.store.read() as txn:
+            if version is None:
+                if not self.store.programs:
+                    raise NotFound("no programme is set")
+                version = len(self.store.programs)
+            version = validate_int("version", version, 1, limits.INT64_MAX)
+            value = txn.get(fmt.U32.pack(version), db=self.store.dbs[fmt.DB_PROGRAMS]) if version < 1 << 32 else None
+        if value is None:
+            raise NotFound(f"version {version}: no such programme version")
+        effective_from_s = fmt.PROGRAM_HEAD.unpack_from(value)[0]
+        return ProgramVersion(version, effective_from_s, parse_document(value[fmt.PROGRAM_HEAD.size:]))
+
+    # --- writes ------------------------------------------------------------------------
+
+    def purchase(self, order_id, member_id, amount_minor, category, time_s):
+        raw = self._apply_batch([order_id], [member_id], [amount_minor], [category], [time_s])[0]
+        if raw[4] is not None:
+            raise raw[4]
+        return OperationResult(*raw[:4])
+
+    def purchases(self, order_ids, member_ids, amounts_minor, categories, times_s):
+        """Apply a batch in order, in one transaction; one result per item.
+
+        Columns are sequences or numpy arrays of equal length. A refused item
+        does not stop the others; the batch is durable when this returns.
+        """
+        return BatchResult(self._apply_batch(order_ids, member_ids, amounts_minor, categories, times_s))
+
+    def _apply_batch(self, order_ids, member_ids, amounts_minor, categories, times_s):
+        count = len(order_ids)
+        for name, column in (("member_ids", member_ids), ("amounts_minor", amounts_minor),
+                             ("categories", categories), ("times_s", times_s)):
+            if len(column) != count:
+                raise InvalidArgument(name, len(column), f"must have {count} items like order_ids")
+        if count > limits.batch_items_max:
+            raise InvalidArgument("order_ids", count, f"a batch holds at most {limits.batch_items_max} items")
+        if count == 0:
+            return []
+        apply = self.engine.apply_purchases
+        return self.store.write(
+            lambda writer: apply(writer, order_ids, member_ids, amounts_minor, categories, times_s)
+        )
+
+    def refund(self, refund_id, order_id, amount_minor, time_s):
+        return self._single(operations.refund, refund_id, order_id, amount_minor, time_s)
+
+    def redeem(self, redemption_id, member_id, points, time_s):
+        return self._single(operations.redeem, redemption_id, member_id, points, time_s)
+
+    def adjust(self, adjustment_id, member_id, points, reason, time_s):
+        return self._single(operations.adjust, adjustment_id, member_id, points, reason, time_s)
+
+    def _single(self, operation, *arguments):
+        return OperationResult(*self.store.write(lambda writer: operation(writer, *arguments)))
+
+    def expire(self, as_of_s=None):
+        """Expire every member's due points at as_of (default: now); safe to re-run."""
+        as_of_s = self._clock() if as_of_s is None else as_of_s
+        members, points = self.store.write(lambda writer: operations.expire(writer, as_of_s))
+        return ExpireResult(as_of_s, members, points)
+
+    # --- queries --------------------------------------------------------------------------
+
+    def balance(self, member_id, as_of_s=None):
+        member_key = validate_id("member_id", member_id)
+        as_of_s = validate_time("as_of_s", self._clock() if as_of_s is None else as_of_s)
+        with self.store.read() as txn:
+            return queries.balance(self.store, txn, member_id, member_key, as_of_s)
+
+    def history(self, member_id, limit=100, before_seq=None):
+        member_key = validate_id("member_id", member_id)
+        limit = validate_int("limit", limit, 1, limits.history_limit_max)
+        if before_seq is not None:
+            before_seq = validate_int("before_seq", before_seq, 1, limits.INT64_MAX)
+        with self.store.read() as txn:
+            return queries.history(self.store, txn, member_id, member_key, limit, before_seq)
+
+    def journal(self, from_seq=1, limit=1000):
+        from_seq = validate_int("from_seq", from_seq, 1, limits.INT64_MAX)
+        limit = validate_int("limit", limit, 1, limits.journal_limit_max)
+        with self.store.read() as txn:
+            return queries.journal(self.store, txn, from_seq, limit)
+
+    def last_seq(self):
+        with self.store.read() as txn:
+            return self.store.last_seq(txn)
+
+    def liability(self, as_of_s=None):
+        as_of_s = validate_time("as_of_s", self._clock() if as_of_s is None else as_of_s)
+        with self.store.read() as txn:
+            return queries.liability(self.store, txn, as_of_s)
+
+    def rollforward(self, from_s, to_s):
+        from_s = validate_time("from_s", from_s)
+        to_s = validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive)
+        with self.store.read() as txn:
+            return queries.rollforward(self.store, txn, from_s, to_s)
+
+    def verify(self):
+        """Check every invariant of §7 and the bucket totals; report what is wrong, where."""
+        with self.store.read() as txn:
+            return verifier.verify(self.store, txn)

@@ -1,0 +1,57 @@
+"""Every limit of the ledger, in one place, units last.
+
+The relations between limits are checked at import, so a change that breaks
+one fails loudly instead of silently overflowing somewhere deep in the engine.
+"""
+
+INT64_MAX = (1 << 63) - 1
+INT64_MIN = -(1 << 63)
+
+# §2 units and inputs.
+amount_minor_min = 1
+amount_minor_max = 10**12
+time_s_min = 946684800  # 2000-01-01T00:00:00Z
+time_s_max_exclusive = 4102444800  # 2100-01-01T00:00:00Z
+id_bytes_min = 1
+id_bytes_max = 64
+category_bytes_min = 1
+category_bytes_max = 32
+multiplier_bp_min = 0
+multiplier_bp_max = 1_000_000  # 100.0000
+basis_points_per_unit = 10_000
+reason_bytes_max = 256
+
+# §3 programme.
+earn_value_min = 1
+earn_value_max = 10**6
+tiers_max = 64  # tier ranks fit a 64-bit filter mask
+promotions_max = 64  # active promotions are tracked as a 64-bit mask
+tier_name_bytes_max = 32
+expiry_months_max = 1200
+program_document_bytes_max = 1 << 20
+currency_length = 3
+
+# Promotion times may name 2100-01-01 itself (§15), one past the event range.
+promotion_time_s_max = time_s_max_exclusive
+
+# Store.
+categories_max = 65_535
+batch_items_max = 1_000_000
+history_limit_max = 10_000
+journal_limit_max = 100_000
+map_size_initial_bytes = 1 << 30
+map_size_growth_bytes = 1 << 30
+max_dbs = 16
+max_readers = 256
+
+# A bucket whose points never expire sorts after every real instant.
+never_expires_s = INT64_MAX
+
+assert id_bytes_max < 256, "id lengths are stored in one byte"
+assert category_bytes_max < 256, "category lengths are stored in one byte"
+assert tiers_max <= 64 and promotions_max <= 64, "filters are 64-bit masks"
+assert categories_max < (1 << 16), "category codes are stored in two bytes"
+assert amount_minor_max * earn_value_max <= INT64_MAX, (
+    "amount x earn.points must fit int64 before the multipliers apply"
+)
+assert time_s_max_exclusive < never_expires_s

@@ -1,0 +1,227 @@
+"""refund, redeem, adjust, expire and set_program, inside one write transaction.
+
+These are not the hot path: they run the same Python code whichever engine is
+selected, over the engine's MemberState. Checks run in the order of §15:
+fields, id already used, existence, state, and last int64 range; nothing is
+written until every check has passed.
+"""
+
+from . import calendar, limits, program as programs, store_format as fmt
+from ._engine_py import validate_amount, validate_id, validate_int, validate_time
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+REASON_FIELD = "reason"
+
+
+def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
+    """Expire the member's due buckets (one EXPIRE entry) and roll its tier year."""
+    expired = state.expire_due(time_s, writer.expiry_deltas)
+    if expired:
+        writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, time_s, program.version)
+        writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+    state.roll_to(calendar.year_of(time_s), program)
+
+
+def _duplicate(writer, kind_name, ref_id, seq, same):
+    if not same:
+        raise AlreadyExists(f"{kind_name} {ref_id!r} was already used with different content")
+    _, points, balance, *_ = writer.entry(seq)
+    return ("DUPLICATE", seq, points, balance)
+
+
+def refund(writer, refund_id, order_id, amount_minor, time_s):
+    refund_key = validate_id("refund_id", refund_id)
+    order_key = validate_id("order_id", order_id)
+    amount_minor = validate_amount("amount_minor", amount_minor)
+    time_s = validate_time("time_s", time_s)
+
+    existing = writer.get(fmt.DB_REFUNDS, refund_key)
+    if existing is not None:
+        (amount, time, seq), stored_order, _ = fmt.decode_tail(fmt.REFUND_HEAD, existing)
+        same = (stored_order, amount, time) == (order_key, amount_minor, time_s)
+        return _duplicate(writer, "refund_id", refund_id, seq, same)
+
+    order = writer.get(fmt.DB_ORDERS, order_key)
+    if order is None:
+        raise NotFound(f"order_id {order_id!r}: no such order")
+    order_amount, order_time, earn_seq, refunded, clawed, category_code = fmt.ORDER.unpack(order)
+    if refunded + amount_minor > order_amount:
+        raise FailedPrecondition(
+            f"amount_minor {amount_minor}: order {order_id!r} of {order_amount} has "
+            f"{order_amount - refunded} left to refund"
+        )
+    _, earned_points, _, _, _, _, member_key, _ = writer.entry(earn_seq)
+    refunded_total = refunded + amount_minor
+    # floor(P x R / A) - already clawed (§6); P x R may exceed int64, Python ints are exact.
+    clawback = earned_points * refunded_total // order_amount - clawed
+    state = writer.member(member_key)
+    program = writer.program_at(time_s)
+    due = state.due_points(time_s)
+    if state.balance - due - clawback < limits.INT64_MIN:
+        raise InvalidArgument("balance", state.balance - due - clawback, "the balance would overflow int64")
+
+    _roll_and_expire(writer, state, member_key, refund_key, time_s, program)
+    if calendar.year_of(order_time) == state.tier_year:
+        state.spend_minor = max(0, state.spend_minor - amount_minor)
+    uncovered = state.debit(clawback, writer.expiry_deltas)
+    state.debt += uncovered
+    state.clawed_back += clawback
+    seq = writer.append_entry(fmt.KIND_CLAWBACK, -clawback, state, member_key, refund_key, time_s, program.version)
+    writer.mark_dirty(member_key, state)
+    writer.count(time_s, fmt.COUNTER_CLAWED_BACK, clawback)
+    writer.put(fmt.DB_ORDERS, order_key, fmt.ORDER.pack(
+        order_amount, order_time, earn_seq, refunded_total, clawed + clawback, category_code))
+    writer.put(fmt.DB_REFUNDS, refund_key, fmt.encode_tail(fmt.REFUND_HEAD, (amount_minor, time_s, seq), order_key))
+    return ("APPLIED", seq, -clawback, state.balance)
+
+
+def _member_or_not_found(writer, member_key, member_id):
+    state = writer.member(member_key)
+    if state is None:
+        raise NotFound(f"member_id {member_id!r}: no such member")
+    return state
+
+
+def redeem(writer, redemption_id, member_id, points, time_s):
+    redemption_key = validate_id("redemption_id", redemption_id)
+    member_key = validate_id("member_id", member_id)
+    points = validate_int("points", points, 1, limits.INT64_MAX)
+    time_s = validate_time("time_s", time_s)
+
+    existing = writer.get(fmt.DB_REDEMPTIONS, redemption_key)
+    if existing is not None:
+        (stored_points, time, seq), stored_member, _ = fmt.decode_tail(fmt.REDEMPTION_HEAD, existing)
+        same = (stored_member, stored_points, time) == (member_key, points, time_s)
+        return _duplicate(writer, "redemption_id", redemption_id, seq, same)
+
+    state = _member_or_not_found(writer, member_key, member_id)
+    available = state.unexpired_points(time_s)
+    if points > available:
+        raise FailedPrecondition(f"points {points}: member {member_id!r} has {available} points available")
+
+    program = writer.program_at(time_s)
+    _roll_and_expire(writer, state, member_key, redemption_key, time_s, program)
+    state.debit(points, writer.expiry_deltas)
+    state.redeemed += points
+    seq = writer.append_entry(fmt.KIND_REDEEM, -points, state, member_key, redemption_key, time_s, program.version)
+    writer.mark_dirty(member_key, state)
+    writer.count(time_s, fmt.COUNTER_REDEEMED, points)
+    writer.put(fmt.DB_REDEMPTIONS, redemption_key,
+               fmt.encode_tail(fmt.REDEMPTION_HEAD, (points, time_s, seq), member_key))
+    return ("APPLIED", seq, -points, state.balance)
+
+
+def adjust(writer, adjustment_id, member_id, points, reason, time_s):
+    adjustment_key = validate_id("adjustment_id", adjustment_id)
+    member_key = validate_id("member_id", member_id)
+    points = validate_int("points", points, limits.INT64_MIN, limits.INT64_MAX)
+    if points == 0:
+        raise InvalidArgument("points", points, "must not be zero")
+    reason_key = validate_id(REASON_FIELD, reason, limits.reason_bytes_max)
+    time_s = validate_time("time_s", time_s)
+
+    existing = writer.get(fmt.DB_ADJUSTMENTS, adjustment_key)
+    if existing is not None:
+        (stored_points, time, seq), stored_member, stored_reason = fmt.decode_tail(fmt.ADJUSTMENT_HEAD, existing)
+        same = (stored_member, stored_points, stored_reason, time) == (member_key, points, reason_key, time_s)
+        return _duplicate(writer, "adjustment_id", adjustment_id, seq, same)
+
+    state = _member_or_not_found(writer, member_key, member_id)
+    program = writer.program_at(time_s)
+    if points < 0:
+        available = state.unexpired_points(time_s)
+        if -points > available:
+            raise FailedPrecondition(
+                f"points {points}: member {member_id!r} has {available} points available"
+            )
+    else:
+        due = state.due_points(time_s)
+        if state.balance - due + points > limits.INT64_MAX:
+            raise InvalidArgument("balance", state.balance - due + points, "the balance would overflow int64")
+        writer.check_credit(points)
+
+    _roll_and_expire(writer, state, member_key, adjustment_key, time_s, program)
+    if points > 0:
+        instant = (
+            calendar.expiry_instant(time_s, program.expiry_months)
+            if program.expiry_months else limits.never_expires_s
+        )
+        state.credit(points, instant, writer.expiry_deltas)
+        writer.count(time_s, fmt.COUNTER_ADJUSTED_POSITIVE, points)
+    else:
+        state.debit(-points, writer.expiry_deltas)
+        writer.count(time_s, fmt.COUNTER_ADJUSTED_NEGATIVE, -points)
+    state.adjusted += points
+    seq = writer.append_entry(fmt.KIND_ADJUST, points, state, member_key, adjustment_key, time_s, program.version)
+    writer.mark_dirty(member_key, state)
+    writer.put(fmt.DB_ADJUSTMENTS, adjustment_key,
+               fmt.encode_tail(fmt.ADJUSTMENT_HEAD, (points, time_s, seq), member_key, reason_key))
+    return ("APPLIED", seq, points, state.balance)
+
+
+def expire(writer, as_of_s):
+    """Expire every member's due buckets at as_of (§5); safe to run again."""
+    as_of_s = validate_time("as_of_s", as_of_s)
+    if not _anything_due(writer, as_of_s):
+        return (0, 0)
+    program = writer.program_at(as_of_s)
+    ref_key = f"expire-run@{as_of_s}".encode()
+    members = points = 0
+    # Member-id byte order is the key order of the members sub-database (§15).
+    for member_key in writer.txn.cursor(db=writer.dbs[fmt.DB_MEMBERS]).iternext(values=False):
+        member_key = bytes(member_key)
+        state = writer.member(member_key)
+        if not state.buckets or state.buckets[0][0] > as_of_s:
+            continue
+        expired = state.expire_due(as_of_s, writer.expiry_deltas)
+        writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, as_of_s, program.version)
+        writer.count(as_of_s, fmt.COUNTER_EXPIRED, expired)
+        writer.mark_dirty(member_key, state)
+        members += 1
+        points += expired
+    return (members, points)
+
+
+def _anything_due(writer, as_of_s):
+    """The expiry totals say whether any bucket is due, without a member scan."""
+    cursor = writer.txn.cursor(db=writer.dbs[fmt.DB_EXPIRY])
+    for key, value in cursor:
+        if fmt.I64.unpack(key)[0] > as_of_s:
+            return False
+        if fmt.I64.unpack(value)[0] != 0:
+            return True
+    return False
+
+
+def set_program(writer, document, effective_from_s, now_s):
+    """Validate and store a new programme version; return its number."""
+    parsed = programs.parse_document(document)
+    problems, fields = programs.validate(parsed)
+    if problems:
+        raise programs.InvalidProgram(problems)
+    in_document = fields.get("effective_from")
+    if effective_from_s is not None:
+        effective_from_s = validate_time("effective_from", effective_from_s)
+        if in_document is not None and in_document != effective_from_s:
+            raise InvalidArgument(
+                "effective_from", effective_from_s,
+                f"differs from the document's effective_from ({in_document})",
+            )
+    elif in_document is not None:
+        effective_from_s = in_document
+    else:
+        effective_from_s = now_s
+    existing = writer.store.programs + writer.new_programs
+    if existing and effective_from_s < existing[-1].effective_from_s:
+        raise FailedPrecondition(
+            f"effective_from {effective_from_s}: earlier than version {existing[-1].version}'s "
+            f"({existing[-1].effective_from_s})"
+        )
+    version = len(existing) + 1
+    compiled = programs.compile_program(parsed, version, effective_from_s)
+    stored = dict(parsed)
+    stored["effective_from"] = effective_from_s
+    writer.put(fmt.DB_PROGRAMS, fmt.U32.pack(version),
+               fmt.PROGRAM_HEAD.pack(effective_from_s) + programs.canonical_json(stored).encode())
+    writer.new_programs.append(compiled)
+    return version

@@ -1,0 +1,158 @@
+"""Read-only queries (§8) over one read transaction. Readers never wait for the writer."""
+
+import fractions
+
+from . import calendar, limits, store_format as fmt
+from .errors import NotFound
+from .results import Balance, Entry, HistoryPage, Liability, Rollforward
+
+NEVER = limits.never_expires_s
+
+
+def entry_from_value(seq, value):
+    kind, points, balance, time_s, version, _, member_key, ref_key = fmt.decode_entry(value)
+    return Entry(seq, fmt.KIND_NAMES[kind], member_key.decode(), ref_key.decode(),
+                 points, balance, time_s, version)
+
+
+def tier_as_of(store, state, as_of_s):
+    """(tier rank, tier name, tier year, spend) as of as_of, without writing (§4, §15)."""
+    program = store.program_at(as_of_s)
+    year = calendar.year_of(as_of_s)
+    tier_year, spend, carried = state.tier_year, state.spend_minor, state.carried_rank
+    if year > tier_year:
+        tier_year, spend, carried = state.rolled(year, program)
+    rank = max(program.tier_rank_for_spend(spend), min(carried, len(program.tier_names) - 1))
+    return rank, program.tier_names[rank], tier_year, spend
+
+
+def balance(store, txn, member_id, member_key, as_of_s):
+    value = txn.get(member_key, db=store.dbs[fmt.DB_MEMBERS])
+    if value is None:
+        raise NotFound(f"member_id {member_id!r}: no such member")
+    state = store.engine.MemberState.decode(value)
+    available = -state.debt
+    next_expiry_s, next_expiry_points = None, 0
+    for instant, points in state.buckets:
+        if instant > as_of_s:
+            available += points
+            if next_expiry_s is None and instant != NEVER:
+                next_expiry_s, next_expiry_points = instant, points
+    _, tier_name, tier_year, spend = tier_as_of(store, state, as_of_s)
+    return Balance(
+        member_id=member_id, as_of_s=as_of_s, balance=state.balance, available=available,
+        debt=state.debt, next_expiry_s=next_expiry_s, next_expiry_points=next_expiry_points,
+        tier=tier_name, tier_year=tier_year, spend_minor=spend, earned=state.earned,
+        redeemed=state.redeemed, expired=state.expired, clawed_back=state.clawed_back,
+        adjusted=state.adjusted,
+    )
+
+
+def history(store, txn, member_id, member_key, limit, before_seq):
+    value = txn.get(member_key, db=store.dbs[fmt.DB_MEMBERS])
+    if value is None:
+        raise NotFound(f"member_id {member_id!r}: no such member")
+    journal = store.dbs[fmt.DB_JOURNAL]
+    seq = store.engine.MemberState.decode(value).last_seq
+    if before_seq is not None:
+        # A cursor from an earlier page is the member's own entry: follow its link.
+        anchor = txn.get(fmt.seq_key(before_seq), db=journal)
+        if anchor is not None and fmt.decode_entry(anchor)[6] == member_key:
+            seq = fmt.decode_entry(anchor)[5]
+        else:
+            while seq and seq >= before_seq:
+                seq = fmt.decode_entry(txn.get(fmt.seq_key(seq), db=journal))[5]
+    entries = []
+    while seq and len(entries) < limit:
+        value = txn.get(fmt.seq_key(seq), db=journal)
+        entries.append(entry_from_value(seq, value))
+        seq = fmt.decode_entry(value)[5]
+    return HistoryPage(entries, entries[-1].seq if seq and entries else None)
+
+
+def journal(store, txn, from_seq, limit):
+    cursor = txn.cursor(db=store.dbs[fmt.DB_JOURNAL])
+    entries = []
+    if not cursor.set_range(fmt.seq_key(from_seq)):
+        return entries
+    for key, value in cursor:
+        entries.append(entry_from_value(fmt.U64.unpack(key)[0], value))
+        if len(entries) >= limit:
+            break
+    return entries
+
+
+def read_totals(store, txn):
+    stored = txn.get(fmt.META_TOTALS, db=store.dbs[fmt.DB_META])
+    return list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
+
+
+def outstanding_of(counters):
+    return (
+        counters[fmt.COUNTER_EARNED] + counters[fmt.COUNTER_ADJUSTED_POSITIVE]
+        - counters[fmt.COUNTER_ADJUSTED_NEGATIVE] - counters[fmt.COUNTER_CLAWED_BACK]
+        - counters[fmt.COUNTER_REDEEMED] - counters[fmt.COUNTER_EXPIRED]
+    )
+
+
+def liability(store, txn, as_of_s):
+    totals = read_totals(store, txn)
+    outstanding = outstanding_of(totals)
+    program = store.program_at(as_of_s)
+    point_value = program.point_value if program else 0
+    horizons = {30: 0, 60: 0, 90: 0}
+    overdue = 0
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_EXPIRY]):
+        instant, points = fmt.I64.unpack(key)[0], fmt.I64.unpack(value)[0]
+        if instant == NEVER:
+            continue
+        if instant <= as_of_s:
+            overdue += points
+            continue
+        for days in horizons:
+            if instant <= as_of_s + days * calendar.SECONDS_PER_DAY:
+                horizons[days] += points
+    by_tier = {}
+    if program is not None:
+        # Tiers move with the calendar, not with writes, so this one figure is a
+        # member scan (read-only, one pass); every other figure is a counter.
+        by_tier = {name: 0 for name in program.tier_names}
+        decode = store.engine.MemberState.decode
+        for _, value in txn.cursor(db=store.dbs[fmt.DB_MEMBERS]):
+            state = decode(value)
+            by_tier[tier_as_of(store, state, as_of_s)[1]] += state.balance
+    return Liability(
+        as_of_s=as_of_s, currency=program.currency if program else "",
+        point_value=point_value, earned=totals[fmt.COUNTER_EARNED],
+        adjusted_positive=totals[fmt.COUNTER_ADJUSTED_POSITIVE],
+        adjusted_negative=totals[fmt.COUNTER_ADJUSTED_NEGATIVE],
+        clawed_back=totals[fmt.COUNTER_CLAWED_BACK], redeemed=totals[fmt.COUNTER_REDEEMED],
+        expired=totals[fmt.COUNTER_EXPIRED], outstanding=outstanding,
+        outstanding_value=outstanding * point_value, outstanding_by_tier=by_tier,
+        expiring_30_days=horizons[30], expiring_60_days=horizons[60], expiring_90_days=horizons[90],
+        overdue=overdue,
+    )
+
+
+def rollforward(store, txn, from_s, to_s):
+    """Opening + lines = closing over UTC days [day(from), day(to)), from day counters."""
+    first_day, end_day = calendar.day_of(from_s), calendar.day_of(to_s)
+    opening = [0] * len(fmt.COUNTER_FIELDS)
+    period = [0] * len(fmt.COUNTER_FIELDS)
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_DAYS]):
+        day = fmt.I32.unpack(key)[0]
+        if day >= end_day:
+            break
+        target = opening if day < first_day else period
+        for index, count in enumerate(fmt.COUNTERS.unpack(value)):
+            target[index] += count
+    credited = period[fmt.COUNTER_EARNED] + period[fmt.COUNTER_ADJUSTED_POSITIVE]
+    opening_points = outstanding_of(opening)
+    return Rollforward(
+        from_s=from_s, to_s=to_s, opening=opening_points,
+        earned=period[fmt.COUNTER_EARNED],
+        adjusted=period[fmt.COUNTER_ADJUSTED_POSITIVE] - period[fmt.COUNTER_ADJUSTED_NEGATIVE],
+        clawed_back=period[fmt.COUNTER_CLAWED_BACK], redeemed=period[fmt.COUNTER_REDEEMED],
+        expired=period[fmt.COUNTER_EXPIRED], closing=opening_points + outstanding_of(period),
+        breakage_rate=fractions.Fraction(period[fmt.COUNTER_EXPIRED], credited) if credited else None,
+    )

@@ -1,0 +1,167 @@
+"""What the Ledger returns: plain, immutable values."""
+
+import dataclasses
+import decimal
+import fractions
+
+
+@dataclasses.dataclass(frozen=True)
+class OperationResult:
+    status: str  # "APPLIED" or "DUPLICATE"
+    seq: int  # the operation's journal entry (EARN, CLAWBACK, REDEEM, ADJUST)
+    points: int  # its signed change
+    balance: int  # the member's balance after it
+
+    @property
+    def duplicate(self):
+        return self.status == "DUPLICATE"
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemResult:
+    """One item of a purchase batch: applied, duplicate, or refused with `error`."""
+
+    status: str  # "APPLIED", "DUPLICATE" or an error code such as "INVALID_ARGUMENT"
+    seq: int
+    points: int
+    balance: int
+    error: Exception | None = None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+class BatchResult:
+    """Per-item results of a purchase batch, in input order."""
+
+    def __init__(self, raw_results):
+        self._raw = raw_results
+
+    def __len__(self):
+        return len(self._raw)
+
+    def __getitem__(self, index):
+        return ItemResult(*self._raw[index])
+
+    def __iter__(self):
+        return (ItemResult(*raw) for raw in self._raw)
+
+    def _count(self, status):
+        return sum(1 for raw in self._raw if raw[0] == status)
+
+    @property
+    def applied(self):
+        return self._count("APPLIED")
+
+    @property
+    def duplicates(self):
+        return self._count("DUPLICATE")
+
+    @property
+    def rejected(self):
+        return len(self._raw) - self.applied - self.duplicates
+
+    @property
+    def points(self):
+        return sum(raw[2] for raw in self._raw if raw[0] == "APPLIED")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    seq: int
+    kind: str
+    member_id: str
+    ref_id: str
+    points: int
+    balance: int
+    time_s: int
+    program_version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryPage:
+    entries: list
+    next_before_seq: int | None  # pass as before_seq for the next page; None at the end
+
+
+@dataclasses.dataclass(frozen=True)
+class Balance:
+    member_id: str
+    as_of_s: int
+    balance: int
+    available: int
+    debt: int
+    next_expiry_s: int | None
+    next_expiry_points: int
+    tier: str
+    tier_year: int
+    spend_minor: int
+    earned: int
+    redeemed: int
+    expired: int
+    clawed_back: int
+    adjusted: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpireResult:
+    as_of_s: int
+    members: int
+    points: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramVersion:
+    version: int
+    effective_from_s: int
+    document: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Liability:
+    as_of_s: int
+    currency: str
+    point_value: decimal.Decimal
+    earned: int
+    adjusted_positive: int
+    adjusted_negative: int
+    clawed_back: int
+    redeemed: int
+    expired: int
+    outstanding: int
+    outstanding_value: decimal.Decimal
+    outstanding_by_tier: dict
+    expiring_30_days: int
+    expiring_60_days: int
+    expiring_90_days: int
+    overdue: int
+
+    @property
+    def issued(self):
+        return self.earned + self.adjusted_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollforward:
+    from_s: int
+    to_s: int
+    opening: int
+    earned: int
+    adjusted: int
+    clawed_back: int
+    redeemed: int
+    expired: int
+    closing: int
+    breakage_rate: fractions.Fraction | None  # expired / (earned + positive adjustments)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    problems: list
+    entries: int
+    members: int
+
+    @property
+    def ok(self):
+        return not self.problems

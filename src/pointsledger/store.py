@@ -1,0 +1,164 @@
+"""The LMDB environment of one ledger, and what is cached from it in memory.
+
+Everything that matters is in the environment; the caches here (programme
+versions, category codes, decoded member records) are rebuilt from it whenever
+another writer may have committed, which the commit counter in meta tells.
+"""
+
+import bisect
+import os
+
+import lmdb
+
+from . import limits, program as programs, store_format as fmt
+from .errors import StoreFull
+
+
+class Store:
+    def __init__(self, path, *, sync=True, map_size_bytes=None, readonly=False):
+        self.path = os.fspath(path)
+        self.sync_each_commit = sync
+        self.readonly = readonly
+        if not readonly:
+            os.makedirs(self.path, exist_ok=True)
+        self.env = lmdb.open(
+            self.path,
+            map_size=map_size_bytes or limits.map_size_initial_bytes,
+            max_dbs=limits.max_dbs,
+            max_readers=limits.max_readers,
+            sync=sync,
+            metasync=sync,
+            readonly=readonly,
+            # One writer at a time; readers never wait for it (§9).
+            lock=True,
+        )
+        self.dbs = {}
+        if readonly:
+            with self.env.begin() as txn:
+                for name in fmt.ALL_DBS:
+                    self.dbs[name] = self.env.open_db(name, txn=txn, create=False)
+        else:
+            with self.env.begin(write=True) as txn:
+                for name in fmt.ALL_DBS:
+                    self.dbs[name] = self.env.open_db(name, txn=txn)
+                meta = self.dbs[fmt.DB_META]
+                stored = txn.get(fmt.META_FORMAT, db=meta)
+                if stored is None:
+                    txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION), db=meta)
+                elif fmt.U32.unpack(stored)[0] != fmt.FORMAT_VERSION:
+                    raise RuntimeError(
+                        f"{self.path}: store format {fmt.U32.unpack(stored)[0]} is not "
+                        f"{fmt.FORMAT_VERSION}"
+                    )
+        self.cached_commit_count = None
+        self.programs = []
+        self.program_starts = []
+        self.category_codes = {}
+        self.category_names = {}
+        self.member_cache = {}
+
+    # --- cache coherence ----------------------------------------------------------
+
+    def commit_count(self, txn):
+        value = txn.get(fmt.META_COMMIT_COUNT, db=self.dbs[fmt.DB_META])
+        return 0 if value is None else fmt.U64.unpack(value)[0]
+
+    def refresh(self, txn):
+        """Reload the caches if anything committed since they were filled."""
+        count = self.commit_count(txn)
+        if count == self.cached_commit_count:
+            return
+        self.member_cache.clear()
+        self.programs = self._load_programs(txn)
+        self.program_starts = [compiled.effective_from_s for compiled in self.programs]
+        self.category_codes, self.category_names = {}, {}
+        for name, code in txn.cursor(db=self.dbs[fmt.DB_CATEGORIES]):
+            code = fmt.CATEGORY_CODE.unpack(code)[0]
+            self.category_codes[bytes(name)] = code
+            self.category_names[code] = bytes(name)
+        self.cached_commit_count = count
+
+    def forget(self):
+        """Drop every cache: a write transaction failed after mutating them."""
+        self.cached_commit_count = None
+        self.member_cache.clear()
+
+    def _load_programs(self, txn):
+        loaded = []
+        for key, value in txn.cursor(db=self.dbs[fmt.DB_PROGRAMS]):
+            version = fmt.U32.unpack(key)[0]
+            effective_from_s = fmt.PROGRAM_HEAD.unpack_from(value)[0]
+            document = programs.parse_document(bytes(value[fmt.PROGRAM_HEAD.size:]))
+            loaded.append(programs.compile_program(document, version, effective_from_s))
+        return loaded
+
+    def program_at(self, time_s):
+        """The version in force at time_s; version 1 for earlier events (§3)."""
+        if not self.programs:
+            return None
+        index = bisect.bisect_right(self.program_starts, time_s) - 1
+        return self.programs[max(index, 0)]
+
+    def last_seq(self, txn):
+        cursor = txn.cursor(db=self.dbs[fmt.DB_JOURNAL])
+        if not cursor.last():
+            return 0
+        return fmt.U64.unpack(cursor.key())[0]
+
+    # --- transactions ----------------------------------------------------------------
+
+    def read(self):
+        txn = self.env.begin(buffers=False)
+        self.refresh(txn)
+        return txn
+
+    def write(self, apply):
+        """Run apply(writer) in one write transaction and commit it, durably.
+
+        A full map grows the map and runs the batch again from the start; any
+        other failure aborts, so nothing of the batch is committed.
+        """
+        from .writer import Writer
+
+        while True:
+            txn = self.env.begin(write=True)
+            try:
+                self.refresh(txn)
+                writer = Writer(self, txn)
+                result = apply(writer)
+                writer.flush()
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                self.forget()
+                self._grow_map()
+                continue
+            except lmdb.Error as error:
+                txn.abort()
+                self.forget()
+                if "No space left" in str(error) or "ENOSPC" in str(error):
+                    raise StoreFull(f"{self.path}: the disk is full; nothing was written") from error
+                raise
+            except BaseException:
+                txn.abort()
+                self.forget()
+                raise
+            writer.committed()
+            return result
+
+    def _grow_map(self):
+        current = self.env.info()["map_size"]
+        try:
+            self.env.set_mapsize(current + max(current, limits.map_size_growth_bytes))
+        except lmdb.Error as error:
+            raise StoreFull(
+                f"{self.path}: the map is full and cannot grow ({error}); free disk space"
+            ) from error
+
+    def sync(self):
+        self.env.sync(True)
+
+    def close(self):
+        if not self.readonly and not self.sync_each_commit:
+            self.env.sync(True)
+        self.env.close()

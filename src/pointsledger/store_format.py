@@ -1,0 +1,134 @@
+"""The on-disk format: sub-database names, key encodings and value layouts.
+
+Every layout is a `struct` format named once here; docs/design.md has the
+table. Integers are big-endian so that integer keys sort numerically and so
+that both engines (the Cython one writes these bytes by hand) agree byte for
+byte. Variable-length strings follow the fixed part, each with a one-byte
+length (ids are at most 64 bytes, limits.id_bytes_max).
+"""
+
+import struct
+
+FORMAT_VERSION = 1
+
+# Sub-databases of the one LMDB environment.
+DB_META = b"meta"
+DB_PROGRAMS = b"programs"
+DB_MEMBERS = b"members"
+DB_JOURNAL = b"journal"
+DB_ORDERS = b"orders"
+DB_REFUNDS = b"refunds"
+DB_REDEMPTIONS = b"redemptions"
+DB_ADJUSTMENTS = b"adjustments"
+DB_CATEGORIES = b"categories"
+DB_CATEGORY_NAMES = b"category_names"
+DB_DAYS = b"days"
+DB_EXPIRY = b"expiry"
+ALL_DBS = (
+    DB_META, DB_PROGRAMS, DB_MEMBERS, DB_JOURNAL, DB_ORDERS, DB_REFUNDS,
+    DB_REDEMPTIONS, DB_ADJUSTMENTS, DB_CATEGORIES, DB_CATEGORY_NAMES, DB_DAYS, DB_EXPIRY,
+)
+
+# meta keys
+META_FORMAT = b"format_version"
+META_TOTALS = b"totals"
+META_MEMBER_COUNT = b"member_count"
+META_COMMIT_COUNT = b"commit_count"
+
+# Journal kinds (§7). BONUS is reserved for the engagement rules (§14).
+KIND_EARN = 1
+KIND_CLAWBACK = 2
+KIND_REDEEM = 3
+KIND_ADJUST = 4
+KIND_EXPIRE = 5
+KIND_BONUS = 6
+KIND_NAMES = {
+    KIND_EARN: "EARN", KIND_CLAWBACK: "CLAWBACK", KIND_REDEEM: "REDEEM",
+    KIND_ADJUST: "ADJUST", KIND_EXPIRE: "EXPIRE", KIND_BONUS: "BONUS",
+}
+
+U32 = struct.Struct(">I")
+U64 = struct.Struct(">Q")
+I64 = struct.Struct(">q")
+I32 = struct.Struct(">i")
+
+# journal: seq (U64 key) -> kind, points, balance, time, program_version,
+# member's previous entry seq (0 = none), member id length, ref id length,
+# then member id and ref id bytes. The previous-entry link makes history a
+# walk instead of a second random insert per entry.
+JOURNAL_HEAD = struct.Struct(">BqqqIQBB")
+
+# members: member id -> record version, balance, debt, tier year, spend in the
+# tier year, carried tier rank, lifetime earned, redeemed, expired, clawed back,
+# adjusted (net), last entry seq, bucket count; then the buckets as
+# (expiry instant, points), soonest first; never-expiring sorts last.
+MEMBER_RECORD_VERSION = 1
+MEMBER_HEAD = struct.Struct(">BqqiqiqqqqqQI")
+BUCKET = struct.Struct(">qq")
+
+# orders: order id -> amount, time, EARN entry seq, refunded so far, clawed back
+# so far, category code. Member, points and balance live in the EARN entry.
+ORDER = struct.Struct(">qqQqqH")
+# refunds: refund id -> amount, time, CLAWBACK entry seq, order id length; order id
+REFUND_HEAD = struct.Struct(">qqQB")
+# redemptions: redemption id -> points, time, REDEEM entry seq, member id length; member id
+REDEMPTION_HEAD = struct.Struct(">qqQB")
+# adjustments: adjustment id -> points, time, ADJUST entry seq, member id length;
+# member id, then the reason (the rest of the value)
+ADJUSTMENT_HEAD = struct.Struct(">qqQB")
+
+# days: day number since 1970-01-01 (I32 key) -> counters of events on that day;
+# meta totals: the same counters for all time.
+COUNTERS = struct.Struct(">qqqqqqq")
+COUNTER_FIELDS = (
+    "earned", "adjusted_positive", "adjusted_negative", "clawed_back",
+    "redeemed", "expired", "purchases",
+)
+COUNTER_EARNED, COUNTER_ADJUSTED_POSITIVE, COUNTER_ADJUSTED_NEGATIVE = 0, 1, 2
+COUNTER_CLAWED_BACK, COUNTER_REDEEMED, COUNTER_EXPIRED, COUNTER_PURCHASES = 3, 4, 5, 6
+
+# expiry: instant (I64 key) -> points of every member's bucket with that instant.
+EXPIRY_TOTAL = I64
+
+# programs: version (U32 key) -> effective_from, then canonical JSON.
+PROGRAM_HEAD = I64
+
+# categories: name -> code (U16); category_names: code (U16) -> name.
+CATEGORY_CODE = struct.Struct(">H")
+
+
+def seq_key(seq):
+    return U64.pack(seq)
+
+
+def encode_entry(kind, points, balance, time_s, program_version, previous_seq, member_key, ref_key):
+    return (
+        JOURNAL_HEAD.pack(kind, points, balance, time_s, program_version, previous_seq,
+                          len(member_key), len(ref_key))
+        + member_key + ref_key
+    )
+
+
+def decode_entry(value):
+    kind, points, balance, time_s, version, previous_seq, member_length, ref_length = (
+        JOURNAL_HEAD.unpack_from(value)
+    )
+    start = JOURNAL_HEAD.size
+    member_key = bytes(value[start:start + member_length])
+    ref_key = bytes(value[start + member_length:start + member_length + ref_length])
+    if start + member_length + ref_length != len(value):
+        raise ValueError(f"journal entry of {len(value)} bytes has a bad length")
+    return kind, points, balance, time_s, version, previous_seq, member_key, ref_key
+
+
+def encode_tail(head, head_values, name_key, rest=b""):
+    return head.pack(*head_values, len(name_key)) + name_key + rest
+
+
+def decode_tail(head, value):
+    """(fixed fields..., name bytes, rest bytes) of a head + one-byte-length name layout."""
+    fields = head.unpack_from(value)
+    start = head.size
+    name_length = fields[-1]
+    name = bytes(value[start:start + name_length])
+    return fields[:-1], name, bytes(value[start + name_length:])

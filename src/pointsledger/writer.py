@@ -1,0 +1,201 @@
+"""One write transaction: a write-behind overlay over the sub-databases.
+
+Operations read through the overlay and write into it; `flush` hands LMDB
+each sub-database's changes as one sorted `putmulti` (journal keys appended),
+so a batch touches each member record once, however many purchases it holds.
+"""
+
+from . import calendar, limits, store_format as fmt
+from .errors import InvalidArgument
+
+# Sub-databases written through the overlay as plain key -> value.
+OVERLAY_DBS = (fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS)
+
+
+class Writer:
+    def __init__(self, store, txn):
+        self.store = store
+        self.txn = txn
+        self.dbs = store.dbs
+        self.overlay = {name: {} for name in OVERLAY_DBS}
+        self.first_seq = store.last_seq(txn) + 1
+        self.next_seq = self.first_seq
+        self.journal_values = []
+        self.members = store.member_cache
+        self.dirty_members = {}
+        self.new_member_count = 0
+        self.new_categories = {}  # name -> code, not yet committed
+        self.expiry_deltas = {}  # instant -> change of the points expiring then
+        self.day_deltas = {}  # day -> [counter deltas]
+        stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
+        self.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
+        self.new_programs = []
+
+    # --- reads through the overlay --------------------------------------------------
+
+    def get(self, db_name, key):
+        value = self.overlay[db_name].get(key)
+        if value is None:
+            value = self.txn.get(key, db=self.dbs[db_name])
+        return value
+
+    def put(self, db_name, key, value):
+        self.overlay[db_name][key] = value
+
+    def entry(self, seq):
+        if seq >= self.first_seq:
+            return fmt.decode_entry(self.journal_values[seq - self.first_seq])
+        return fmt.decode_entry(self.txn.get(fmt.seq_key(seq), db=self.dbs[fmt.DB_JOURNAL]))
+
+    def member(self, member_key):
+        """The member's state (cached, mutable), or None for an unknown member."""
+        state = self.members.get(member_key)
+        if state is None:
+            value = self.txn.get(member_key, db=self.dbs[fmt.DB_MEMBERS])
+            if value is None:
+                return None
+            state = self.store.engine.MemberState.decode(value)
+            self.members[member_key] = state
+        return state
+
+    def add_member(self, member_key, state):
+        self.members[member_key] = state
+        self.dirty_members[member_key] = state
+        self.new_member_count += 1
+
+    def mark_dirty(self, member_key, state):
+        self.dirty_members[member_key] = state
+
+    def program_at(self, time_s):
+        return self.store.program_at(time_s)
+
+    # --- categories ------------------------------------------------------------------
+
+    def category_code(self, name_key):
+        """The category's code, allocating the next one for a new category."""
+        code = self.store.category_codes.get(name_key)
+        if code is None:
+            code = self.new_categories.get(name_key)
+        if code is None:
+            self.check_category(name_key)
+            code = len(self.store.category_codes) + len(self.new_categories)
+            self.new_categories[name_key] = code
+        return code
+
+    def check_category(self, name_key):
+        """Refuse a new category when the dictionary is full, before anything is written."""
+        if name_key in self.store.category_codes or name_key in self.new_categories:
+            return
+        if len(self.store.category_codes) + len(self.new_categories) >= limits.categories_max:
+            raise InvalidArgument(
+                "category", name_key.decode("utf-8"),
+                f"the ledger already has {limits.categories_max} categories",
+            )
+
+    def category_name(self, code):
+        name = self.store.category_names.get(code)
+        if name is None:
+            for pending_name, pending_code in self.new_categories.items():
+                if pending_code == code:
+                    return pending_name
+        return name
+
+    # --- journal and counters -----------------------------------------------------------
+
+    def append_entry(self, kind, points, state, member_key, ref_key, time_s, program_version):
+        seq = self.next_seq
+        self.journal_values.append(fmt.encode_entry(
+            kind, points, state.balance, time_s, program_version, state.last_seq, member_key, ref_key,
+        ))
+        state.last_seq = seq
+        self.next_seq = seq + 1
+        return seq
+
+    def count(self, time_s, counter, delta):
+        day = calendar.day_of(time_s)
+        deltas = self.day_deltas.get(day)
+        if deltas is None:
+            deltas = self.day_deltas[day] = [0] * len(fmt.COUNTER_FIELDS)
+        deltas[counter] += delta
+        self.totals[counter] += delta
+
+    def check_credit(self, points):
+        """Everything ever credited must fit int64, so every sum of points does too."""
+        credited = (
+            self.totals[fmt.COUNTER_EARNED] + self.totals[fmt.COUNTER_ADJUSTED_POSITIVE] + points
+        )
+        if credited > limits.INT64_MAX:
+            raise InvalidArgument(
+                "points", points, "the ledger's total credited points would overflow int64"
+            )
+
+    # --- commit ------------------------------------------------------------------------
+
+    def flush(self):
+        txn, dbs = self.txn, self.dbs
+        if self.journal_values:
+            items = [(fmt.seq_key(self.first_seq + offset), value)
+                     for offset, value in enumerate(self.journal_values)]
+            _put_all(txn, dbs[fmt.DB_JOURNAL], items, append=True)
+        if self.dirty_members:
+            items = [(key, self.dirty_members[key].encode()) for key in sorted(self.dirty_members)]
+            _put_all(txn, dbs[fmt.DB_MEMBERS], items)
+        for name, changes in self.overlay.items():
+            if changes:
+                _put_all(txn, dbs[name], sorted(changes.items()))
+        for name, code in self.new_categories.items():
+            txn.put(name, fmt.CATEGORY_CODE.pack(code), db=dbs[fmt.DB_CATEGORIES])
+            txn.put(fmt.CATEGORY_CODE.pack(code), name, db=dbs[fmt.DB_CATEGORY_NAMES])
+        self._flush_days()
+        self._flush_expiry()
+        meta = dbs[fmt.DB_META]
+        txn.put(fmt.META_TOTALS, fmt.COUNTERS.pack(*self.totals), db=meta)
+        if self.new_member_count:
+            stored = txn.get(fmt.META_MEMBER_COUNT, db=meta)
+            members = (fmt.U64.unpack(stored)[0] if stored else 0) + self.new_member_count
+            txn.put(fmt.META_MEMBER_COUNT, fmt.U64.pack(members), db=meta)
+        self.commit_count = self.store.commit_count(txn) + 1
+        txn.put(fmt.META_COMMIT_COUNT, fmt.U64.pack(self.commit_count), db=meta)
+
+    def _flush_days(self):
+        db = self.dbs[fmt.DB_DAYS]
+        for day in sorted(self.day_deltas):
+            key = fmt.I32.pack(day)
+            stored = self.txn.get(key, db=db)
+            counters = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
+            for index, delta in enumerate(self.day_deltas[day]):
+                counters[index] += delta
+            self.txn.put(key, fmt.COUNTERS.pack(*counters), db=db)
+
+    def _flush_expiry(self):
+        db = self.dbs[fmt.DB_EXPIRY]
+        for instant in sorted(self.expiry_deltas):
+            delta = self.expiry_deltas[instant]
+            if delta == 0:
+                continue
+            key = fmt.I64.pack(instant)
+            stored = self.txn.get(key, db=db)
+            total = (fmt.I64.unpack(stored)[0] if stored else 0) + delta
+            if total:
+                self.txn.put(key, fmt.I64.pack(total), db=db)
+            else:
+                self.txn.delete(key, db=db)
+
+    def committed(self):
+        """After commit: what this transaction added becomes the cached truth."""
+        store = self.store
+        for name, code in self.new_categories.items():
+            store.category_codes[name] = code
+            store.category_names[code] = name
+        if self.new_programs:
+            store.programs = store.programs + self.new_programs
+            store.program_starts = [compiled.effective_from_s for compiled in store.programs]
+        store.cached_commit_count = self.commit_count
+
+
+def _put_all(txn, db, items, append=False):
+    consumed, added = txn.cursor(db=db).putmulti(items, append=append)
+    if consumed != len(items) or (append and added != len(items)):
+        raise RuntimeError(
+            f"putmulti wrote {added} of {len(items)} items: keys out of order or a bug"
+        )
