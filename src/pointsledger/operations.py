@@ -171,9 +171,9 @@ def expire(writer, as_of_s):
     for member_key in writer.txn.cursor(db=writer.dbs[fmt.DB_MEMBERS]).iternext(values=False):
         member_key = bytes(member_key)
         state = writer.member(member_key)
-        if not state.buckets or state.buckets[0][0] > as_of_s:
-            continue
         expired = state.expire_due(as_of_s, writer.expiry_deltas)
+        if not expired:
+            continue
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, as_of_s, program.version)
         writer.count(as_of_s, fmt.COUNTER_EXPIRED, expired)
         writer.mark_dirty(member_key, state)
