@@ -34,9 +34,10 @@ class Store:
         )
         self.dbs = {}
         if readonly:
-            with self.env.begin() as txn:
-                for name in fmt.ALL_DBS:
-                    self.dbs[name] = self.env.open_db(name, txn=txn, create=False)
+            # Handles opened inside a read transaction die with it; let py-lmdb
+            # open each in its own transaction instead.
+            for name in fmt.ALL_DBS:
+                self.dbs[name] = self.env.open_db(name, create=False)
         else:
             with self.env.begin(write=True) as txn:
                 for name in fmt.ALL_DBS:
@@ -126,6 +127,10 @@ class Store:
                 self.refresh(txn)
                 writer = Writer(self, txn)
                 result = apply(writer)
+                if not writer.has_changes():
+                    # Everything was refused or a duplicate: a refusal writes nothing at all.
+                    txn.abort()
+                    return result
                 writer.flush()
                 txn.commit()
             except lmdb.MapFullError:

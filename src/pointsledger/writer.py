@@ -131,6 +131,12 @@ class Writer:
 
     # --- commit ------------------------------------------------------------------------
 
+    def has_changes(self):
+        return bool(
+            self.journal_values or self.dirty_members or self.new_categories
+            or self.new_programs or any(self.overlay.values())
+        )
+
     def flush(self):
         txn, dbs = self.txn, self.dbs
         if self.journal_values:
