@@ -7,6 +7,7 @@ alone. Otherwise a missing extension falls back to the twin, and
 """
 
 import os
+import warnings
 
 from . import _engine_py
 from .errors import ExtensionMissing
@@ -33,6 +34,15 @@ else:
     DEFAULT = _engine_c
 
 ENGINE = DEFAULT.ENGINE_NAME
+
+if _engine_c is None and os.environ.get("POINTSLEDGER_PURE_PYTHON") != "1":
+    # Never a silent fallback: the twin is correct but many times slower.
+    warnings.warn(
+        f"pointsledger: the Cython engine is not available ({EXTENSION_IMPORT_ERROR}); "
+        "running on the pure-Python engine",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def get(name=None):

@@ -57,6 +57,8 @@ class Store:
         self.category_codes = {}
         self.category_names = {}
         self.member_cache = {}
+        with self.env.begin() as txn:
+            self.refresh(txn)
 
     # --- cache coherence ----------------------------------------------------------
 
