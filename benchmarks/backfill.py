@@ -1,0 +1,253 @@
+"""The backfill and ceiling benchmarks of SPEC §13, one workload per run.
+
+    python benchmarks/backfill.py backfill-seq --engine cython --count 1000000
+    python benchmarks/backfill.py ceiling-rand --count 1000000
+
+Prints one JSON line: workload, engine, count, seconds, rate (purchases/s),
+bytes_per_purchase (store on disk), peak_rss_mib (of this process), machine.
+Run each workload in its own process (benchmarks/run.py does) so peak RSS is
+that workload's alone.
+
+backfill-*: the seeded workload through Ledger.purchases in batches of 50,000,
+relaxed sync, one sync at the end. Only the purchases() calls and the final
+sync are timed; making the next batch's columns is not.
+
+ceiling-*: the physical limit of writing what that backfill writes. A ledger
+backfill is run first (untimed) into a scratch store; every sub-database is
+read back, and the same records are written into a fresh LMDB environment with
+plain `putmulti`, one write transaction per ledger batch, same sync policy, no
+ledger logic. Each transaction gets what the ledger's batch touched:
+- orders: the order ids of that batch, so random ids land at random places in
+  the tree exactly as the ledger's inserts do (appending every order in sorted
+  slices would make ceiling-rand a sequential write and the ratio meaningless);
+- members: every member the batch bought for, as the ledger rewrites each
+  touched record once per batch (the final record is written each time);
+- meta: all of it, as the ledger rewrites its totals every batch;
+- every other sub-database (journal, days, expiry, …): an equal share of its
+  records in key order; their keys ascend through the backfill.
+Only the write transactions and the final sync are timed.
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+
+import lmdb
+
+import workload
+from pointsledger import EXAMPLE_PROGRAM, Ledger
+from pointsledger import store_format
+
+BATCH_SIZE_DEFAULT = 50_000
+COUNT_DEFAULT = 1_000_000
+# Sparse: LMDB only takes the disk it writes. Big enough that a 10 M backfill
+# never grows the map, which would be a cost of the ledger, not of the disk.
+CEILING_MAP_SIZE_BYTES = 8 << 30
+MAX_DBS = 16
+PROGRAM_EFFECTIVE_FROM_S = 946684800  # 2000-01-01: version 1 covers every backfilled purchase
+
+WORKLOADS = ("backfill-seq", "backfill-rand", "ceiling-seq", "ceiling-rand")
+ENGINES = ("cython", "python")
+
+
+def machine_description():
+    return f"{platform.system()}-{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}"
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is KiB on Linux
+
+
+def disk_bytes(directory):
+    """Bytes the store's data file takes on disk (allocated blocks: the map is sparse)."""
+    return os.stat(os.path.join(directory, "data.mdb")).st_blocks * 512
+
+
+def backfill_program():
+    document = copy.deepcopy(EXAMPLE_PROGRAM)
+    document["effective_from"] = PROGRAM_EFFECTIVE_FROM_S
+    return document
+
+
+def run_backfill(directory, engine, count, order_ids, batch_size, seed):
+    """Backfill the workload into a new ledger at `directory`; return its measurements."""
+    ledger = Ledger(directory, sync=False, engine=engine)
+    try:
+        ledger.set_program(backfill_program())
+        seconds = 0.0
+        applied = 0
+        batches = 0
+        for batch in workload.iter_backfill_batches(count, batch_size, seed=seed, order_ids=order_ids):
+            start = time.perf_counter()
+            result = ledger.purchases(
+                batch["order_ids"], batch["member_ids"], batch["amounts_minor"],
+                batch["categories"], batch["times_s"],
+            )
+            seconds += time.perf_counter() - start
+            applied += result.applied
+            batches += 1
+        start = time.perf_counter()
+        ledger.sync()
+        seconds += time.perf_counter() - start
+    finally:
+        ledger.close()
+    return {"seconds": seconds, "applied": applied, "batches": batches}
+
+
+def read_store(directory):
+    """{sub-database name: (flags, [(key, value), ...] in key order)} of an LMDB environment."""
+    env = lmdb.open(directory, readonly=True, max_dbs=MAX_DBS, lock=False)
+    try:
+        contents = {}
+        with env.begin() as txn:
+            # Named sub-databases are the keys of the main database.
+            names = [name for name, _ in txn.cursor()]
+            for name in names:
+                db = env.open_db(name, txn=txn, create=False)
+                contents[name] = (db.flags(txn), list(txn.cursor(db=db)))
+        return contents
+    finally:
+        env.close()
+
+
+def equal_share(items, batch_index, batches):
+    return items[len(items) * batch_index // batches:len(items) * (batch_index + 1) // batches]
+
+
+def items_for_keys(items_by_key, keys):
+    """Sorted (key, value) of distinct `keys`, or None if any is not in the store."""
+    try:
+        return [(key, items_by_key[key]) for key in sorted(set(keys))]
+    except KeyError:
+        return None
+
+
+def ceiling_plan(contents, count, order_ids, batch_size, seed):
+    """The ceiling's write transactions: one {name: sorted items} per ledger batch."""
+    batch_columns = [
+        (batch["order_ids"], batch["member_ids"])
+        for batch in workload.iter_backfill_batches(count, batch_size, seed=seed, order_ids=order_ids)
+    ]
+    batches = len(batch_columns)
+    lookups = {
+        name: dict(contents[name][1])
+        for name in (store_format.DB_ORDERS, store_format.DB_MEMBERS) if name in contents
+    }
+    plan = [{} for _ in range(batches)]
+    for name, (_, items) in contents.items():
+        for batch_index, (batch_order_ids, batch_member_ids) in enumerate(batch_columns):
+            share = None
+            if name == store_format.DB_META:
+                share = items
+            elif name in lookups:
+                ids = batch_order_ids if name == store_format.DB_ORDERS else batch_member_ids
+                share = items_for_keys(lookups[name], [text.encode("utf-8") for text in ids])
+                if share is None:
+                    print(f"warning: {name!r} keys are not the raw ids; splitting it evenly",
+                          file=sys.stderr)
+                    del lookups[name]
+            if share is None:
+                share = equal_share(items, batch_index, batches)
+            if share:
+                plan[batch_index][name] = share
+    return plan
+
+
+def write_ceiling(directory, contents, plan):
+    """Write the plan into a fresh environment at `directory`; return the seconds it took."""
+    env = lmdb.open(directory, map_size=CEILING_MAP_SIZE_BYTES, max_dbs=MAX_DBS,
+                    sync=False, metasync=False, writemap=False)
+    try:
+        with env.begin(write=True) as txn:
+            dbs = {name: env.open_db(name, txn=txn, **flags) for name, (flags, _) in contents.items()}
+        last_key = {name: None for name in contents}  # the greatest key written so far
+        seconds = 0.0
+        for transaction in plan:
+            start = time.perf_counter()
+            with env.begin(write=True) as txn:
+                for name, items in transaction.items():
+                    # append=True is only valid for keys after everything in the db.
+                    append = last_key[name] is None or items[0][0] > last_key[name]
+                    cursor = txn.cursor(db=dbs[name])
+                    consumed, _ = cursor.putmulti(items, append=append,
+                                                  dupdata=contents[name][0]["dupsort"])
+                    if consumed != len(items):
+                        raise RuntimeError(f"putmulti into {name!r} took {consumed} of {len(items)} items")
+                    if last_key[name] is None or items[-1][0] > last_key[name]:
+                        last_key[name] = items[-1][0]
+            seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        env.sync(True)
+        seconds += time.perf_counter() - start
+        return seconds
+    finally:
+        env.close()
+
+
+def result_line(workload_name, engine, count, seconds, store_directory, batch_size, **extra):
+    return {
+        "workload": workload_name,
+        "engine": engine,
+        "count": count,
+        "seconds": round(seconds, 4),
+        "rate": round(count / seconds, 1),
+        "bytes_per_purchase": round(disk_bytes(store_directory) / count, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "machine": machine_description(),
+        "batch_size": batch_size,
+        **extra,
+    }
+
+
+def run_workload(workload_name, engine, count, batch_size, seed, scratch_directory, source_engine):
+    order_ids = workload_name.rsplit("-", 1)[1]  # "seq" or "rand"
+    with tempfile.TemporaryDirectory(prefix="pointsledger-bench-", dir=scratch_directory) as scratch:
+        ledger_directory = os.path.join(scratch, "ledger")
+        if workload_name.startswith("backfill-"):
+            run = run_backfill(ledger_directory, engine, count, order_ids, batch_size, seed)
+            return result_line(workload_name, engine, count, run["seconds"], ledger_directory,
+                               batch_size, applied=run["applied"])
+        run = run_backfill(ledger_directory, source_engine, count, order_ids, batch_size, seed)
+        contents = read_store(ledger_directory)
+        plan = ceiling_plan(contents, count, order_ids, batch_size, seed)
+        if len(plan) != run["batches"]:
+            raise RuntimeError(f"ceiling has {len(plan)} transactions, the ledger ran {run['batches']}")
+        ceiling_directory = os.path.join(scratch, "ceiling")
+        seconds = write_ceiling(ceiling_directory, contents, plan)
+        shutil.rmtree(ledger_directory)
+        return result_line(workload_name, "lmdb", count, seconds, ceiling_directory, batch_size,
+                           ledger_engine=source_engine)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workload", choices=WORKLOADS)
+    parser.add_argument("--engine", choices=ENGINES, default="cython",
+                        help="engine of a backfill workload")
+    parser.add_argument("--source-engine", choices=ENGINES, default="cython",
+                        help="engine of the untimed ledger run that a ceiling copies")
+    parser.add_argument("--count", type=int, default=COUNT_DEFAULT)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE_DEFAULT)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scratch-dir", default=None,
+                        help="where the scratch stores go (default: the system temp dir); "
+                             "put it on the disk you mean to measure")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    arguments = parse_arguments(argv)
+    line = run_workload(arguments.workload, arguments.engine, arguments.count, arguments.batch_size,
+                        arguments.seed, arguments.scratch_dir, arguments.source_engine)
+    print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Run the backfill benchmarks of SPEC §13 and the ratios between them, in one command.
+
+    python benchmarks/run.py                      # 1 M purchases (100 k for the pure-Python engine)
+    python benchmarks/run.py --count 10000000 --workloads backfill-seq,ceiling-seq --engines cython
+    python benchmarks/run.py --smoke              # what CI runs: small, and checks the speedup
+
+Each workload runs in its own process (benchmarks/backfill.py), so its peak RSS
+is its own, and prints its JSON line as it finishes. A last JSON line
+(workload "summary") gives the ratios measured in this run: the Cython engine's
+speedup over the pure-Python one, and each Cython backfill's share of its
+ceiling. Only ratios are checked, and only with --smoke: absolute rates drift
+on shared machines, ratios measured side by side much less.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import backfill
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BACKFILL_SCRIPT = os.path.join(HERE, "backfill.py")
+
+# The pure-Python engine is run on fewer purchases: rates are compared, not totals.
+COUNT_DEFAULT = 1_000_000
+PYTHON_COUNT_DEFAULT = 100_000
+SMOKE_COUNT = 200_000
+SMOKE_PYTHON_COUNT = 50_000
+# Loose on purpose: CI machines are noisy and the smoke size is small. The SPEC
+# target (15x) is checked at full size by hand and recorded in the README.
+SMOKE_SPEEDUP_MIN = 3.0
+
+WORKLOAD_GROUPS = {"ceiling": ("ceiling-seq", "ceiling-rand")}
+
+
+def split_list(text, allowed, groups=None):
+    names = []
+    for name in text.split(","):
+        name = name.strip()
+        for expanded in (groups or {}).get(name, (name,)):
+            if expanded not in allowed:
+                raise SystemExit(f"unknown name {expanded!r}; choose from {', '.join(allowed)}")
+            if expanded not in names:
+                names.append(expanded)
+    return names
+
+
+def planned_runs(workloads, engines, count, python_count):
+    """[(workload, engine or None, count)]: backfills per engine, each ceiling once."""
+    runs = []
+    for workload_name in workloads:
+        if workload_name.startswith("ceiling-"):
+            runs.append((workload_name, None, count))
+            continue
+        for engine in engines:
+            runs.append((workload_name, engine, python_count if engine == "python" else count))
+    return runs
+
+
+def run_one(workload_name, engine, count, arguments, source_engine):
+    command = [sys.executable, BACKFILL_SCRIPT, workload_name, "--count", str(count),
+               "--batch-size", str(arguments.batch_size), "--seed", str(arguments.seed)]
+    command += ["--engine", engine] if engine else ["--source-engine", source_engine]
+    if arguments.scratch_dir:
+        command += ["--scratch-dir", arguments.scratch_dir]
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)  # stderr passes through
+    if completed.returncode != 0:
+        return None
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def ratio(numerator, denominator):
+    if numerator is None or denominator is None:
+        return None
+    return round(numerator["rate"] / denominator["rate"], 3)
+
+
+def summarize(results):
+    """The ratios of this run, keyed by what they compare."""
+    def find(workload_name, engine):
+        return results.get((workload_name, engine))
+
+    return {
+        "workload": "summary",
+        "speedup_cython_over_python_seq": ratio(find("backfill-seq", "cython"), find("backfill-seq", "python")),
+        "speedup_cython_over_python_rand": ratio(find("backfill-rand", "cython"), find("backfill-rand", "python")),
+        "backfill_seq_over_ceiling_seq": ratio(find("backfill-seq", "cython"), find("ceiling-seq", "lmdb")),
+        "backfill_rand_over_ceiling_rand": ratio(find("backfill-rand", "cython"), find("ceiling-rand", "lmdb")),
+        "machine": backfill.machine_description(),
+    }
+
+
+def smoke_failures(summary):
+    failures = []
+    for key in ("speedup_cython_over_python_seq", "speedup_cython_over_python_rand"):
+        if summary[key] is None:
+            failures.append(f"{key}: not measured")
+        elif summary[key] < SMOKE_SPEEDUP_MIN:
+            failures.append(f"{key}: {summary[key]} < {SMOKE_SPEEDUP_MIN}")
+    return failures
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=None,
+                        help=f"purchases per workload (default {COUNT_DEFAULT:,}; smoke {SMOKE_COUNT:,})")
+    parser.add_argument("--python-count", type=int, default=None,
+                        help=f"purchases for the pure-Python engine (default {PYTHON_COUNT_DEFAULT:,}; "
+                             f"smoke {SMOKE_PYTHON_COUNT:,})")
+    parser.add_argument("--workloads", default="backfill-seq,backfill-rand,ceiling",
+                        help="comma-separated: backfill-seq, backfill-rand, ceiling-seq, ceiling-rand, "
+                             "ceiling (both)")
+    parser.add_argument("--engines", default="cython,python", help="comma-separated: cython, python")
+    parser.add_argument("--batch-size", type=int, default=backfill.BATCH_SIZE_DEFAULT)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scratch-dir", default=None, help="where the scratch stores go")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"small sizes; exit 1 unless Cython is >= {SMOKE_SPEEDUP_MIN}x the pure-Python engine")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    arguments = parse_arguments(argv)
+    count = arguments.count or (SMOKE_COUNT if arguments.smoke else COUNT_DEFAULT)
+    python_count = arguments.python_count or (SMOKE_PYTHON_COUNT if arguments.smoke else PYTHON_COUNT_DEFAULT)
+    workloads = split_list(arguments.workloads, backfill.WORKLOADS, WORKLOAD_GROUPS)
+    engines = split_list(arguments.engines, backfill.ENGINES)
+    # A ceiling copies what the fastest engine asked for writes; both write the same bytes.
+    source_engine = "cython" if "cython" in engines else "python"
+
+    results = {}
+    failed_runs = []
+    for workload_name, engine, run_count in planned_runs(workloads, engines, count, python_count):
+        line = run_one(workload_name, engine, run_count, arguments, source_engine)
+        if line is None:
+            failed_runs.append(f"{workload_name} ({engine or 'lmdb'}) failed")
+            continue
+        print(json.dumps(line), flush=True)
+        results[(line["workload"], line["engine"])] = line
+
+    summary = summarize(results)
+    failures = failed_runs + (smoke_failures(summary) if arguments.smoke else [])
+    summary["failures"] = failures
+    print(json.dumps(summary), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
