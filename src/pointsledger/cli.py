@@ -42,7 +42,7 @@ def cmd_info(arguments):
         with Ledger(arguments.data, readonly=True) as ledger:
             info["store_bytes"] = os.path.getsize(os.path.join(arguments.data, "data.mdb"))
             info["journal_entries"] = ledger.last_seq()
-            info["programme_versions"] = len(ledger.store.programs)
+            info["programme_versions"] = ledger.get_program().version
     _print(arguments, info)
     return EXIT_OK
 

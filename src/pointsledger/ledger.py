@@ -5,12 +5,13 @@ import time
 
 from . import engine as engines, limits, operations, queries, store_format as fmt, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, LedgerError, NotFound
 from .program import parse_document
 from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion
 from .store import Store
 
 DEFAULT_PATH = "pointsledger-data"
+GROUP_OPERATIONS = {"refund": operations.refund, "redeem": operations.redeem, "adjust": operations.adjust}
 
 
 def _now_s():
@@ -58,12 +59,13 @@ class Ledger:
         return self.store.write(lambda writer: operations.set_program(writer, document, effective_from_s, now_s))
 
     def get_program(self, version=None):
+        if version is not None:
+            version = validate_int("version", version, 1, limits.INT64_MAX)
         with self.store.read() as txn:
             if version is None:
-                if not self.store.programs:
+                version = self.store.program_versions(txn)
+                if not version:
                     raise NotFound("no programme is set")
-                version = len(self.store.programs)
-            version = validate_int("version", version, 1, limits.INT64_MAX)
             value = txn.get(fmt.U32.pack(version), db=self.store.dbs[fmt.DB_PROGRAMS]) if version < 1 << 32 else None
         if value is None:
             raise NotFound(f"version {version}: no such programme version")
@@ -112,6 +114,33 @@ class Ledger:
 
     def _single(self, operation, *arguments):
         return OperationResult(*self.store.write(lambda writer: operation(writer, *arguments)))
+
+    def apply_group(self, requests):
+        """Apply many independent write requests in ONE synced commit (group commit).
+
+        `requests` is a list of (operation, arguments) with operation one of
+        "purchase", "refund", "redeem", "adjust" and arguments the tuple that the
+        method of that name takes. Each gets its own outcome, in order: an
+        OperationResult, or the LedgerError that refused it (a refusal writes
+        nothing and does not stop the others). The service gathers concurrent
+        unary calls into one group so they share one fsync (§9).
+        """
+        def apply(writer):
+            outcomes = []
+            for operation, arguments in requests:
+                try:
+                    if operation == "purchase":
+                        raw = self.engine.apply_purchases(writer, *([argument] for argument in arguments))[0]
+                        if raw[4] is not None:
+                            raise raw[4]
+                        outcomes.append(OperationResult(*raw[:4]))
+                    else:
+                        outcomes.append(OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments)))
+                except LedgerError as error:
+                    outcomes.append(error)
+            return outcomes
+
+        return self.store.write(apply)
 
     def expire(self, as_of_s=None):
         """Expire every member's due points at as_of (default: now); safe to re-run."""

@@ -15,9 +15,8 @@ def entry_from_value(seq, value):
                  points, balance, time_s, version)
 
 
-def tier_as_of(store, state, as_of_s):
+def tier_as_of(program, state, as_of_s):
     """(tier rank, tier name, tier year, spend) as of as_of, without writing (§4, §15)."""
-    program = store.program_at(as_of_s)
     year = calendar.year_of(as_of_s)
     tier_year, spend, carried = state.tier_year, state.spend_minor, state.carried_rank
     if year > tier_year:
@@ -38,7 +37,7 @@ def balance(store, txn, member_id, member_key, as_of_s):
             available += points
             if next_expiry_s is None and instant != NEVER:
                 next_expiry_s, next_expiry_points = instant, points
-    _, tier_name, tier_year, spend = tier_as_of(store, state, as_of_s)
+    _, tier_name, tier_year, spend = tier_as_of(store.program_at(as_of_s, txn), state, as_of_s)
     return Balance(
         member_id=member_id, as_of_s=as_of_s, balance=state.balance, available=available,
         debt=state.debt, next_expiry_s=next_expiry_s, next_expiry_points=next_expiry_points,
@@ -98,7 +97,7 @@ def outstanding_of(counters):
 def liability(store, txn, as_of_s):
     totals = read_totals(store, txn)
     outstanding = outstanding_of(totals)
-    program = store.program_at(as_of_s)
+    program = store.program_at(as_of_s, txn)
     point_value = program.point_value if program else 0
     horizons = {30: 0, 60: 0, 90: 0}
     overdue = 0
@@ -120,7 +119,7 @@ def liability(store, txn, as_of_s):
         decode = store.engine.MemberState.decode
         for _, value in txn.cursor(db=store.dbs[fmt.DB_MEMBERS]):
             state = decode(value)
-            by_tier[tier_as_of(store, state, as_of_s)[1]] += state.balance
+            by_tier[tier_as_of(program, state, as_of_s)[1]] += state.balance
     return Liability(
         as_of_s=as_of_s, currency=program.currency if program else "",
         point_value=point_value, earned=totals[fmt.COUNTER_EARNED],

@@ -95,12 +95,25 @@ class Store:
             loaded.append(programs.compile_program(document, version, effective_from_s))
         return loaded
 
-    def program_at(self, time_s):
-        """The version in force at time_s; version 1 for earlier events (§3)."""
-        if not self.programs:
+    def program_at(self, time_s, txn=None):
+        """The version in force at time_s; version 1 for earlier events (§3).
+
+        With a read transaction, the versions that transaction sees: a reader
+        never touches the caches (the writer owns them), it loads its own list
+        when its snapshot is not the cached one.
+        """
+        programs, starts = self.programs, self.program_starts
+        if txn is not None and self.commit_count(txn) != self.cached_commit_count:
+            programs = self._load_programs(txn)
+            starts = [compiled.effective_from_s for compiled in programs]
+        if not programs:
             return None
-        index = bisect.bisect_right(self.program_starts, time_s) - 1
-        return self.programs[max(index, 0)]
+        index = bisect.bisect_right(starts, time_s) - 1
+        return programs[max(index, 0)]
+
+    def program_versions(self, txn):
+        """How many programme versions the transaction sees."""
+        return txn.stat(self.dbs[fmt.DB_PROGRAMS])["entries"]
 
     def last_seq(self, txn):
         cursor = txn.cursor(db=self.dbs[fmt.DB_JOURNAL])
@@ -111,9 +124,8 @@ class Store:
     # --- transactions ----------------------------------------------------------------
 
     def read(self):
-        txn = self.env.begin(buffers=False)
-        self.refresh(txn)
-        return txn
+        """A read transaction: one consistent snapshot, never waiting for the writer."""
+        return self.env.begin(buffers=False)
 
     def write(self, apply):
         """Run apply(writer) in one write transaction and commit it, durably.
