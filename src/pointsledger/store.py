@@ -11,7 +11,7 @@ import os
 import lmdb
 
 from . import limits, program as programs, store_format as fmt
-from .errors import StoreFull
+from .errors import LedgerError, StoreFull
 
 
 class Store:
@@ -157,6 +157,11 @@ class Store:
                 self.forget()
                 if "No space left" in str(error) or "ENOSPC" in str(error):
                     raise StoreFull(f"{self.path}: the disk is full; nothing was written") from error
+                raise
+            except LedgerError:
+                # Operations check everything before they change anything, so a
+                # refusal leaves the caches as they were: keep them warm.
+                txn.abort()
                 raise
             except BaseException:
                 txn.abort()
