@@ -140,15 +140,18 @@ class Writer:
     def flush(self):
         txn, dbs = self.txn, self.dbs
         if self.journal_values:
-            items = [(fmt.seq_key(self.first_seq + offset), value)
-                     for offset, value in enumerate(self.journal_values)]
-            _put_all(txn, dbs[fmt.DB_JOURNAL], items, append=True)
+            # Seq only grows: append, and build the keys without a Python frame per entry.
+            keys = map(fmt.U64.pack, range(self.first_seq, self.next_seq))
+            _put_all(txn, dbs[fmt.DB_JOURNAL], zip(keys, self.journal_values),
+                     len(self.journal_values), append=True)
         if self.dirty_members:
             items = [(key, self.dirty_members[key].encode()) for key in sorted(self.dirty_members)]
-            _put_all(txn, dbs[fmt.DB_MEMBERS], items)
+            _put_all(txn, dbs[fmt.DB_MEMBERS], items, len(items))
         for name, changes in self.overlay.items():
             if changes:
-                _put_all(txn, dbs[name], sorted(changes.items()))
+                # Timsort is linear on keys that arrive sorted (sequential order ids).
+                items = sorted(changes.items())
+                _put_all(txn, dbs[name], items, len(items), append=_after_last(txn, dbs[name], items[0][0]))
         for name, code in self.new_categories.items():
             txn.put(name, fmt.CATEGORY_CODE.pack(code), db=dbs[fmt.DB_CATEGORIES])
             txn.put(fmt.CATEGORY_CODE.pack(code), name, db=dbs[fmt.DB_CATEGORY_NAMES])
@@ -199,9 +202,18 @@ class Writer:
         store.cached_commit_count = self.commit_count
 
 
-def _put_all(txn, db, items, append=False):
+def _after_last(txn, db, first_key):
+    """Whether every key from first_key on sorts after the sub-database's last key.
+
+    Then LMDB can append (MDB_APPEND): no page search, pages filled completely.
+    """
+    cursor = txn.cursor(db=db)
+    return not cursor.last() or cursor.key() < first_key
+
+
+def _put_all(txn, db, items, count, append=False):
     consumed, added = txn.cursor(db=db).putmulti(items, append=append)
-    if consumed != len(items) or (append and added != len(items)):
+    if consumed != count or (append and added != count):
         raise RuntimeError(
-            f"putmulti wrote {added} of {len(items)} items: keys out of order or a bug"
+            f"putmulti wrote {added} of {count} items: keys out of order or a bug"
         )
