@@ -272,3 +272,18 @@ def test_batch_crediting_many_distinct_expiry_instants(ledger):
     result = ledger.expire(2_032_732_800)
     assert (result.members, result.points) == (100, 10_000)
     assert ledger.verify().ok
+
+
+def test_a_full_category_dictionary_refuses_the_purchase_and_writes_nothing(example, monkeypatch):
+    # With room for two categories, a third new one is refused before anything is
+    # applied: no EARN entry, no balance change, and a retry is not counted twice.
+    monkeypatch.setattr(pointsledger.limits, "categories_max", 2)
+    example.purchases(["o-1", "o-2"], ["a", "a"], [10_000, 10_000], ["books", "toys"], [T, T])
+    before = dump_ledger(example)
+    results = example.purchases(["o-3"], ["a"], [10_000], ["games"], [T + 1])
+    assert results[0].status == "INVALID_ARGUMENT"
+    assert results[0].error.field == "category"
+    assert dump_ledger(example) == before
+    assert example.balance("a", T + 2).balance == 200
+    # A known category still works, and the refused order id is free to use.
+    assert example.purchase("o-3", "a", 10_000, "books", T + 1).points == 100

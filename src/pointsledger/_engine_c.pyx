@@ -27,7 +27,10 @@ from . import _engine_py, limits, store_format as fmt
 from ._engine_py import _duplicate_purchase, validate_id, validate_int
 from .errors import FailedPrecondition, InvalidArgument, LedgerError
 
-__all__ = ["ENGINE_NAME", "MemberState", "apply_purchases", "price_purchase", "validate_id"]
+__all__ = [
+    "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
+    "price_purchase", "sorted_items", "validate_id",
+]
 
 ENGINE_NAME = "cython"
 NEVER = limits.never_expires_s
@@ -348,6 +351,8 @@ cdef class MemberState:
         return total
 
     def expire_due(self, int64_t time_s, dict expiry_deltas):
+        if self._count == 0 or self._buckets[0].instant > time_s:
+            return 0  # nothing due (the usual case of an expire run): nothing changes
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
         cdef int64_t total = self._expire_due(time_s, deltas)
         deltas.fold()
@@ -1116,13 +1121,11 @@ cdef class _Batch:
 
     cdef object apply(self, Py_ssize_t index, int slot, object order_id, object member_id,
                       object amount_item, object category_item, object time_item):
+        """Fields, id already used and programme, in the twin's order; then the member."""
         cdef bytes order_key = _id_key(order_id, "order_id", ID_BYTES_MAX)
         cdef bytes member_key
-        cdef MemberState state = None
-        cdef PyObject* resolved_state = NULL
         if self.chunk_keys[slot] != NULL:  # valid, looked up by resolve_chunk
             member_key = <bytes>self.chunk_keys[slot]
-            resolved_state = self.chunk_states[slot]
         else:
             member_key = _id_key(member_id, "member_id", ID_BYTES_MAX)
         cdef int64_t amount_minor
@@ -1146,21 +1149,28 @@ cdef class _Batch:
             return _duplicate_purchase(
                 self.writer, order_id, existing, member_key, amount_minor, category.key, time_s,
             )
-
         if not (self.program_from_s <= time_s < self.program_until_s):
             self.select_program(time_s)
-        cdef _Rules rules = self.rules
-
-        if resolved_state != NULL:
-            state = <MemberState>resolved_state
+        if category.rules is not self.rules:
+            category.rule = self.rules.category_rule(category_item)
+            category.rules = self.rules
+        cdef MemberState state
+        if self.chunk_states[slot] != NULL:
+            state = <MemberState>self.chunk_states[slot]
         else:
             state = self.member_of(member_key)
-        cdef bint is_new = state is None
+        return self.earn(state, order_key, member_key, amount_minor, category, category_item, time_s)
+
+    cdef object earn(self, MemberState state, bytes order_key, bytes member_key, int64_t amount_minor,
+                     _Category category, object category_item, int64_t time_s):
+        """From the member's state (None for a new member): roll, price, the int64 checks."""
+        cdef _Rules rules = self.rules
         cdef int64_t day = _floor_div(time_s, SECONDS_PER_DAY)
         if day != self.calendar_day:
             self.calendar_day = day
             self.calendar_year = _year_of_day(day)
         cdef int64_t year = self.calendar_year
+        cdef bint is_new = state is None
         if is_new:
             state = MemberState.__new__(MemberState)
             state.tier_year = year
@@ -1174,9 +1184,6 @@ cdef class _Batch:
             tier_year = year
             spend = 0
         cdef int tier = rules.tier_rank(spend, carried)
-        if category.rules is not rules:
-            category.rule = rules.category_rule(category_item)
-            category.rules = rules
         cdef int64_t points
         if rules.price(amount_minor, category.rule, tier, time_s, &points) != 0:
             exact = _py_price_purchase(rules.program, amount_minor, category_item, tier, time_s)
@@ -1191,6 +1198,8 @@ cdef class _Batch:
                 > INT64_MAX):
             self.finish()  # the writer's totals are current for its own check
             self.writer.check_credit(points)
+        if category.code < 0:
+            self.writer.check_category(category.key)
         cdef bint counts_towards_year = year == tier_year
         if counts_towards_year and spend > INT64_MAX - amount_minor:
             raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
@@ -1200,6 +1209,17 @@ cdef class _Batch:
             self.members[member_key] = state
             self.mark_dirty(member_key, state)
             self.new_member_count += 1
+        state.tier_year = tier_year
+        state.spend_minor = spend
+        state.carried_rank = carried
+        return self.record(state, order_key, member_key, amount_minor, category, time_s, day, points,
+                           counts_towards_year)
+
+    cdef object record(self, MemberState state, bytes order_key, bytes member_key, int64_t amount_minor,
+                       _Category category, int64_t time_s, int64_t day, int64_t points,
+                       bint counts_towards_year):
+        """Expire, credit, journal, counters and the order record of an applied purchase."""
+        cdef _Rules rules = self.rules
         self.enter_day(day)
         cdef int64_t expired = 0
         if state._count and state._buckets[0].instant <= time_s:
@@ -1207,9 +1227,6 @@ cdef class _Batch:
         if expired:
             self.append_entry(KIND_EXPIRE, -expired, state, member_key, order_key, time_s)
             self.count(COUNTER_EXPIRED, expired)
-        state.tier_year = tier_year
-        state.spend_minor = spend
-        state.carried_rank = carried
         cdef int64_t instant = self.expiry_instant(day, rules.expiry_months) if rules.expiry_months else NEVER_S
         state._credit(points, instant, self.expiry_deltas)
         if counts_towards_year:
@@ -1277,9 +1294,11 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
     return results
 
 
-# --- flush helpers: the item lists writer.flush hands to putmulti ------------------
-# Not called by writer.py yet (see the proposal in the engine's report); the twin
-# would carry the same three functions, in Python, as writer.flush has them now.
+# --- flush helpers: what writer.flush hands to putmulti -----------------------------
+# Proposed for writer.flush, which does not call them yet: journal_items,
+# member_items and sorted_items give the same (key, value) sequences as its own
+# list expressions, without a Python frame or a long-lived tuple per record. The
+# twin's versions would be those expressions, moved into functions of the same names.
 
 cdef struct KeyedItem:
     uint64_t prefix  # the key's first 8 bytes, big-endian, zero-padded: most comparisons end here
@@ -1365,6 +1384,17 @@ cdef class _Items:
 
     def __iter__(self):
         return self
+
+    @property
+    def first_key(self):
+        """The smallest key (None when empty), for putmulti's append decision."""
+        if self.count == 0:
+            return None
+        if self.mode == ITEMS_JOURNAL:
+            key = PyBytes_FromStringAndSize(NULL, 8)
+            pl_put64(<unsigned char*>PyBytes_AS_STRING(key), <uint64_t>self.first_seq)
+            return key
+        return <object>self.array[0].key
 
     def __next__(self):
         cdef Py_ssize_t index = self.position

@@ -9,7 +9,10 @@ purchases inside one write transaction (`writer.Writer`).
 from . import calendar, limits, store_format as fmt
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, LedgerError
 
-__all__ = ["ENGINE_NAME", "MemberState", "apply_purchases", "price_purchase", "validate_id"]
+__all__ = [
+    "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
+    "price_purchase", "sorted_items", "validate_id",
+]
 
 ENGINE_NAME = "python"
 NEVER = limits.never_expires_s
@@ -256,6 +259,7 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
     if state.balance - due + points > limits.INT64_MAX:
         raise InvalidArgument("balance", state.balance - due + points, "the balance would overflow int64")
     writer.check_credit(points)
+    writer.check_category(category_key)
     counts_towards_year = year == tier_year
     if counts_towards_year and spend + amount_minor > limits.INT64_MAX:
         raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
@@ -298,3 +302,28 @@ def _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, ca
     if not same:
         raise AlreadyExists(f"order_id {order_id!r} was already used for a different purchase")
     return ("DUPLICATE", seq, points, balance, None)
+
+
+# --- what writer.flush hands to putmulti -------------------------------------------
+
+
+class _SortedItems(list):
+    @property
+    def first_key(self):
+        """The smallest key (None when empty), for putmulti's append decision."""
+        return self[0][0] if self else None
+
+
+def sorted_items(changes):
+    """sorted(changes.items()) for a dict with bytes keys."""
+    return _SortedItems(sorted(changes.items()))
+
+
+def member_items(dirty_members):
+    """[(member key, encoded record)] in key order."""
+    return _SortedItems((key, dirty_members[key].encode()) for key in sorted(dirty_members))
+
+
+def journal_items(first_seq, values):
+    """[(seq key, value)] of the journal values; seq keys are big-endian u64."""
+    return zip(map(fmt.U64.pack, range(first_seq, first_seq + len(values))), values)

@@ -139,19 +139,21 @@ class Writer:
 
     def flush(self):
         txn, dbs = self.txn, self.dbs
+        # The engine builds the sorted (key, value) streams: in the Cython engine
+        # they are lazy C iterators, encoding member records as LMDB asks for them.
+        engine = self.store.engine
         if self.journal_values:
-            # Seq only grows: append, and build the keys without a Python frame per entry.
-            keys = map(fmt.U64.pack, range(self.first_seq, self.next_seq))
-            _put_all(txn, dbs[fmt.DB_JOURNAL], zip(keys, self.journal_values),
+            # Seq only grows: append.
+            _put_all(txn, dbs[fmt.DB_JOURNAL], engine.journal_items(self.first_seq, self.journal_values),
                      len(self.journal_values), append=True)
         if self.dirty_members:
-            items = [(key, self.dirty_members[key].encode()) for key in sorted(self.dirty_members)]
+            items = engine.member_items(self.dirty_members)
             _put_all(txn, dbs[fmt.DB_MEMBERS], items, len(items))
         for name, changes in self.overlay.items():
             if changes:
-                # Timsort is linear on keys that arrive sorted (sequential order ids).
-                items = sorted(changes.items())
-                _put_all(txn, dbs[name], items, len(items), append=_after_last(txn, dbs[name], items[0][0]))
+                items = engine.sorted_items(changes)
+                _put_all(txn, dbs[name], items, len(items),
+                         append=_after_last(txn, dbs[name], items.first_key))
         for name, code in self.new_categories.items():
             txn.put(name, fmt.CATEGORY_CODE.pack(code), db=dbs[fmt.DB_CATEGORIES])
             txn.put(fmt.CATEGORY_CODE.pack(code), name, db=dbs[fmt.DB_CATEGORY_NAMES])
