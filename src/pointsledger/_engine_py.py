@@ -200,7 +200,7 @@ def validate_int(field, value, low, high):
         raise InvalidArgument(field, value, "must be an integer")
     number = int(value.__index__())
     if not low <= number <= high:
-        raise InvalidArgument(field, value, f"must be between {low} and {high}")
+        raise InvalidArgument(field, number, f"must be between {low} and {high}")
     return number
 
 
