@@ -14,6 +14,11 @@ from . import limits, program as programs, store_format as fmt
 from .errors import LedgerError, StoreFull
 
 
+# After an order id taken as new turned out to be stored, this many writes look
+# every order id up before trying without again.
+CAREFUL_WRITES_AFTER_CONFLICT = 8
+
+
 class Store:
     def __init__(self, path, *, sync=True, map_size_bytes=None, readonly=False):
         self.path = os.fspath(path)
@@ -57,6 +62,9 @@ class Store:
         self.category_codes = {}
         self.category_names = {}
         self.member_cache = {}
+        # Writes still to look every order id up after a resent order was found
+        # (see write): resends tend to come in runs, and each would run twice.
+        self.careful_writes_left = 0
         with self.env.begin() as txn:
             self.refresh(txn)
 
@@ -130,16 +138,21 @@ class Store:
     def write(self, apply):
         """Run apply(writer) in one write transaction and commit it, durably.
 
-        A full map grows the map and runs the batch again from the start; any
-        other failure aborts, so nothing of the batch is committed.
+        A full map grows the map and runs the batch again from the start; so
+        does an order id the engine took as new without a lookup that flush
+        finds stored (writer.OrdersConflict), then looking every order id up.
+        Any other failure aborts, so nothing of the batch is committed.
         """
-        from .writer import Writer
+        from .writer import OrdersConflict, Writer
 
+        check_orders = self.careful_writes_left > 0
+        if check_orders:
+            self.careful_writes_left -= 1
         while True:
             txn = self.env.begin(write=True)
             try:
                 self.refresh(txn)
-                writer = Writer(self, txn)
+                writer = Writer(self, txn, check_orders=check_orders)
                 result = apply(writer)
                 if not writer.has_changes():
                     # Everything was refused or a duplicate: a refusal writes nothing at all.
@@ -151,6 +164,14 @@ class Store:
                 txn.abort()
                 self.forget()
                 self._grow_map()
+                continue
+            except OrdersConflict:
+                # An order id taken as new was in the store (a resent batch):
+                # run the batch again, looking every order id up.
+                txn.abort()
+                self.forget()
+                check_orders = True
+                self.careful_writes_left = CAREFUL_WRITES_AFTER_CONFLICT
                 continue
             except lmdb.Error as error:
                 txn.abort()

@@ -12,10 +12,24 @@ from .errors import InvalidArgument
 OVERLAY_DBS = (fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS)
 
 
+class OrdersConflict(Exception):
+    """An order id the engine took as new without looking it up is in the store.
+
+    Raised by `flush` before anything is committed: `Store.write` aborts the
+    transaction and runs the batch again with every order id looked up, which
+    gives the results and bytes a careful run gives.
+    """
+
+
 class Writer:
-    def __init__(self, store, txn):
+    def __init__(self, store, txn, *, check_orders=False):
         self.store = store
         self.txn = txn
+        # False: the engine may skip the store lookup of an order id (its overlay
+        # lookup is never skipped) and list it in unchecked_order_keys; flush
+        # then proves those ids new, or raises OrdersConflict.
+        self.check_orders = check_orders
+        self.unchecked_order_keys = []
         self.dbs = store.dbs
         self.overlay = {name: {} for name in OVERLAY_DBS}
         self.first_seq = store.last_seq(txn) + 1
@@ -152,8 +166,11 @@ class Writer:
         for name, changes in self.overlay.items():
             if changes:
                 items = engine.sorted_items(changes)
-                _put_all(txn, dbs[name], items, len(items),
-                         append=_after_last(txn, dbs[name], items.first_key))
+                append = _after_last(txn, dbs[name], items.first_key)
+                if name == fmt.DB_ORDERS and self.unchecked_order_keys and not append:
+                    self._put_unchecked_orders(items)
+                    continue
+                _put_all(txn, dbs[name], items, len(items), append=append)
         for name, code in self.new_categories.items():
             txn.put(name, fmt.CATEGORY_CODE.pack(code), db=dbs[fmt.DB_CATEGORIES])
             txn.put(fmt.CATEGORY_CODE.pack(code), name, db=dbs[fmt.DB_CATEGORY_NAMES])
@@ -167,6 +184,23 @@ class Writer:
             txn.put(fmt.META_MEMBER_COUNT, fmt.U64.pack(members), db=meta)
         self.commit_count = self.store.commit_count(txn) + 1
         txn.put(fmt.META_COMMIT_COUNT, fmt.U64.pack(self.commit_count), db=meta)
+
+    def _put_unchecked_orders(self, items):
+        """Write the orders, proving the ids the engine did not look up are new."""
+        txn, db = self.txn, self.dbs[fmt.DB_ORDERS]
+        if len(self.unchecked_order_keys) == len(items):
+            # Every order of the overlay is unchecked: LMDB checks them as it inserts.
+            consumed, added = txn.cursor(db=db).putmulti(items, overwrite=False)
+            if consumed != len(items):
+                raise RuntimeError(f"putmulti wrote {added} of {len(items)} items: a bug")
+            if added != consumed:
+                raise OrdersConflict(f"{consumed - added} order ids were already in the store")
+            return
+        # Mixed with updates of stored orders (refunds): look the unchecked ones up.
+        for key in self.unchecked_order_keys:
+            if txn.get(key, db=db) is not None:
+                raise OrdersConflict("an order id was already in the store")
+        _put_all(txn, db, items, len(items))
 
     def _flush_days(self):
         db = self.dbs[fmt.DB_DAYS]
