@@ -255,3 +255,28 @@ def test_commits_of_another_process_are_seen(tmp_path, engine_name):
         assert ledger.purchase("parent-1", "m", 10_000, "new-category", T - 1).status == "DUPLICATE"
         report = ledger.verify()
         assert report.ok, report.problems
+
+
+def test_a_map_grown_by_another_process_is_adopted(tmp_path, engine_name):
+    # One process opens with a small map; another grows the same store's map far
+    # beyond it. The first must adopt the new size and go on reading and writing.
+    path = tmp_path / "ledger"
+    small = pointsledger.Ledger(path, engine=engine_name, map_size_bytes=1 << 20)
+    small.set_program(simple_program())
+    small.purchase("o-0", "m", 1_000, "x", T)
+    grower = (
+        "import sys, pointsledger\n"
+        "ledger = pointsledger.Ledger(sys.argv[1], engine=sys.argv[2], map_size_bytes=1 << 20)\n"
+        "for batch in range(40):\n"
+        "    size = 500\n"
+        "    ledger.purchases([f'g{batch}-{i}' for i in range(size)], ['m'] * size, [1_000] * size,\n"
+        "                     ['x'] * size, [int(sys.argv[3])] * size)\n"
+        "ledger.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", grower, str(path), engine_name, str(T)], check=True,
+                   env=dict(os.environ), timeout=120)
+    # 1 + 40 x 500 purchases of 1,000 cents at 1 point per 100 cents: 20,001 x 10.
+    assert small.balance("m", T).balance == 200_010
+    small.purchase("o-1", "m", 1_000, "x", T)
+    assert small.verify().ok
+    small.close()

@@ -133,7 +133,15 @@ class Store:
 
     def read(self):
         """A read transaction: one consistent snapshot, never waiting for the writer."""
-        return self.env.begin(buffers=False)
+        return self._begin(write=False)
+
+    def _begin(self, write):
+        try:
+            return self.env.begin(write=write, buffers=False)
+        except lmdb.MapResizedError:
+            # Another process grew the map: adopt its size and begin again.
+            self.env.set_mapsize(0)
+            return self.env.begin(write=write, buffers=False)
 
     def write(self, apply):
         """Run apply(writer) in one write transaction and commit it, durably.
@@ -149,7 +157,7 @@ class Store:
         if check_orders:
             self.careful_writes_left -= 1
         while True:
-            txn = self.env.begin(write=True)
+            txn = self._begin(write=True)
             try:
                 self.refresh(txn)
                 writer = Writer(self, txn, check_orders=check_orders)
