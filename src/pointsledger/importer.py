@@ -986,7 +986,7 @@ def _duration(seconds):
 
 def _outcomes(result):
     """[(status, seq, points, balance, error)] of a batch result, in one pass over it."""
-    raw = getattr(result, "_raw", None)
+    raw = getattr(result, "raw", None)
     if raw is not None:
         return raw
     return [(item.status, item.seq, item.points, item.balance, item.error) for item in result]

@@ -42,7 +42,7 @@ journal_limit_max = 100_000
 map_size_initial_bytes = 1 << 30
 map_size_growth_bytes = 1 << 30
 max_dbs = 16
-max_readers = 256
+max_readers = 1024  # a slot per live read transaction; the service runs many
 
 # A bucket whose points never expire sorts after every real instant.
 never_expires_s = INT64_MAX

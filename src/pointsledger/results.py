@@ -38,6 +38,15 @@ class BatchResult:
     def __init__(self, raw_results):
         self._raw = raw_results
 
+    @property
+    def raw(self):
+        """The per-item tuples (status, seq, points, balance, error), uncopied.
+
+        For callers that turn a whole batch into another form (the service's
+        protobuf, the importer's reject file) without an object per item.
+        """
+        return self._raw
+
     def __len__(self):
         return len(self._raw)
 

@@ -301,7 +301,7 @@ class GroupCommitWriter:
             columns.append(numpy.concatenate([job.arguments[4] for job in live]))
         started = time.perf_counter()
         try:
-            raw_results = self.ledger.purchases(*columns)._raw
+            raw_results = self.ledger.purchases(*columns).raw
         except Exception as error:
             _log(logging.ERROR, "batch commit failed", error=repr(error), batches=len(live))
             self._answer([(job.future, error) for job in live])
