@@ -20,8 +20,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .auth import authorization_metadata
-from .errors import (
-    AlreadyExists, FailedPrecondition, InvalidArgument, LedgerError, NotFound, ResourceExhausted,
+from .errors import (  # the service statuses are re-exported here for callers of the client
+    AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LedgerError, NotFound,
+    PermissionDenied, ResourceExhausted, ServiceError, Unauthenticated, Unavailable,
 )
 from .program import canonical_json, parse_document
 from .results import (
@@ -34,37 +35,6 @@ message_bytes_max_default = 64 << 20
 ingest_window_default = 4  # batches in flight: enough to keep the server's writer busy
 ingest_window_max = 64
 COLUMNS = ("order_ids", "member_ids", "amounts_minor", "categories", "times_s")
-
-
-class ServiceError(LedgerError):
-    """A status that is not one of the ledger's refusals; `code` names it."""
-
-    code = "UNKNOWN"
-
-    def __init__(self, message, field=None, value=None, code=None):
-        super().__init__(message, field, value)
-        if code is not None:
-            self.code = code
-
-
-class Unauthenticated(ServiceError):
-    code = "UNAUTHENTICATED"
-
-
-class PermissionDenied(ServiceError):
-    code = "PERMISSION_DENIED"
-
-
-class Unavailable(ServiceError):
-    """The server is shutting down or unreachable: safe to retry (ids make writes idempotent)."""
-
-    code = "UNAVAILABLE"
-
-
-class DeadlineExceeded(ServiceError):
-    """The call's deadline passed; a write may or may not have been applied: retry with the same id."""
-
-    code = "DEADLINE_EXCEEDED"
 
 
 ERRORS_BY_CODE = {

@@ -60,3 +60,38 @@ class InvalidProgram(InvalidArgument):
 
 class ExtensionMissing(ImportError):
     """POINTSLEDGER_REQUIRE_EXTENSION=1 and the Cython engine did not import."""
+
+
+# Statuses of the service that are not refusals by the ledger itself; the client
+# raises them so that a caller catches every failure as a LedgerError.
+
+
+class ServiceError(LedgerError):
+    """A status that is not one of the ledger's refusals; `code` names it."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message, field=None, value=None, code=None):
+        super().__init__(message, field, value)
+        if code is not None:
+            self.code = code
+
+
+class Unauthenticated(ServiceError):
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ServiceError):
+    code = "PERMISSION_DENIED"
+
+
+class Unavailable(ServiceError):
+    """The server is shutting down or unreachable: safe to retry (ids make writes idempotent)."""
+
+    code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(ServiceError):
+    """The call's deadline passed; a write may or may not have been applied: retry with the same id."""
+
+    code = "DEADLINE_EXCEEDED"
