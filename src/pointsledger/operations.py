@@ -13,6 +13,25 @@ from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 REASON_FIELD = "reason"
 
 
+def validate_reason(reason):
+    """An adjustment's reason: free text, non-empty (§15), at most reason_bytes_max bytes.
+
+    Unlike an id it may hold any character (a line break, a tab): it is read by
+    people, never used as a key.
+    """
+    if not isinstance(reason, str):
+        raise InvalidArgument(REASON_FIELD, reason, "must be a string")
+    try:
+        key = reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(REASON_FIELD, reason, "must be valid UTF-8") from None
+    if not 1 <= len(key) <= limits.reason_bytes_max:
+        raise InvalidArgument(
+            REASON_FIELD, reason, f"must be non-empty, at most {limits.reason_bytes_max} bytes of UTF-8"
+        )
+    return key
+
+
 def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
     """Expire the member's due buckets (one EXPIRE entry) and roll its tier year."""
     expired = state.expire_due(time_s, writer.expiry_deltas)
@@ -117,7 +136,7 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
     points = validate_int("points", points, limits.INT64_MIN, limits.INT64_MAX)
     if points == 0:
         raise InvalidArgument("points", points, "must not be zero")
-    reason_key = validate_id(REASON_FIELD, reason, limits.reason_bytes_max)
+    reason_key = validate_reason(reason)
     time_s = validate_time("time_s", time_s)
 
     existing = writer.get(fmt.DB_ADJUSTMENTS, adjustment_key)

@@ -15,6 +15,19 @@ def entry_from_value(seq, value):
                  points, balance, time_s, version)
 
 
+def program_for_tier(store, txn, state, as_of_s):
+    """The programme version whose thresholds name the member's tier as of as_of.
+
+    Before the member's tier year a query reports the current state (§15), so
+    the thresholds are those in force when that year began, not at as_of: a
+    version that was never in force in the tier year must not name its tier.
+    """
+    tier_year_start_s = calendar.year_start(state.tier_year)
+    if as_of_s < tier_year_start_s:
+        return store.program_at(tier_year_start_s, txn)
+    return store.program_at(as_of_s, txn)
+
+
 def tier_as_of(program, state, as_of_s):
     """(tier rank, tier name, tier year, spend) as of as_of, without writing (§4, §15)."""
     year = calendar.year_of(as_of_s)
@@ -37,7 +50,7 @@ def balance(store, txn, member_id, member_key, as_of_s):
             available += points
             if next_expiry_s is None and instant != NEVER:
                 next_expiry_s, next_expiry_points = instant, points
-    _, tier_name, tier_year, spend = tier_as_of(store.program_at(as_of_s, txn), state, as_of_s)
+    _, tier_name, tier_year, spend = tier_as_of(program_for_tier(store, txn, state, as_of_s), state, as_of_s)
     return Balance(
         member_id=member_id, as_of_s=as_of_s, balance=state.balance, available=available,
         debt=state.debt, next_expiry_s=next_expiry_s, next_expiry_points=next_expiry_points,
@@ -117,9 +130,18 @@ def liability(store, txn, as_of_s):
         # member scan (read-only, one pass); every other figure is a counter.
         by_tier = {name: 0 for name in program.tier_names}
         decode = store.engine.MemberState.decode
+        as_of_year = calendar.year_of(as_of_s)
+        tier_year_programs = {}  # members whose tier year is after as_of's year (§15)
         for _, value in txn.cursor(db=store.dbs[fmt.DB_MEMBERS]):
             state = decode(value)
-            by_tier[tier_as_of(program, state, as_of_s)[1]] += state.balance
+            member_program = program
+            if state.tier_year > as_of_year:
+                member_program = tier_year_programs.get(state.tier_year)
+                if member_program is None:
+                    member_program = program_for_tier(store, txn, state, as_of_s)
+                    tier_year_programs[state.tier_year] = member_program
+            name = tier_as_of(member_program, state, as_of_s)[1]
+            by_tier[name] = by_tier.get(name, 0) + state.balance
     return Liability(
         as_of_s=as_of_s, currency=program.currency if program else "",
         point_value=point_value, earned=totals[fmt.COUNTER_EARNED],
