@@ -43,6 +43,7 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size)
     void PyErr_Clear()
     void PyObject_GC_UnTrack(void* op)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 
 cdef extern from *:
@@ -72,6 +73,37 @@ cdef extern from *:
     }
     static inline int pl_u128_fits_u64(pl_u128 n) { return (n >> 64) == 0; }
     #define pl_prefetch(p) __builtin_prefetch((const void *)(p))
+
+    /* (key, value) for putmulti in *slot's tuple when nothing else holds it
+       (as zip() reuses its result), else in a new one kept in *slot. Both
+       hold only bytes, so the cyclic GC need not track them. */
+    static PyObject *pl_pair(PyObject **slot, PyObject *key, PyObject *value) {
+        PyObject *pair = *slot;
+        Py_INCREF(key);
+        Py_INCREF(value);
+        if (pair != NULL && Py_REFCNT(pair) == 1) {
+            PyObject *old_key = PyTuple_GET_ITEM(pair, 0);
+            PyObject *old_value = PyTuple_GET_ITEM(pair, 1);
+            PyTuple_SET_ITEM(pair, 0, key);
+            PyTuple_SET_ITEM(pair, 1, value);
+            Py_DECREF(old_key);
+            Py_DECREF(old_value);
+        } else {
+            pair = PyTuple_New(2);
+            if (pair == NULL) {
+                Py_DECREF(key);
+                Py_DECREF(value);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(pair, 0, key);
+            PyTuple_SET_ITEM(pair, 1, value);
+            PyObject_GC_UnTrack(pair);
+            Py_XDECREF(*slot);
+            *slot = pair;
+        }
+        Py_INCREF(pair);
+        return pair;
+    }
     """
     # Cython only needs to know these are integers; the C compiler sees 128 bits.
     ctypedef unsigned long long pl_u128
@@ -83,6 +115,7 @@ cdef extern from *:
     uint32_t pl_get32(const unsigned char* p) noexcept nogil
     bint pl_u128_fits_u64(pl_u128 n) noexcept nogil
     void pl_prefetch(const void* p) noexcept nogil
+    object pl_pair(PyObject** slot, object key, object value)
 
 
 # --- constants mirrored from limits / store_format, checked at import ------------
@@ -96,6 +129,7 @@ cdef enum:
     COUNTER_COUNT = 7
     RULES_MAX = 64  # tiers and promotions: both are 64-bit masks (limits)
     CHUNK_ITEMS = 256  # purchases whose members are looked up together
+    ORDERS_PRESIZE_MIN = 1024  # batch size from which the orders overlay is sized up front
     DELTAS_MAX = 64
     BASIS_POINTS_PER_UNIT = 10000  # a constant, so that dividing by it is a multiplication
     GC_PAUSE_ITEMS_MIN = 10000  # batches from this size apply with the cyclic GC paused
@@ -828,6 +862,9 @@ cdef class _Batch:
     cdef object members_db
     cdef dict orders
     cdef dict members
+    # Every member stored in the transaction is in writer.members: a key not
+    # there is a new member, without an LMDB lookup (a fresh or warm store).
+    cdef bint members_complete
     cdef dict dirty_members
     cdef dict day_deltas
     cdef dict store_category_codes
@@ -893,7 +930,18 @@ cdef class _Batch:
         self.orders_db = dbs[DB_ORDERS]
         self.members_db = dbs[DB_MEMBERS]
         self.orders = writer.overlay[DB_ORDERS]
+        if not self.orders and count >= ORDERS_PRESIZE_MIN:
+            # An empty overlay about to take up to `count` orders: sized once,
+            # not grown (and rehashed) a dozen times.
+            self.orders = _PyDict_NewPresized(count)
+            writer.overlay[DB_ORDERS] = self.orders
         self.members = writer.members
+        # The cache holds stored members and this writer's new ones only (it is
+        # dropped whenever a transaction fails after changing it), so when its
+        # stored part is as large as the sub-database, it is all of it.
+        self.members_complete = (
+            len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
+        )
         self.dirty_members = writer.dirty_members
         self.day_deltas = writer.day_deltas
         self.store_category_codes = writer.store.category_codes
@@ -1112,6 +1160,8 @@ cdef class _Batch:
         cdef PyObject* found = PyDict_GetItem(self.members, member_key)
         if found != NULL:
             return <MemberState?>found
+        if self.members_complete:
+            return None
         value = self.txn_get(member_key, None, self.members_db)
         if value is None:
             return None
@@ -1417,9 +1467,12 @@ cdef class _Items:
     cdef Py_ssize_t position
     cdef list values  # ITEMS_JOURNAL
     cdef int64_t first_seq
+    cdef PyObject* pair  # the last pair handed out (owned), reused once putmulti drops it
 
     def __dealloc__(self):
         free(self.array)
+        Py_XDECREF(self.pair)
+        self.pair = NULL
 
     def __len__(self):
         return self.count
@@ -1448,13 +1501,13 @@ cdef class _Items:
         if self.mode == ITEMS_JOURNAL:
             key = PyBytes_FromStringAndSize(NULL, 8)
             pl_put64(<unsigned char*>PyBytes_AS_STRING(key), <uint64_t>(self.first_seq + index))
-            return (key, <object>PyList_GET_ITEM(self.values, index))
+            return pl_pair(&self.pair, key, <object>PyList_GET_ITEM(self.values, index))
         if self.mode == ITEMS_PAIRS:
             # Sorted random ids (orders) visit keys and values out of allocation order.
             if index + 8 < self.count:
                 pl_prefetch(self.array[index + 8].key)
                 pl_prefetch(self.array[index + 8].value)
-            return (<object>self.array[index].key, <object>self.array[index].value)
+            return pl_pair(&self.pair, <object>self.array[index].key, <object>self.array[index].value)
         # Member records are scattered over a large heap: fetch them ahead.
         if index + 8 < self.count:
             upcoming = self.array[index + 8].value
@@ -1465,8 +1518,8 @@ cdef class _Items:
             pl_prefetch((<MemberState>self.array[index + 4].value)._buckets)
         value = <object>self.array[index].value
         if type(value) is MemberState:
-            return (<object>self.array[index].key, _encode_state(<MemberState>value))
-        return (<object>self.array[index].key, value.encode())
+            return pl_pair(&self.pair, <object>self.array[index].key, _encode_state(<MemberState>value))
+        return pl_pair(&self.pair, <object>self.array[index].key, value.encode())
 
 
 cdef _Items _sorted(dict items, int mode):
