@@ -245,3 +245,19 @@ def test_outstanding_by_tier_counts_debt_negative(ledger):
     assert report.outstanding == -146
     assert report.outstanding_by_tier == {"member": -146, "silver": 0, "gold": 0}
     assert report.outstanding_value == Decimal("-1.46")
+
+
+def test_has_order_answers_from_the_orders_without_a_scan(ledger):
+    ledger.set_program(simple_program())
+    ledger.purchase("o-1", "m", 10_000, "c", T_2026_03_15)
+    assert ledger.has_order("o-1") is True
+    assert ledger.has_order("o-2") is False
+
+
+def test_release_mapped_pages_loses_nothing(ledger):
+    # It only unmaps pages from this process: the next read faults them back in.
+    ledger.set_program(simple_program())
+    ledger.purchase("o-1", "m", 10_000, "c", T_2026_03_15)
+    ledger.release_mapped_pages()
+    assert ledger.balance("m", T_2026_03_15).balance == 100
+    assert ledger.verify().ok

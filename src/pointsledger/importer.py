@@ -998,62 +998,20 @@ class EmbeddedSink:
     def __init__(self, ledger):
         self.ledger = ledger
         self.target = f"embedded:{os.path.abspath(ledger.path)}"
-        self.data_file = os.path.join(ledger.path, "data.mdb")
 
     def apply(self, batches):
         for batch in batches:
             outcomes = _outcomes(self.ledger.purchases(*batch.columns))
-            release_mapped_pages(self.data_file)
+            # Keep peak RSS flat over a long backfill (see Store.release_mapped_pages).
+            self.ledger.release_mapped_pages()
             yield batch, outcomes
 
     def holds(self, member_id, order_id):
-        return _history_holds(self.ledger.history, member_id, order_id)
+        # Order ids are unique: a stored order is the committed row itself.
+        return self.ledger.has_order(order_id)
 
     def finish(self):
         self.ledger.sync()
-
-
-def release_mapped_pages(data_file):
-    """Drop this process's page-table entries of the LMDB map (Linux); the data stays in the page cache.
-
-    Every commit rewrites the touched member records copy-on-write at new
-    places in the file, and reading them maps those pages into this process:
-    over a long backfill the mapped set spreads over the whole file (about 100
-    MiB of RSS per million purchases, all of it page cache the kernel could
-    drop, none of it memory the importer holds). MADV_DONTNEED on a shared file
-    mapping only unmaps: the next read faults the page back in from the page
-    cache. Any failure leaves things as they were.
-    """
-    if _madvise is None:
-        return
-    real_path = os.path.realpath(data_file)
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                fields = line.split(maxsplit=5)
-                if len(fields) == 6 and fields[5].rstrip("\n") == real_path and fields[1][3] == "s":
-                    start, end = (int(value, 16) for value in fields[0].split("-"))
-                    _madvise(start, end - start, MADV_DONTNEED)
-    except OSError:
-        pass
-
-
-def _load_madvise():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(None, use_errno=True).madvise
-        function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        function.restype = ctypes.c_int
-        return function
-    except (OSError, AttributeError):
-        return None
-
-
-MADV_DONTNEED = 4  # Linux
-_madvise = _load_madvise()
 
 
 def _history_holds(history, member_id, order_id):

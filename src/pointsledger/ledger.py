@@ -170,6 +170,16 @@ class Ledger:
         with self.store.read() as txn:
             return queries.journal(self.store, txn, from_seq, limit)
 
+    def has_order(self, order_id):
+        """Whether a purchase with this order id is in the ledger (committed)."""
+        order_key = validate_id("order_id", order_id)
+        with self.store.read() as txn:
+            return txn.get(order_key, db=self.store.dbs[fmt.DB_ORDERS]) is not None
+
+    def release_mapped_pages(self):
+        """Unmap the store's pages from this process (RSS only; nothing is lost)."""
+        self.store.release_mapped_pages()
+
     def last_seq(self):
         with self.store.read() as txn:
             return self.store.last_seq(txn)

@@ -7,6 +7,7 @@ another writer may have committed, which the commit counter in meta tells.
 
 import bisect
 import os
+import sys
 
 import lmdb
 
@@ -208,6 +209,30 @@ class Store:
                 f"{self.path}: the map is full and cannot grow ({error}); free disk space"
             ) from error
 
+    def release_mapped_pages(self):
+        """Drop this process's page-table entries of the LMDB map (Linux); the data stays in the page cache.
+
+        Every commit rewrites the touched member records copy-on-write at new
+        places in the file, and reading them maps those pages into this process:
+        over a long backfill the mapped set spreads over the whole file (about 100
+        MiB of RSS per million purchases, all of it page cache the kernel could
+        drop, none of it memory the ledger holds). MADV_DONTNEED on a shared file
+        mapping only unmaps: the next read faults the page back in from the page
+        cache. Any failure leaves things as they were.
+        """
+        if _madvise is None:
+            return
+        real_path = os.path.realpath(os.path.join(self.path, "data.mdb"))
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                for line in maps:
+                    fields = line.split(maxsplit=5)
+                    if len(fields) == 6 and fields[5].rstrip("\n") == real_path and fields[1][3] == "s":
+                        start, end = (int(value, 16) for value in fields[0].split("-"))
+                        _madvise(start, end - start, MADV_DONTNEED)
+        except OSError:
+            pass
+
     def sync(self):
         self.env.sync(True)
 
@@ -215,3 +240,21 @@ class Store:
         if not self.readonly and not self.sync_each_commit:
             self.env.sync(True)
         self.env.close()
+
+
+def _load_madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).madvise
+        function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        function.restype = ctypes.c_int
+        return function
+    except (OSError, AttributeError):
+        return None
+
+
+MADV_DONTNEED = 4  # Linux
+_madvise = _load_madvise()
