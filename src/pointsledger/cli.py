@@ -24,7 +24,7 @@ import lmdb
 
 from . import calendar, engine as engines, limits, program
 from .errors import AlreadyExists, InvalidProgram, LedgerError, NotFound
-from .ledger import DEFAULT_PATH, Ledger
+from .ledger import DEFAULT_PATH, Ledger, open_with_example_program
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -102,10 +102,7 @@ def data_directory(arguments):
 
 def open_ledger(arguments, *, sync=True):
     """The ledger at --data, created with the example programme when it is new."""
-    ledger = Ledger(data_directory(arguments), sync=sync)
-    if not ledger.store.programs:
-        ledger.set_program(dict(program.EXAMPLE_PROGRAM, effective_from=limits.time_s_min))
-    return ledger
+    return open_with_example_program(data_directory(arguments), sync=sync)
 
 
 def store_exists(path):

@@ -6,7 +6,7 @@ import time
 from . import engine as engines, limits, operations, queries, store_format as fmt, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound
-from .program import parse_document
+from .program import EXAMPLE_PROGRAM, parse_document
 from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion
 from .store import Store
 
@@ -199,3 +199,14 @@ class Ledger:
         """Check every invariant of §7 and the bucket totals; report what is wrong, where."""
         with self.store.read() as txn:
             return verifier.verify(self.store, txn)
+
+
+def open_with_example_program(path=DEFAULT_PATH, *, sync=True):
+    """The ledger at path, given the example programme when it has none yet.
+
+    What `pointsledger serve` and the CLI open, so that both work with no set-up.
+    """
+    ledger = Ledger(path, sync=sync)
+    if not ledger.store.programs:
+        ledger.set_program(dict(EXAMPLE_PROGRAM, effective_from=limits.time_s_min))
+    return ledger

@@ -53,7 +53,7 @@ from . import limits, program as programs
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, TokenStore
 from ._engine_py import validate_time
 from .errors import InvalidArgument, LedgerError, ResourceExhausted
-from .ledger import DEFAULT_PATH, Ledger
+from .ledger import DEFAULT_PATH, open_with_example_program
 from .metrics import Metrics
 from .v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 
@@ -956,14 +956,6 @@ class BackgroundServer:
 # --- `pointsledger serve` -------------------------------------------------------------------
 
 
-def open_service_ledger(data_path, sync=True):
-    """The ledger at data_path, with the example programme if it has none (as the CLI does)."""
-    ledger = Ledger(data_path, sync=sync)
-    if not ledger.store.programs:
-        ledger.set_program(dict(programs.EXAMPLE_PROGRAM, effective_from=limits.time_s_min))
-    return ledger
-
-
 def serve(data_path=DEFAULT_PATH, address="127.0.0.1:50051", tokens_file=None, tls_cert=None, tls_key=None,
           tls_client_ca=None, insecure=False, metrics_port=None, sync=True,
           switch_interval_s=gil_switch_interval_s, **options):
@@ -984,7 +976,7 @@ def serve(data_path=DEFAULT_PATH, address="127.0.0.1:50051", tokens_file=None, t
     if not logging.getLogger("pointsledger").handlers:
         configure_logging()
     sys.setswitchinterval(switch_interval_s)
-    ledger = open_service_ledger(data_path, sync=sync)
+    ledger = open_with_example_program(data_path, sync=sync)
     try:
         asyncio.run(_serve_until_signal(ledger, address, tokens, tls, insecure, metrics_port, options))
     finally:
