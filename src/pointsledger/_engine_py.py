@@ -285,12 +285,12 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
     writer.count(time_s, fmt.COUNTER_EARNED, points)
     writer.count(time_s, fmt.COUNTER_PURCHASES, 1)
     category_code = writer.category_code(category_key)
-    writer.put(fmt.DB_ORDERS, order_key, fmt.ORDER.pack(amount_minor, time_s, seq, 0, 0, category_code))
+    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
     return ("APPLIED", seq, points, state.balance, None)
 
 
 def _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, category_key, time_s):
-    amount, time, seq, _, _, category_code = fmt.ORDER.unpack(existing)
+    amount, time, seq, _, _, category_code = fmt.decode_order(existing)
     entry = writer.entry(seq)
     _, points, balance, _, _, _, entry_member, _ = entry
     same = (

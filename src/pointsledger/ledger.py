@@ -176,6 +176,11 @@ class Ledger:
         with self.store.read() as txn:
             return txn.get(order_key, db=self.store.dbs[fmt.DB_ORDERS]) is not None
 
+    def category_count(self):
+        """How many categories the ledger holds (at most limits.categories_max); no scan."""
+        with self.store.read() as txn:
+            return self.store.category_count(txn)
+
     def release_mapped_pages(self):
         """Unmap the store's pages from this process (RSS only; nothing is lost)."""
         self.store.release_mapped_pages()

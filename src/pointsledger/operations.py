@@ -63,7 +63,7 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     order = writer.get(fmt.DB_ORDERS, order_key)
     if order is None:
         raise NotFound(f"order_id {order_id!r}: no such order")
-    order_amount, order_time, earn_seq, refunded, clawed, category_code = fmt.ORDER.unpack(order)
+    order_amount, order_time, earn_seq, refunded, clawed, category_code = fmt.decode_order(order)
     if refunded + amount_minor > order_amount:
         raise FailedPrecondition(
             f"amount_minor {amount_minor}: order {order_id!r} of {order_amount} has "
@@ -88,7 +88,7 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     seq = writer.append_entry(fmt.KIND_CLAWBACK, -clawback, state, member_key, refund_key, time_s, program.version)
     writer.mark_dirty(member_key, state)
     writer.count(time_s, fmt.COUNTER_CLAWED_BACK, clawback)
-    writer.put(fmt.DB_ORDERS, order_key, fmt.ORDER.pack(
+    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(
         order_amount, order_time, earn_seq, refunded_total, clawed + clawback, category_code))
     writer.put(fmt.DB_REFUNDS, refund_key, fmt.encode_tail(fmt.REFUND_HEAD, (amount_minor, time_s, seq), order_key))
     return ("APPLIED", seq, -clawback, state.balance)
