@@ -176,7 +176,8 @@ BAD_CSV_REJECTS = [  # (line, code, reason)
                               "(got '2026-02-30T00:00:00Z')"),
     ("8", "INVALID_ARGUMENT", "category: must not contain control characters (got 'elec\\ntronics')"),
     ("11", "INVALID_ARGUMENT", "expected 6 fields, found 7"),
-    ("12", "ALREADY_EXISTS", "order_id 'c1' was already used for a different purchase"),
+    ("12", "ALREADY_EXISTS", "order_id 'c1' was already used for a different purchase: "
+                            "amount_minor stored 1000, sent 999"),
     ("13", "INVALID_ARGUMENT", "member_id: must be 1 to 64 bytes of UTF-8 (got '')"),
     ("14", "INVALID_ARGUMENT", "time_s: must be between 946684800 and 4102444799 (got 631152000)"),
 ]

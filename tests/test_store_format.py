@@ -123,6 +123,10 @@ def test_a_store_of_the_two_byte_release_opens_read_only(tmp_path, engine_name):
         assert ledger.category_count() == 5
         balance = ledger.balance("m-1", T_2026_04_01)
         assert (balance.balance, balance.clawed_back, balance.tier) == (923, 200, "silver")
+        order = ledger.get_order("o-2")
+        assert (order.member_id, order.amount_minor, order.category, order.refunded_minor, order.clawed_back) == (
+            "m-1", 50_000, "electronics", 10_000, 200)
+        assert (order.result.seq, order.result.points, order.result.balance) == (2, 1_000, 1_123)
         assert ledger.verify().ok
 
 
@@ -170,6 +174,7 @@ def test_more_than_65536_categories_in_an_old_store_on_both_engines(tmp_path):
             assert ledger.purchase("w-new", "m-4", 100, "k-new", T_2026_04_01).points == 1
             assert raw(ledger, fmt.DB_CATEGORIES, b"k-new") == b"\x00\x01\x00\x01"
             assert ledger.category_count() == 65_538
+            assert (ledger.get_order("w65531").category, ledger.get_order("w65530").category) == ("k65531", "k65530")
             assert ledger.verify().ok
             dumps[engine_name] = dump_ledger(ledger)
     assert dumps["python"] == dumps["cython"]

@@ -8,7 +8,7 @@ written until every check has passed.
 
 from . import calendar, limits, program as programs, store_format as fmt
 from ._engine_py import validate_amount, validate_id, validate_int, validate_time
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound, already_used
 
 REASON_FIELD = "reason"
 
@@ -41,9 +41,13 @@ def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
     state.roll_to(calendar.year_of(time_s), program)
 
 
-def _duplicate(writer, kind_name, ref_id, seq, same):
-    if not same:
-        raise AlreadyExists(f"{kind_name} {ref_id!r} was already used with different content")
+def _duplicate(writer, id_field, ref_id, what, seq, fields):
+    """The recorded result of a resent operation, or ALREADY_EXISTS naming what differs.
+
+    fields: (name, stored, sent) of every field but the id, in argument order.
+    """
+    if any(stored != sent for _, stored, sent in fields):
+        raise already_used(id_field, ref_id, what, fields)
     _, points, balance, *_ = writer.entry(seq)
     return ("DUPLICATE", seq, points, balance)
 
@@ -57,8 +61,11 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     existing = writer.get(fmt.DB_REFUNDS, refund_key)
     if existing is not None:
         (amount, time, seq), stored_order, _ = fmt.decode_tail(fmt.REFUND_HEAD, existing)
-        same = (stored_order, amount, time) == (order_key, amount_minor, time_s)
-        return _duplicate(writer, "refund_id", refund_id, seq, same)
+        return _duplicate(writer, "refund_id", refund_id, "refund", seq, (
+            ("order_id", stored_order.decode(), order_key.decode()),
+            ("amount_minor", amount, amount_minor),
+            ("time_s", time, time_s),
+        ))
 
     order = writer.get(fmt.DB_ORDERS, order_key)
     if order is None:
@@ -110,8 +117,11 @@ def redeem(writer, redemption_id, member_id, points, time_s):
     existing = writer.get(fmt.DB_REDEMPTIONS, redemption_key)
     if existing is not None:
         (stored_points, time, seq), stored_member, _ = fmt.decode_tail(fmt.REDEMPTION_HEAD, existing)
-        same = (stored_member, stored_points, time) == (member_key, points, time_s)
-        return _duplicate(writer, "redemption_id", redemption_id, seq, same)
+        return _duplicate(writer, "redemption_id", redemption_id, "redemption", seq, (
+            ("member_id", stored_member.decode(), member_key.decode()),
+            ("points", stored_points, points),
+            ("time_s", time, time_s),
+        ))
 
     state = _member_or_not_found(writer, member_key, member_id)
     available = state.unexpired_points(time_s)
@@ -142,8 +152,12 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
     existing = writer.get(fmt.DB_ADJUSTMENTS, adjustment_key)
     if existing is not None:
         (stored_points, time, seq), stored_member, stored_reason = fmt.decode_tail(fmt.ADJUSTMENT_HEAD, existing)
-        same = (stored_member, stored_points, stored_reason, time) == (member_key, points, reason_key, time_s)
-        return _duplicate(writer, "adjustment_id", adjustment_id, seq, same)
+        return _duplicate(writer, "adjustment_id", adjustment_id, "adjustment", seq, (
+            ("member_id", stored_member.decode(), member_key.decode()),
+            ("points", stored_points, points),
+            ("reason", stored_reason.decode(), reason_key.decode()),
+            ("time_s", time, time_s),
+        ))
 
     state = _member_or_not_found(writer, member_key, member_id)
     program = writer.program_at(time_s)
