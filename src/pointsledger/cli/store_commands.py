@@ -30,35 +30,9 @@ def cmd_info(arguments):
     }
     if info["store_exists"]:
         with Ledger(path, readonly=True) as ledger:
-            info.update(store_counts(ledger))
+            info.update(ledger.statistics())
     emit(arguments, info)
     return EXIT_OK
-
-
-def store_counts(ledger):
-    """Sizes and counts read from the store's own statistics (no scan)."""
-    from .. import store_format as fmt
-
-    data_file = os.path.join(ledger.path, "data.mdb")
-    status = os.stat(data_file)
-    store = ledger.store
-    with store.read() as txn:
-        def entries(name):
-            return txn.stat(store.dbs[name])["entries"]
-
-        counts = {
-            "store_bytes": status.st_size,
-            "store_bytes_on_disk": status.st_blocks * 512,
-            "map_bytes": store.env.info()["map_size"],
-            "journal_entries": store.last_seq(txn),
-            "members": entries(fmt.DB_MEMBERS),
-            "orders": entries(fmt.DB_ORDERS),
-            "refunds": entries(fmt.DB_REFUNDS),
-            "redemptions": entries(fmt.DB_REDEMPTIONS),
-            "adjustments": entries(fmt.DB_ADJUSTMENTS),
-            "programme_versions": store.program_versions(txn),
-        }
-    return counts
 
 
 def cmd_export(arguments):
