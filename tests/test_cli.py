@@ -148,6 +148,7 @@ def test_data_directory_from_the_environment_and_after_the_command(tmp_path):
     info = run_json("info", "--data", tmp_path / "env", check=0)
     assert info["journal_entries"] == SAMPLE_ROWS and info["members"] == 52 and info["orders"] == SAMPLE_ROWS
     assert info["engine"] in ("cython", "python") and info["store_bytes"] > 0
+    assert (info["categories"], info["format_version"]) == (8, 1)  # the sample's 8 categories, two-byte codes
 
 
 # --- ingest: bad rows -------------------------------------------------------------------------

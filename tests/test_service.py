@@ -631,6 +631,16 @@ def test_metrics_are_served_over_http(serve):
     assert "pointsledger_journal_entries_total 2.0" in text
 
 
+def test_the_category_count_is_a_metric(serve):
+    served = serve(metrics_port=0)
+    list(served.client.ingest([columns(["o-1", "o-2", "o-3"], ["m-1", "m-1", "m-2"], [100, 200, 300],
+                                       ["grocery", "toys", "grocery"], [T, T, T])]))
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served.server.metrics_port}/metrics", timeout=5).read().decode()
+    assert "\npointsledger_categories 2.0\n" in text
+    served.client.record_purchase("o-4", "m-2", 100, "books", T)
+    assert served.server.metrics.registry.get_sample_value("pointsledger_categories") == 3
+
+
 def test_log_lines_are_json():
     formatter = JsonLogFormatter()
     record = logging.LogRecord("pointsledger.service", logging.INFO, __file__, 1, "serving", (), None)

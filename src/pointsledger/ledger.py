@@ -231,6 +231,8 @@ class Ledger:
                 "redemptions": entries(fmt.DB_REDEMPTIONS),
                 "adjustments": entries(fmt.DB_ADJUSTMENTS),
                 "programme_versions": store.program_versions(txn),
+                "categories": store.category_count(txn),
+                "format_version": fmt.U32.unpack(txn.get(fmt.META_FORMAT, db=store.dbs[fmt.DB_META]))[0],
             }
 
     def liability(self, as_of_s=None):
