@@ -208,8 +208,12 @@ def test_a_store_of_a_newer_format_is_refused(tmp_path, engine_name, readonly):
     with env.begin(write=True) as txn:
         txn.put(fmt.META_FORMAT, fmt.U32.pack(3), db=env.open_db(fmt.DB_META, txn=txn))
     env.close()
-    with pytest.raises(RuntimeError) as refused:
+    with pytest.raises(pointsledger.errors.StoreFormatUnknown) as refused:
         pointsledger.Ledger(path, engine=engine_name, readonly=readonly)
+    assert refused.value.code == "FAILED_PRECONDITION"
     assert str(refused.value) == (
         f"{path}: store format 3 is not one this release reads (1 or 2); a newer release wrote it"
     )
+    # Nothing was changed, and the environment was closed: it opens again (and is refused again).
+    with pytest.raises(pointsledger.errors.StoreFormatUnknown):
+        pointsledger.Ledger(path, engine=engine_name, readonly=readonly)

@@ -33,6 +33,10 @@ class FailedPrecondition(LedgerError):
     code = "FAILED_PRECONDITION"
 
 
+class StoreFormatUnknown(FailedPrecondition):
+    """The store was written in a format this release does not read (a newer release's)."""
+
+
 class AlreadyExists(LedgerError):
     """The same id was used before with different content.
 

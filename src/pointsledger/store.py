@@ -12,7 +12,7 @@ import sys
 import lmdb
 
 from . import limits, program as programs, store_format as fmt
-from .errors import LedgerError, StoreFull
+from .errors import LedgerError, StoreFormatUnknown, StoreFull
 
 
 # After an order id taken as new turned out to be stored, this many writes look
@@ -38,24 +38,11 @@ class Store:
             # One writer at a time; readers never wait for it (§9).
             lock=True,
         )
-        self.dbs = {}
-        if readonly:
-            # Handles opened inside a read transaction die with it; let py-lmdb
-            # open each in its own transaction instead.
-            for name in fmt.ALL_DBS:
-                self.dbs[name] = self.env.open_db(name, create=False)
-            with self.env.begin() as txn:
-                self._check_format(txn.get(fmt.META_FORMAT, db=self.dbs[fmt.DB_META]))
-        else:
-            with self.env.begin(write=True) as txn:
-                for name in fmt.ALL_DBS:
-                    self.dbs[name] = self.env.open_db(name, txn=txn)
-                meta = self.dbs[fmt.DB_META]
-                stored = txn.get(fmt.META_FORMAT, db=meta)
-                if stored is None:
-                    txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION), db=meta)
-                else:
-                    self._check_format(stored)
+        try:
+            self._open_dbs(readonly)
+        except StoreFormatUnknown:
+            self.env.close()
+            raise
         self.cached_commit_count = None
         self.programs = []
         self.program_starts = []
@@ -70,6 +57,27 @@ class Store:
         self.careful_writes_left = 0
         with self.env.begin() as txn:
             self.refresh(txn)
+
+    def _open_dbs(self, readonly):
+        """Open the sub-databases; check (or, new, write) the format version."""
+        self.dbs = {}
+        if readonly:
+            # Handles opened inside a read transaction die with it; let py-lmdb
+            # open each in its own transaction instead.
+            for name in fmt.ALL_DBS:
+                self.dbs[name] = self.env.open_db(name, create=False)
+            with self.env.begin() as txn:
+                self._check_format(txn.get(fmt.META_FORMAT, db=self.dbs[fmt.DB_META]))
+            return
+        with self.env.begin(write=True) as txn:
+            for name in fmt.ALL_DBS:
+                self.dbs[name] = self.env.open_db(name, txn=txn)
+            meta = self.dbs[fmt.DB_META]
+            stored = txn.get(fmt.META_FORMAT, db=meta)
+            if stored is None:
+                txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION), db=meta)
+            else:
+                self._check_format(stored)
 
     # --- cache coherence ----------------------------------------------------------
 
@@ -91,7 +99,7 @@ class Store:
         version = fmt.U32.unpack(stored)[0] if stored is not None and len(stored) == fmt.U32.size else None
         if version not in fmt.FORMAT_VERSIONS_READ:
             readable = " or ".join(str(each) for each in fmt.FORMAT_VERSIONS_READ)
-            raise RuntimeError(
+            raise StoreFormatUnknown(
                 f"{self.path}: store format {version} is not one this release reads ({readable}); "
                 "a newer release wrote it"
             )
