@@ -31,6 +31,14 @@ expiry_months_max = 1200
 program_document_bytes_max = 1 << 20
 currency_length = 3
 
+# §17 engagement rules.
+bonus_points_max = 10**9  # welcome, referral and milestone bonuses
+pending_days_max = 365
+milestones_max = 64
+milestone_purchases_max = 10**6
+milestone_spend_minor_max = 10**15
+referral_min_purchase_minor_max = 10**12
+
 # Promotion times may name 2100-01-01 itself (§15), one past the event range.
 promotion_time_s_max = time_s_max_exclusive
 
@@ -46,7 +54,7 @@ history_limit_max = 10_000
 journal_limit_max = 100_000
 map_size_initial_bytes = 1 << 30
 map_size_growth_bytes = 1 << 30
-max_dbs = 16
+max_dbs = 32
 max_readers = 1024  # a slot per live read transaction; the service runs many
 
 # A bucket whose points never expire sorts after every real instant.

@@ -20,7 +20,15 @@ OPTIONAL_DEFAULTS = {
     "max_points_per_purchase": 0,
     "expiry_months": 0,
     "effective_from": None,
+    # §17 engagement rules: absent means the rule is off.
+    "welcome_bonus": 0,
+    "pending_days": 0,
+    "referral": None,
+    "milestones": [],
+    "birthday": None,
 }
+REFERRAL_KEYS = ("referrer_points", "referee_points", "min_purchase_minor")
+MILESTONE_KINDS = ("purchases", "spend_minor")
 PROMOTION_REQUIRED = ("id", "start", "end", "multiplier")
 PROMOTION_OPTIONAL = ("bonus_points", "min_amount_minor", "categories", "tiers")
 
@@ -65,6 +73,21 @@ class Promotion:
 
 
 @dataclasses.dataclass(frozen=True)
+class Referral:
+    referrer_points: int
+    referee_points: int
+    min_purchase_minor: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Milestone:
+    milestone_id: str
+    kind: str  # "purchases" or "spend_minor"
+    target: int
+    bonus_points: int
+
+
+@dataclasses.dataclass(frozen=True)
 class CompiledProgram:
     version: int
     effective_from_s: int
@@ -80,6 +103,20 @@ class CompiledProgram:
     expiry_months: int
     point_value: decimal.Decimal
     currency: str
+    # §17 engagement rules; the defaults are "off".
+    welcome_bonus: int = 0
+    pending_days: int = 0
+    referral: Referral | None = None
+    milestones: tuple = ()
+    birthday_multiplier_bp: int | None = None
+
+    @property
+    def engaged(self):
+        """Whether any engagement rule is on: purchases then take the engagement path."""
+        return bool(
+            self.welcome_bonus or self.pending_days or self.referral is not None
+            or self.milestones or self.birthday_multiplier_bp is not None
+        )
 
     def tier_rank_for_spend(self, spend_minor):
         rank = 0
@@ -418,12 +455,98 @@ def validate(document):
         fields["expiry_months"] = _check_int(problems, "expiry_months", expiry, 0, limits.expiry_months_max)
     if "point_value" in document:
         fields["point_value"] = _check_point_value(problems, document["point_value"])
+    _validate_engagement(problems, document, fields)
     effective = document.get("effective_from")
     if effective is not None:
         fields["effective_from"] = parse_program_time(
             effective, "effective_from", problems, limits.time_s_min, limits.time_s_max_exclusive - 1
         )
     return problems, fields
+
+
+def _check_object(problems, path, value, required, optional):
+    """Whether value is an object; lists its unknown, missing and null keys."""
+    if not isinstance(value, dict):
+        problems.append(f"{path}: must be an object (got {value!r})")
+        return False
+    for key in sorted(set(value) - set(required) - set(optional)):
+        problems.append(f"{path}.{key}: unknown key")
+    for key in required:
+        if key not in value:
+            problems.append(f"{path}.{key}: required")
+    for key in (*required, *optional):
+        if key in value and value[key] is None:
+            problems.append(f"{path}.{key}: must not be null")
+    return True
+
+
+def _validate_engagement(problems, document, fields):
+    """The §17 keys: welcome_bonus, pending_days, referral, milestones, birthday."""
+    welcome = document.get("welcome_bonus", 0)
+    if welcome is not None:
+        fields["welcome_bonus"] = _check_int(problems, "welcome_bonus", welcome, 0, limits.bonus_points_max)
+    pending = document.get("pending_days", 0)
+    if pending is not None:
+        fields["pending_days"] = _check_int(problems, "pending_days", pending, 0, limits.pending_days_max)
+    referral = document.get("referral")
+    fields["referral"] = None
+    if referral is not None and _check_object(
+            problems, "referral", referral, REFERRAL_KEYS[:2], REFERRAL_KEYS[2:]):
+        values = [
+            _check_int(problems, f"referral.{key}", referral[key], 0, limits.bonus_points_max)
+            if referral.get(key) is not None else None
+            for key in REFERRAL_KEYS[:2]
+        ]
+        minimum = referral.get("min_purchase_minor", 0)
+        values.append(
+            _check_int(problems, "referral.min_purchase_minor", minimum, 0,
+                       limits.referral_min_purchase_minor_max) if minimum is not None else None
+        )
+        if None not in values:
+            fields["referral"] = Referral(*values)
+    milestones = document.get("milestones", [])
+    fields["milestones"] = ()
+    if milestones is not None:
+        if not isinstance(milestones, list):
+            problems.append(f"milestones: must be a list (got {milestones!r})")
+        elif len(milestones) > limits.milestones_max:
+            problems.append(f"milestones: at most {limits.milestones_max} (got {len(milestones)})")
+        else:
+            seen_ids = set()
+            compiled = [_validate_milestone(problems, index, milestone, seen_ids)
+                        for index, milestone in enumerate(milestones)]
+            fields["milestones"] = tuple(compiled)
+    birthday = document.get("birthday")
+    fields["birthday_multiplier_bp"] = None
+    if birthday is not None and _check_object(problems, "birthday", birthday, ("multiplier",), ()):
+        if birthday.get("multiplier") is not None:
+            fields["birthday_multiplier_bp"] = _check_multiplier(
+                problems, "birthday.multiplier", birthday["multiplier"])
+
+
+def _validate_milestone(problems, index, milestone, seen_ids):
+    path = f"milestones[{index}]"
+    if not _check_object(problems, path, milestone, ("id", "bonus_points"), MILESTONE_KINDS):
+        return None
+    milestone_id = None
+    if milestone.get("id") is not None:
+        milestone_id = _check_name(problems, f"{path}.id", milestone["id"], limits.id_bytes_max)
+        if milestone_id is not None and milestone_id in seen_ids:
+            problems.append(f"{path}.id: duplicate milestone id {milestone_id!r}")
+        seen_ids.add(milestone_id)
+    kinds = [kind for kind in MILESTONE_KINDS if kind in milestone]
+    target = None
+    if len(kinds) != 1:
+        problems.append(f"{path}: needs exactly one of purchases or spend_minor (got {len(kinds)})")
+    elif milestone[kinds[0]] is not None:
+        high = limits.milestone_purchases_max if kinds[0] == "purchases" else limits.milestone_spend_minor_max
+        target = _check_int(problems, f"{path}.{kinds[0]}", milestone[kinds[0]], 1, high)
+    bonus = None
+    if milestone.get("bonus_points") is not None:
+        bonus = _check_int(problems, f"{path}.bonus_points", milestone["bonus_points"], 0, limits.bonus_points_max)
+    if None in (milestone_id, target, bonus):
+        return None
+    return Milestone(milestone_id, kinds[0], target, bonus)
 
 
 def _check_point_value(problems, value):
@@ -461,4 +584,9 @@ def compile_program(document, version, effective_from_s):
         expiry_months=fields["expiry_months"],
         point_value=fields["point_value"],
         currency=fields["currency"],
+        welcome_bonus=fields["welcome_bonus"],
+        pending_days=fields["pending_days"],
+        referral=fields["referral"],
+        milestones=fields["milestones"],
+        birthday_multiplier_bp=fields["birthday_multiplier_bp"],
     )
