@@ -81,7 +81,7 @@ def programs(draw, effective_from=T_MIN):
         for index in range(tier_count)
     ]
     promotion_count = draw(st.integers(0, 2))
-    return {
+    document = {
         "currency": "USD",
         "earn": {"points": draw(st.sampled_from([1, 3])),
                  "per_minor_units": draw(st.sampled_from([1, 7, 100]))},
@@ -95,6 +95,30 @@ def programs(draw, effective_from=T_MIN):
         "point_value": "0.01",
         "effective_from": effective_from,
     }
+    if draw(st.booleans()):
+        document.update(draw(engagement_rules()))
+    return document
+
+
+@st.composite
+def engagement_rules(draw):
+    """Some of the §14 rules, each present or absent (absent: off)."""
+    rules = {}
+    if draw(st.booleans()):
+        rules["welcome_bonus"] = draw(st.sampled_from([0, 100, 7]))
+    if draw(st.booleans()):
+        rules["referral"] = {"referrer_points": draw(st.sampled_from([0, 500])),
+                             "referee_points": draw(st.sampled_from([0, 250])),
+                             "min_purchase_minor": draw(st.sampled_from([0, 2_000, 50_000]))}
+    if draw(st.booleans()):
+        rules["milestones"] = draw(st.sampled_from([
+            [], [{"id": "two", "purchases": 2, "bonus_points": 30}],
+            [{"id": "spend", "spend_minor": 40_000, "bonus_points": 100},
+             {"id": "three", "purchases": 3, "bonus_points": 0}],
+        ]))
+    if draw(st.booleans()):
+        rules["birthday"] = {"multiplier": draw(st.sampled_from([2, Decimal("1.5"), 0]))}
+    return rules
 
 
 purchase_items = st.tuples(small_ids("o"), members, amounts, st.sampled_from(CATEGORIES), times)
@@ -136,6 +160,9 @@ operations = st.one_of(
     ),
     st.tuples(st.just("expire"), times),
     st.tuples(st.just("program"), st.sampled_from(TIME_POOL).flatmap(programs)),
+    st.tuples(st.just("register_referral"), small_ids("ref", 4), members, members, times),
+    st.tuples(st.just("set_member_profile"), members,
+              st.sampled_from(["01-15", "03-01", "06-30", "02-29", None, "13-01"])),
 )
 
 scenarios = st.tuples(programs(), st.lists(operations, min_size=5, max_size=30))
@@ -145,13 +172,14 @@ def normalise(result):
     if isinstance(result, pointsledger.results.BatchResult):
         return [
             (item.status, item.seq, item.points, item.balance,
-             None if item.error is None else (type(item.error).__name__, item.error.code, item.error.field))
+             None if item.error is None else (type(item.error).__name__, item.error.code, item.error.field),
+             item.bonuses)
             for item in result
         ]
     if isinstance(result, pointsledger.results.ExpireResult):
         return (result.as_of_s, result.members, result.points)
     if isinstance(result, pointsledger.results.OperationResult):
-        return (result.status, result.seq, result.points, result.balance)
+        return (result.status, result.seq, result.points, result.balance, result.bonuses)
     return result
 
 
@@ -191,7 +219,18 @@ def observe(ledger):
             seen[member] = None
     liability = ledger.liability(T_2027_06_01)
     rollforward = ledger.rollforward(T_2026_01_01, T_2027_06_01)
-    return seen, liability, rollforward, entries(ledger), ledger.verify()
+    engagement = []
+    for index in range(4):
+        try:
+            engagement.append(ledger.get_referral(f"ref{index}"))
+        except pointsledger.NotFound:
+            engagement.append(None)
+    for member in MEMBERS:
+        try:
+            engagement.append(ledger.get_member_profile(member))
+        except pointsledger.NotFound:
+            engagement.append(None)
+    return seen, liability, rollforward, entries(ledger), ledger.verify(), engagement
 
 
 def resolve(operations_list):
@@ -295,9 +334,51 @@ def test_engines_agree_on_a_worked_scenario(tmp_path):
     #   12,345 × 1.2345 × 1.25 / 100 = 190.49... → 190 (seq 3, balance 190);
     # then a duplicate of o0, a conflict (o0 for another member) and a bad member id.
     assert outcomes["python"][1] == ("ok", [
-        ("APPLIED", 1, 600, 600, None),
-        ("APPLIED", 3, 190, 190, None),
-        ("DUPLICATE", 1, 600, 600, None),
-        ("ALREADY_EXISTS", 0, 0, 0, ("AlreadyExists", "ALREADY_EXISTS", None)),
-        ("INVALID_ARGUMENT", 0, 0, 0, ("InvalidArgument", "INVALID_ARGUMENT", "member_id")),
+        ("APPLIED", 1, 600, 600, None, ()),
+        ("APPLIED", 3, 190, 190, None, ()),
+        ("DUPLICATE", 1, 600, 600, None, ()),
+        ("ALREADY_EXISTS", 0, 0, 0, ("AlreadyExists", "ALREADY_EXISTS", None), ()),
+        ("INVALID_ARGUMENT", 0, 0, 0, ("InvalidArgument", "INVALID_ARGUMENT", "member_id"), ()),
     ])
+
+
+def test_engines_agree_on_a_worked_engagement_scenario(tmp_path):
+    """Every engagement rule once, on both engines, with hand-worked bonuses."""
+    program = {
+        "currency": "USD", "earn": {"points": 1, "per_minor_units": 100},
+        "tiers": [{"name": "t0", "min_spend_minor": 0, "multiplier": 1}],
+        "expiry_months": 1, "point_value": "0.01", "effective_from": T_MIN,
+        "welcome_bonus": 100, "birthday": {"multiplier": 2},
+        "referral": {"referrer_points": 500, "referee_points": 250},
+        "milestones": [{"id": "two", "purchases": 2, "bonus_points": 30}],
+    }
+    operations_list = [
+        ("set_member_profile", "m1", "03-01"),
+        ("purchase", ("o0", "m0", 10_000, "a", T_2026_01_15)),
+        ("register_referral", "ref0", "m0", "m1", T_2026_01_15),
+        ("purchases", [("o1", "m1", 10_000, "a", T_2026_03_15), ("o2", "m0", 1_000, "a", T_2026_03_15),
+                       ("o1", "m1", 10_000, "a", T_2026_03_15)], False),
+        ("refund", "r0", "o1", 10_000, T_2026_03_15),
+        ("expire", T_2027_06_01),
+    ]
+    outcomes, dumps = {}, {}
+    for engine in ("python", "cython"):
+        with pointsledger.Ledger(tmp_path / engine, engine=engine) as ledger:
+            outcomes[engine] = run(ledger, program, operations_list)
+            dumps[engine] = dump_ledger(ledger)
+            assert ledger.verify().ok, ledger.verify().problems
+    assert outcomes["cython"] == outcomes["python"]
+    assert dumps["cython"] == dumps["python"]
+    Bonus = pointsledger.Bonus
+    # o0: 100 + welcome 100 (m0 200). o1 in m1's birthday month: 10,000 × 2 / 100 = 200, then
+    # m1's welcome 100 and referral 250; m0's 200 of January expired at 2026-03-01 (seq 6), then
+    # its 500. o2 (seq 8) is m0's second purchase: milestone two.
+    assert outcomes["python"][4] == ("ok", [
+        ("APPLIED", 3, 200, 550, None, (Bonus("m1", "welcome", 100), Bonus("m1", "referral:ref0", 250),
+                                        Bonus("m0", "referral:ref0", 500))),
+        ("APPLIED", 8, 10, 540, None, (Bonus("m0", "milestone:two", 30),)),
+        ("DUPLICATE", 3, 200, 550, None, (Bonus("m1", "welcome", 100), Bonus("m1", "referral:ref0", 250),
+                                          Bonus("m0", "referral:ref0", 500))),
+    ])
+    # The refund claws the 200 back; the bonuses stay: 550 − 200 = 350.
+    assert outcomes["python"][5] == ("ok", ("APPLIED", 10, -200, 350, ()))

@@ -206,14 +206,47 @@ def test_a_store_of_a_newer_format_is_refused(tmp_path, engine_name, readonly):
     path = copy_fixture(tmp_path)
     env = lmdb.open(str(path), max_dbs=32)
     with env.begin(write=True) as txn:
-        txn.put(fmt.META_FORMAT, fmt.U32.pack(3), db=env.open_db(fmt.DB_META, txn=txn))
+        txn.put(fmt.META_FORMAT, fmt.U32.pack(4), db=env.open_db(fmt.DB_META, txn=txn))
     env.close()
     with pytest.raises(pointsledger.errors.StoreFormatUnknown) as refused:
         pointsledger.Ledger(path, engine=engine_name, readonly=readonly)
     assert refused.value.code == "FAILED_PRECONDITION"
     assert str(refused.value) == (
-        f"{path}: store format 3 is not one this release reads (1 or 2); a newer release wrote it"
+        f"{path}: store format 4 is not one this release reads (1 or 2 or 3); a newer release wrote it"
     )
     # Nothing was changed, and the environment was closed: it opens again (and is refused again).
     with pytest.raises(pointsledger.errors.StoreFormatUnknown):
         pointsledger.Ledger(path, engine=engine_name, readonly=readonly)
+
+
+def test_a_store_of_the_release_before_engagement_continues_with_the_rules(tmp_path, engine_name):
+    """The fixture (format 1, no engagement records) under a programme with the rules of §14:
+    it opens as it is, its members get their engagement state when a rule needs it, and the
+    commit that writes the first such record makes it format 3."""
+    path = copy_fixture(tmp_path)
+    with pointsledger.Ledger(path, engine=engine_name) as ledger:
+        assert stored_format(ledger) == 1
+        document = dict(ledger.get_program(1).document, effective_from=T_2026_04_01, welcome_bonus=100,
+                        milestones=[{"id": "three", "purchases": 3, "bonus_points": 40}])
+        ledger.set_program(document)
+        assert stored_format(ledger) == 1  # a programme is not an engagement record
+        # m-1 bought twice in 2026 under the old release (its journal says so): the third reaches "three".
+        # m-1 is silver (spend 12,345 + 50,000 − 10,000 refunded = 52,345): o-7 5,000 earns
+        # floor(5,000 × 1.25 / 100) = 62; 923 + 62 + 40 = 1,025.
+        third = ledger.purchase("o-7", "m-1", 5_000, "grocery", T_2026_04_01)
+        assert (third.seq, third.points, third.balance) == (10, 62, 1025)
+        assert third.bonuses == (pointsledger.Bonus("m-1", "milestone:three", 40),)
+        new = ledger.purchase("o-8", "m-9", 1_000, "grocery", T_2026_04_01)
+        assert (new.points, new.balance, new.bonuses) == (10, 110, (pointsledger.Bonus("m-9", "welcome", 100),))
+        assert stored_format(ledger) == 3
+        assert ledger.verify().ok
+        assert ledger.balance("m-1", T_2026_04_01).milestones[0].progress == 3
+        continued = dump_ledger(ledger)
+    # The other engine reads it and continues.
+    other = "python" if engine_name == "cython" else "cython"
+    with pointsledger.Ledger(path, engine=other) as ledger:
+        assert dump_ledger(ledger) == continued
+        assert ledger.purchase("o-9", "m-1", 1_000, "grocery", T_2026_04_01).bonuses == ()
+        assert ledger.verify().ok
+    with pointsledger.Ledger(path, engine=engine_name, readonly=True) as ledger:
+        assert ledger.balance("m-9", T_2026_04_01).bonus == 100

@@ -8,10 +8,11 @@ from .errors import (
 )
 from .ledger import DEFAULT_PATH, Ledger
 from .program import EXAMPLE_PROGRAM
+from .results import Bonus, MilestoneProgress, Profile, Referral
 
 __version__ = "0.1.0"
 __all__ = [
     "ENGINE", "EXAMPLE_PROGRAM", "DEFAULT_PATH", "Ledger", "errors", "LedgerError",
     "InvalidArgument", "InvalidProgram", "NotFound", "FailedPrecondition", "AlreadyExists",
-    "ResourceExhausted", "StoreFull", "__version__",
+    "ResourceExhausted", "StoreFull", "__version__", "Bonus", "MilestoneProgress", "Profile", "Referral",
 ]

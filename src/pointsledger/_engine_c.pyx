@@ -24,8 +24,9 @@ from libc.string cimport memcmp, memcpy, memmove
 import gc
 import struct
 
-from . import _engine_py, limits, store_format as fmt
+from . import _engine_py, engagement as _engagement, limits, store_format as fmt
 from ._engine_py import _duplicate_purchase, validate_id, validate_int
+from .member_engagement import Engagement
 from .errors import FailedPrecondition, InvalidArgument, LedgerError
 
 __all__ = [
@@ -149,6 +150,7 @@ cdef int COUNTER_ADJUSTED_POSITIVE = fmt.COUNTER_ADJUSTED_POSITIVE
 cdef int COUNTER_EXPIRED = fmt.COUNTER_EXPIRED
 cdef int COUNTER_PURCHASES = fmt.COUNTER_PURCHASES
 cdef int MEMBER_RECORD_VERSION = fmt.MEMBER_RECORD_VERSION
+cdef int MEMBER_RECORD_VERSION_ENGAGED = fmt.MEMBER_RECORD_VERSION_ENGAGED
 
 # The hand-written layouts below must be the struct formats of store_format.
 if (fmt.MEMBER_HEAD.format, fmt.MEMBER_HEAD.size) != (">BqqiqiqqqqqQI", MEMBER_HEAD_SIZE):
@@ -315,6 +317,8 @@ cdef class MemberState:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _capacity
     cdef int64_t _dirty_batch  # the batch that last put it in writer.dirty_members
+    # member_engagement.Engagement once a rule of §14 needs it (None: a version-1 record).
+    cdef public object engagement
 
     def __init__(self, tier_year):
         self.balance = 0
@@ -485,7 +489,7 @@ cdef bytes _encode_state(MemberState self):
         raise _struct_error("argument out of range")
     cdef bytes value = PyBytes_FromStringAndSize(NULL, MEMBER_HEAD_SIZE + self._count * BUCKET_SIZE)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
-    p[0] = <unsigned char>MEMBER_RECORD_VERSION
+    p[0] = <unsigned char>(MEMBER_RECORD_VERSION if self.engagement is None else MEMBER_RECORD_VERSION_ENGAGED)
     pl_put64(p + 1, <uint64_t>self.balance)
     pl_put64(p + 9, <uint64_t>self.debt)
     pl_put32(p + 17, <uint32_t>self.tier_year)
@@ -503,6 +507,8 @@ cdef bytes _encode_state(MemberState self):
         pl_put64(p, <uint64_t>self._buckets[index].instant)
         pl_put64(p + 8, <uint64_t>self._buckets[index].points)
         p += BUCKET_SIZE
+    if self.engagement is not None:
+        return value + self.engagement.encode()
     return value
 
 
@@ -515,10 +521,12 @@ cdef MemberState _decode_member(bytes value):
             f"unpack_from requires a buffer of at least {MEMBER_HEAD_SIZE} bytes for unpacking "
             f"{MEMBER_HEAD_SIZE} bytes at offset 0 (actual buffer size is {size})"
         )
-    if p[0] != MEMBER_RECORD_VERSION:
+    if p[0] != MEMBER_RECORD_VERSION and p[0] != MEMBER_RECORD_VERSION_ENGAGED:
         raise ValueError(f"member record version {p[0]} is not supported")
+    cdef bint engaged = p[0] == MEMBER_RECORD_VERSION_ENGAGED
     cdef uint32_t bucket_count = pl_get32(p + 81)
-    if size != MEMBER_HEAD_SIZE + <Py_ssize_t>bucket_count * BUCKET_SIZE:
+    cdef Py_ssize_t end = MEMBER_HEAD_SIZE + <Py_ssize_t>bucket_count * BUCKET_SIZE
+    if size < end or (not engaged and size != end):
         raise ValueError(f"member record of {size} bytes has a bad length")
     cdef uint64_t last_seq = pl_get64(p + 73)
     if last_seq > <uint64_t>INT64_MAX:
@@ -543,6 +551,8 @@ cdef MemberState _decode_member(bytes value):
         state._buckets[index].points = <int64_t>pl_get64(p + 8)
         p += BUCKET_SIZE
     state._count = bucket_count
+    if engaged:
+        state.engagement = Engagement.decode(value, end)
     return state
 
 
@@ -576,6 +586,7 @@ cdef class _Rules:
     cdef int64_t promotion_min_amount_minor[RULES_MAX]
     cdef uint64_t promotion_tier_mask[RULES_MAX]
     cdef dict categories  # category (str) -> _CategoryRule
+    cdef bint engaged  # an engagement rule of §14 is on: purchases take engagement.apply_purchase
     cdef bint in_c  # every value in the validated ranges the 128-bit product relies on
 
     cdef _CategoryRule category_rule(self, category):
@@ -685,6 +696,7 @@ cdef _Rules _rules_for(program):
     rules.earn_per_minor_units = program.earn_per_minor_units
     rules.max_points_per_purchase = program.max_points_per_purchase
     rules.expiry_months = program.expiry_months
+    rules.engaged = program.engaged
     if len(program.tier_names) > RULES_MAX or len(program.promotions) > RULES_MAX:
         raise RuntimeError("a programme with more than 64 tiers or promotions passed validation")
     rules.tier_count = len(program.tier_names)
@@ -715,19 +727,19 @@ cdef _Rules _rules_for(program):
     return rules
 
 
-def price_purchase(program, amount_minor, category, tier, time_s):
+def price_purchase(program, amount_minor, category, tier, time_s, extra_bp=None):
     """Points for one purchase (§3): exact integers, one floor, cap after bonuses."""
     cdef int64_t points
     cdef _Rules rules
-    if (type(amount_minor) is int and type(tier) is int and type(time_s) is int
+    if (extra_bp is None and type(amount_minor) is int and type(tier) is int and type(time_s) is int
             and PyUnicode_CheckExact(category)
             and 0 <= amount_minor <= INT64_MAX and INT64_MIN <= time_s <= INT64_MAX):
         rules = _rules_for(program)
         if 0 <= tier < rules.tier_count:
             if rules.price(amount_minor, rules.category_rule(category), tier, time_s, &points) == 0:
                 return points
-    # Huge products, points past int64 and unusual argument types: the twin's Python ints.
-    return _py_price_purchase(program, amount_minor, category, tier, time_s)
+    # Huge products, points past int64, unusual argument types and an extra factor: the twin's Python ints.
+    return _py_price_purchase(program, amount_minor, category, tier, time_s, extra_bp)
 
 
 # --- validation in C -----------------------------------------------------------------
@@ -1251,7 +1263,38 @@ cdef class _Batch:
             state = <MemberState>self.chunk_states[slot]
         else:
             state = self.member_of(member_key)
+        if self.rules.engaged or (state is not None and state.engagement is not None):
+            return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
         return self.earn(state, order_key, member_key, amount_minor, category, category_item, time_s)
+
+    cdef object apply_engaged(self, bytes order_key, bytes member_key, int64_t amount_minor,
+                              _Category category, object category_item, int64_t time_s):
+        """The twin's engagement path (engagement.apply_purchase), on the writer's own state.
+
+        The batch hands its C-side sums to the writer first and takes the
+        writer's back after, so both see every entry in order.
+        """
+        self.finish()
+        try:
+            result = _engagement.apply_purchase(
+                self.writer, order_key, member_key, amount_minor, category.key, category_item, time_s,
+                self.rules.program,
+            )
+        finally:
+            self.resume()
+        if self.order_unchecked:
+            self.unchecked_order_keys.append(order_key)
+        if self.order_key_max_known and _key_after(order_key, self.order_key_max):
+            self.order_key_max = order_key
+        return result
+
+    cdef int resume(self) except -1:
+        """After the writer was used directly: take its sums back (finish's inverse)."""
+        cdef int index
+        self.next_seq = self.writer.next_seq
+        for index in range(COUNTER_COUNT):
+            self.totals[index] = self.totals_list[index]
+        return 0
 
     cdef object earn(self, MemberState state, bytes order_key, bytes member_key, int64_t amount_minor,
                      _Category category, object category_item, int64_t time_s):

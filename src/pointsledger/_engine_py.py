@@ -6,8 +6,9 @@ and `apply_purchases`, the hot path that prices and applies a batch of
 purchases inside one write transaction (`writer.Writer`).
 """
 
-from . import calendar, limits, store_format as fmt
+from . import calendar, engagement, limits, store_format as fmt
 from .errors import FailedPrecondition, InvalidArgument, LedgerError, already_used
+from .member_engagement import Engagement
 
 __all__ = [
     "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
@@ -23,7 +24,7 @@ class MemberState:
 
     __slots__ = (
         "balance", "debt", "tier_year", "spend_minor", "carried_rank", "earned",
-        "redeemed", "expired", "clawed_back", "adjusted", "last_seq", "buckets",
+        "redeemed", "expired", "clawed_back", "adjusted", "last_seq", "buckets", "engagement",
     )
 
     def __init__(self, tier_year):
@@ -39,29 +40,37 @@ class MemberState:
         self.adjusted = 0
         self.last_seq = 0
         self.buckets = []  # [[expiry instant, points]], soonest first
+        self.engagement = None  # member_engagement.Engagement, once a rule of §14 needs it
 
     @classmethod
     def decode(cls, value):
         fields = fmt.MEMBER_HEAD.unpack_from(value)
-        if fields[0] != fmt.MEMBER_RECORD_VERSION:
+        if fields[0] not in (fmt.MEMBER_RECORD_VERSION, fmt.MEMBER_RECORD_VERSION_ENGAGED):
             raise ValueError(f"member record version {fields[0]} is not supported")
         state = cls(fields[3])
         (_, state.balance, state.debt, _, state.spend_minor, state.carried_rank,
          state.earned, state.redeemed, state.expired, state.clawed_back, state.adjusted,
          state.last_seq, bucket_count) = fields
         offset = fmt.MEMBER_HEAD.size
-        if len(value) != offset + bucket_count * fmt.BUCKET.size:
+        end = offset + bucket_count * fmt.BUCKET.size
+        if len(value) < end or (fields[0] == fmt.MEMBER_RECORD_VERSION and len(value) != end):
             raise ValueError(f"member record of {len(value)} bytes has a bad length")
-        state.buckets = [list(bucket) for bucket in fmt.BUCKET.iter_unpack(value[offset:])]
+        state.buckets = [list(bucket) for bucket in fmt.BUCKET.iter_unpack(value[offset:end])]
+        if fields[0] == fmt.MEMBER_RECORD_VERSION_ENGAGED:
+            state.engagement = Engagement.decode(value, end)
         return state
 
     def encode(self):
+        version = fmt.MEMBER_RECORD_VERSION if self.engagement is None else fmt.MEMBER_RECORD_VERSION_ENGAGED
         head = fmt.MEMBER_HEAD.pack(
-            fmt.MEMBER_RECORD_VERSION, self.balance, self.debt, self.tier_year,
+            version, self.balance, self.debt, self.tier_year,
             self.spend_minor, self.carried_rank, self.earned, self.redeemed, self.expired,
             self.clawed_back, self.adjusted, self.last_seq, len(self.buckets),
         )
-        return head + b"".join(fmt.BUCKET.pack(instant, points) for instant, points in self.buckets)
+        value = head + b"".join(fmt.BUCKET.pack(instant, points) for instant, points in self.buckets)
+        if self.engagement is not None:
+            value += self.engagement.encode()
+        return value
 
     # --- expiry (§5) ---------------------------------------------------------
 
@@ -151,14 +160,19 @@ def tier_rank(program, spend_minor, carried_rank):
     )
 
 
-def price_purchase(program, amount_minor, category, tier, time_s):
-    """Points for one purchase (§3): exact integers, one floor, cap after bonuses."""
+def price_purchase(program, amount_minor, category, tier, time_s, extra_bp=None):
+    """Points for one purchase (§3): exact integers, one floor, cap after bonuses.
+
+    extra_bp: one more multiplier inside the product (the birthday month, §17).
+    """
     factors = [
         amount_minor,
         program.earn_points,
         program.category_bp(category),
         program.tier_multiplier_bp[tier],
     ]
+    if extra_bp is not None:
+        factors.append(extra_bp)
     bonus = 0
     for promotion in program.promotions:
         if program.promotion_matches(promotion, category, tier, amount_minor, time_s):
@@ -246,6 +260,10 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
         raise FailedPrecondition("no programme is set: set one before recording purchases")
 
     state = writer.member(member_key)
+    if program.engaged or (state is not None and state.engagement is not None):
+        return engagement.apply_purchase(
+            writer, order_key, member_key, amount_minor, category_key, category, time_s, program,
+        )
     is_new = state is None
     year = calendar.year_of(time_s)
     if is_new:
@@ -307,7 +325,12 @@ def _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, ca
             ("category", stored_category.decode(), category_key.decode()),
             ("time_s", time, time_s),
         ))
+    if seq + 1 < writer.next_seq:
+        bonuses, bonus_balance = engagement.recorded_bonuses(writer, seq, validate_id("order_id", order_id))
+        if bonuses:
+            return ("DUPLICATE", seq, points, bonus_balance, None, bonuses)
     return ("DUPLICATE", seq, points, balance, None)
+
 
 
 # --- what writer.flush hands to putmulti -------------------------------------------

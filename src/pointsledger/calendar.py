@@ -37,6 +37,11 @@ def year_of(time_s):
     return civil_from_days(time_s // SECONDS_PER_DAY)[0]
 
 
+def month_of(time_s):
+    """The UTC calendar month (1 .. 12) of an instant."""
+    return civil_from_days(time_s // SECONDS_PER_DAY)[1]
+
+
 def day_of(time_s):
     """Day number (since 1970-01-01) of an instant; the key of day counters."""
     return time_s // SECONDS_PER_DAY

@@ -7,10 +7,11 @@ from . import engine as engines, limits, operations, queries, store_format as fm
 from ._engine_py import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound
 from .program import EXAMPLE_PROGRAM, parse_document
-from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion
+from .results import BatchResult, ExpireResult, OperationResult, Profile, ProgramVersion
 from .store import Store
 
 DEFAULT_PATH = "pointsledger-data"
+SECONDS_PER_DAY = 86_400
 GROUP_OPERATIONS = {"refund": operations.refund, "redeem": operations.redeem, "adjust": operations.adjust}
 
 
@@ -78,7 +79,7 @@ class Ledger:
         raw = self._apply_batch([order_id], [member_id], [amount_minor], [category], [time_s])[0]
         if raw[4] is not None:
             raise raw[4]
-        return OperationResult(*raw[:4])
+        return OperationResult(*raw[:4], *raw[5:])
 
     def purchases(self, order_ids, member_ids, amounts_minor, categories, times_s):
         """Apply a batch in order, in one transaction; one result per item.
@@ -133,7 +134,7 @@ class Ledger:
                         raw = self.engine.apply_purchases(writer, *([argument] for argument in arguments))[0]
                         if raw[4] is not None:
                             raise raw[4]
-                        outcomes.append(OperationResult(*raw[:4]))
+                        outcomes.append(OperationResult(*raw[:4], *raw[5:]))
                     else:
                         outcomes.append(OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments)))
                 except LedgerError as error:
@@ -141,6 +142,30 @@ class Ledger:
             return outcomes
 
         return self.store.write(apply)
+
+    # --- engagement (§14, §17) -------------------------------------------------------------
+
+    def register_referral(self, referral_id, referrer_id, referee_id, time_s):
+        """Record an open referral (a Referral; DUPLICATE for the same id and content)."""
+        def apply(writer):
+            status, *_ = operations.register_referral(writer, referral_id, referrer_id, referee_id, time_s)
+            value = writer.get(fmt.DB_REFERRALS, validate_id("referral_id", referral_id))
+            return queries.referral_of(referral_id, value, status)
+
+        return self.store.write(apply)
+
+    def get_referral(self, referral_id):
+        """The referral: open or settled, with the settling order; NOT_FOUND if none."""
+        return self._recorded(queries.get_referral, "referral_id", referral_id)
+
+    def set_member_profile(self, member_id, birthday):
+        """Set (MM-DD) or clear (None) a member's birthday, known member or not yet (§17)."""
+        self.store.write(lambda writer: operations.set_member_profile(writer, member_id, birthday))
+        return Profile(member_id, birthday)
+
+    def get_member_profile(self, member_id):
+        """The member's profile; NOT_FOUND for an id never profiled."""
+        return self._recorded(queries.get_member_profile, "member_id", member_id)
 
     def expire(self, as_of_s=None):
         """Expire every member's due points at as_of (default: now); safe to re-run."""
@@ -242,7 +267,11 @@ class Ledger:
 
     def rollforward(self, from_s, to_s):
         from_s = validate_time("from_s", from_s)
+        if from_s % SECONDS_PER_DAY:
+            raise InvalidArgument("from_s", from_s, "must be a UTC midnight (the report sums whole days)")
         to_s = validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive)
+        if to_s % SECONDS_PER_DAY:
+            raise InvalidArgument("to_s", to_s, "must be a UTC midnight (the report sums whole days)")
         with self.store.read() as txn:
             return queries.rollforward(self.store, txn, from_s, to_s)
 

@@ -101,6 +101,15 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     return ("APPLIED", seq, -clawback, state.balance)
 
 
+def _too_few_points(points, member_id, available):
+    """FAILED_PRECONDITION naming `points`, with the available figure (§17) in the message and on the error."""
+    error = FailedPrecondition(
+        f"points {points}: member {member_id!r} has {available} points available", "points", points,
+    )
+    error.available = available
+    return error
+
+
 def _member_or_not_found(writer, member_key, member_id):
     state = writer.member(member_key)
     if state is None:
@@ -126,7 +135,7 @@ def redeem(writer, redemption_id, member_id, points, time_s):
     state = _member_or_not_found(writer, member_key, member_id)
     available = state.unexpired_points(time_s)
     if points > available:
-        raise FailedPrecondition(f"points {points}: member {member_id!r} has {available} points available")
+        raise _too_few_points(points, member_id, available)
 
     program = writer.program_at(time_s)
     _roll_and_expire(writer, state, member_key, redemption_key, time_s, program)
@@ -164,9 +173,7 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
     if points < 0:
         available = state.unexpired_points(time_s)
         if -points > available:
-            raise FailedPrecondition(
-                f"points {points}: member {member_id!r} has {available} points available"
-            )
+            raise _too_few_points(points, member_id, available)
     else:
         due = state.due_points(time_s)
         if state.balance - due + points > limits.INT64_MAX:
@@ -258,3 +265,70 @@ def set_program(writer, document, effective_from_s, now_s):
                fmt.PROGRAM_HEAD.pack(effective_from_s) + programs.canonical_json(stored).encode())
     writer.new_programs.append(compiled)
     return version
+
+
+# --- engagement (§14, §17) ---------------------------------------------------------
+
+
+def register_referral(writer, referral_id, referrer_id, referee_id, time_s):
+    """Record an open referral; it is settled by the referee's first qualifying purchase."""
+    referral_key = validate_id("referral_id", referral_id)
+    referrer_key = validate_id("referrer_id", referrer_id)
+    referee_key = validate_id("referee_id", referee_id)
+    if referee_key == referrer_key:
+        raise InvalidArgument("referee_id", referee_id, "a member cannot refer itself")
+    time_s = validate_time("time_s", time_s)
+
+    existing = writer.get(fmt.DB_REFERRALS, referral_key)
+    if existing is not None:
+        stored_time, settled_seq, stored_referrer, stored_referee, order_key = fmt.decode_referral(existing)
+        fields = (
+            ("referrer_id", stored_referrer.decode(), referrer_key.decode()),
+            ("referee_id", stored_referee.decode(), referee_key.decode()),
+            ("time_s", stored_time, time_s),
+        )
+        if any(stored != sent for _, stored, sent in fields):
+            raise already_used("referral_id", referral_id, "referral", fields)
+        return ("DUPLICATE", stored_time, settled_seq, order_key)
+
+    if writer.member(referrer_key) is None:
+        raise NotFound(f"referrer_id {referrer_id!r}: no such member")
+    if writer.member(referee_key) is not None:
+        raise FailedPrecondition(
+            f"referee_id {referee_id!r}: already a member (it has a purchase)", "referee_id", referee_id)
+    named_by = writer.get(fmt.DB_REFEREES, referee_key)
+    if named_by is not None:
+        raise FailedPrecondition(
+            f"referee_id {referee_id!r}: already named by referral {bytes(named_by).decode()!r}",
+            "referee_id", referee_id)
+
+    writer.engaged = True
+    writer.put(fmt.DB_REFERRALS, referral_key, fmt.encode_referral(time_s, 0, referrer_key, referee_key, b""))
+    writer.put(fmt.DB_REFEREES, referee_key, referral_key)
+    return ("APPLIED", time_s, 0, b"")
+
+
+def set_member_profile(writer, member_id, birthday):
+    """Store the member's birthday (MM-DD, or None to clear) from the next journal position on."""
+    member_key = validate_id("member_id", member_id)
+    month_day = validate_birthday(birthday)
+    writer.engaged = True
+    key = fmt.profile_prefix(member_key) + fmt.PROFILE_SEQ.pack(writer.next_seq)
+    writer.put(fmt.DB_PROFILES, key, b"" if month_day is None else bytes(month_day))
+    return month_day
+
+
+DAYS_IN_MONTH_OF_A_LEAP_YEAR = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def validate_birthday(birthday):
+    """(month, day) of an MM-DD date that exists in a leap year; None clears (§17)."""
+    if birthday is None:
+        return None
+    if not isinstance(birthday, str) or len(birthday) != 5 or birthday[2] != "-" or not (
+            birthday[:2].isascii() and birthday[:2].isdigit() and birthday[3:].isascii() and birthday[3:].isdigit()):
+        raise InvalidArgument("birthday", birthday, "must be MM-DD (or null to clear it)")
+    month, day = int(birthday[:2]), int(birthday[3:])
+    if not 1 <= month <= 12 or not 1 <= day <= DAYS_IN_MONTH_OF_A_LEAP_YEAR[month - 1]:
+        raise InvalidArgument("birthday", birthday, "must be a date that exists (MM-DD)")
+    return month, day

@@ -1,11 +1,12 @@
 """Read-only queries (§8) over one read transaction. Readers never wait for the writer."""
 
+import decimal
 import fractions
 
-from . import calendar, limits, store_format as fmt
+from . import calendar, engagement, limits, store_format as fmt
 from .errors import NotFound
 from .results import (
-    Balance, Entry, HistoryPage, Liability, OperationResult, RecordedAdjustment, RecordedOrder,
+    Balance, Breakage, Entry, MilestoneProgress, Profile, Referral, HistoryPage, Liability, OperationResult, RecordedAdjustment, RecordedOrder,
     RecordedRedemption, RecordedRefund, Rollforward,
 )
 
@@ -100,13 +101,48 @@ def balance(store, txn, member_id, member_key, as_of_s):
             if next_expiry_s is None and instant != NEVER:
                 next_expiry_s, next_expiry_points = instant, points
     _, tier_name, tier_year, spend = tier_as_of(program_for_tier(store, txn, state, as_of_s), state, as_of_s)
+    milestones = milestone_progress(store, txn, store.program_at(as_of_s, txn), state, tier_year, spend)
     return Balance(
         member_id=member_id, as_of_s=as_of_s, balance=state.balance, available=available,
         debt=state.debt, next_expiry_s=next_expiry_s, next_expiry_points=next_expiry_points,
         tier=tier_name, tier_year=tier_year, spend_minor=spend, earned=state.earned,
         redeemed=state.redeemed, expired=state.expired, clawed_back=state.clawed_back,
         adjusted=state.adjusted,
+        bonus=state.engagement.bonus if state.engagement is not None else 0,
+        milestones=milestones,
     )
+
+
+def milestone_progress(store, txn, program, state, tier_year, spend):
+    """Progress towards each milestone of the version in force at as_of (§17).
+
+    tier_year and spend are those of tier_as_of: a later year than the member's
+    has 0 of both and no milestone reached; before the member's tier year, the
+    current one is reported (as for the tier).
+    """
+    if program is None or not program.milestones:
+        return ()
+    member = state.engagement
+    if tier_year == state.tier_year:
+        purchases = member.purchases_in(tier_year) if member is not None else None
+        reached = set(member.reached_in(tier_year)) if member is not None else set()
+    else:
+        purchases, reached = 0, set()
+    progress = []
+    for milestone in program.milestones:
+        if milestone.kind == "purchases":
+            if purchases is None:
+                journal = store.dbs[fmt.DB_JOURNAL]
+                purchases = engagement.count_purchases(
+                    lambda seq: fmt.decode_entry(txn.get(fmt.seq_key(seq), db=journal)), state, tier_year)
+            value = purchases
+        else:
+            value = spend
+        progress.append(MilestoneProgress(
+            milestone.milestone_id, milestone.kind, milestone.target, value,
+            milestone.milestone_id.encode() in reached,
+        ))
+    return tuple(progress)
 
 
 def history(store, txn, member_id, member_key, limit, before_seq):
@@ -156,9 +192,15 @@ def outstanding_of(counters):
     )
 
 
+def read_bonus_total(store, txn):
+    stored = txn.get(fmt.META_BONUS_TOTAL, db=store.dbs[fmt.DB_META])
+    return fmt.I64.unpack(stored)[0] if stored else 0
+
+
 def liability(store, txn, as_of_s):
     totals = read_totals(store, txn)
-    outstanding = outstanding_of(totals)
+    bonus = read_bonus_total(store, txn)
+    outstanding = outstanding_of(totals) + bonus
     program = store.program_at(as_of_s, txn)
     point_value = program.point_value if program else 0
     horizons = {30: 0, 60: 0, 90: 0}
@@ -193,7 +235,7 @@ def liability(store, txn, as_of_s):
             by_tier[name] = by_tier.get(name, 0) + state.balance
     return Liability(
         as_of_s=as_of_s, currency=program.currency if program else "",
-        point_value=point_value, earned=totals[fmt.COUNTER_EARNED],
+        point_value=point_value, earned=totals[fmt.COUNTER_EARNED], bonus=bonus,
         adjusted_positive=totals[fmt.COUNTER_ADJUSTED_POSITIVE],
         adjusted_negative=totals[fmt.COUNTER_ADJUSTED_NEGATIVE],
         clawed_back=totals[fmt.COUNTER_CLAWED_BACK], redeemed=totals[fmt.COUNTER_REDEEMED],
@@ -216,13 +258,67 @@ def rollforward(store, txn, from_s, to_s):
         target = opening if day < first_day else period
         for index, count in enumerate(fmt.COUNTERS.unpack(value)):
             target[index] += count
-    credited = period[fmt.COUNTER_EARNED] + period[fmt.COUNTER_ADJUSTED_POSITIVE]
-    opening_points = outstanding_of(opening)
+    opening_bonus, period_bonus = _bonus_days(store, txn, first_day, end_day)
+    credited = period[fmt.COUNTER_EARNED] + period_bonus + period[fmt.COUNTER_ADJUSTED_POSITIVE]
+    opening_points = outstanding_of(opening) + opening_bonus
+    expired = period[fmt.COUNTER_EXPIRED]
     return Rollforward(
         from_s=from_s, to_s=to_s, opening=opening_points,
-        earned=period[fmt.COUNTER_EARNED],
+        earned=period[fmt.COUNTER_EARNED], bonus=period_bonus,
         adjusted=period[fmt.COUNTER_ADJUSTED_POSITIVE] - period[fmt.COUNTER_ADJUSTED_NEGATIVE],
         clawed_back=period[fmt.COUNTER_CLAWED_BACK], redeemed=period[fmt.COUNTER_REDEEMED],
-        expired=period[fmt.COUNTER_EXPIRED], closing=opening_points + outstanding_of(period),
-        breakage_rate=fractions.Fraction(period[fmt.COUNTER_EXPIRED], credited) if credited else None,
+        expired=expired, closing=opening_points + outstanding_of(period) + period_bonus,
+        breakage_rate=fractions.Fraction(expired, credited) if credited else None,
+        breakage=Breakage(expired, credited, _half_even_6(expired, credited)),
     )
+
+
+def _bonus_days(store, txn, first_day, end_day):
+    """BONUS points issued before first_day and in [first_day, end_day)."""
+    db = store.dbs.get(fmt.DB_BONUS_DAYS)
+    opening = period = 0
+    if db is None:
+        return 0, 0
+    for key, value in txn.cursor(db=db):
+        day = fmt.I32.unpack(key)[0]
+        if day >= end_day:
+            break
+        if day < first_day:
+            opening += fmt.I64.unpack(value)[0]
+        else:
+            period += fmt.I64.unpack(value)[0]
+    return opening, period
+
+
+def _half_even_6(numerator, denominator):
+    """numerator / denominator as a decimal rounded half-even to 6 places; None for 0 / 0 (§17)."""
+    if denominator == 0:
+        return None
+    context = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
+    quotient = context.divide(decimal.Decimal(numerator), decimal.Decimal(denominator))
+    return quotient.quantize(decimal.Decimal("0.000001"), rounding=decimal.ROUND_HALF_EVEN, context=context)
+
+
+def referral_of(referral_id, value, status="APPLIED"):
+    time_s, settled_seq, referrer_key, referee_key, order_key = fmt.decode_referral(value)
+    return Referral(referral_id, referrer_key.decode(), referee_key.decode(), time_s, bool(settled_seq),
+                    order_key.decode() if settled_seq else None, status)
+
+
+def get_referral(store, txn, referral_id, referral_key):
+    db = store.dbs.get(fmt.DB_REFERRALS)
+    value = None if db is None else txn.get(referral_key, db=db)
+    if value is None:
+        raise NotFound(f"referral_id {referral_id!r}: no such referral")
+    return referral_of(referral_id, value)
+
+
+def get_member_profile(store, txn, member_id, member_key):
+    db = store.dbs.get(fmt.DB_PROFILES)
+    prefix = fmt.profile_prefix(member_key)
+    if db is not None:
+        cursor = txn.cursor(db=db)
+        if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
+            birthday = engagement.current_birthday(txn, store.dbs, member_key)
+            return Profile(member_id, None if birthday is None else f"{birthday[0]:02d}-{birthday[1]:02d}")
+    raise NotFound(f"member_id {member_id!r}: no profile")

@@ -3,6 +3,15 @@
 import dataclasses
 import decimal
 import fractions
+import typing
+
+
+class Bonus(typing.NamedTuple):
+    """A BONUS entry a purchase wrote (§17): who, which rule (its ref_id), how many points."""
+
+    member_id: str
+    rule: str
+    points: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -10,7 +19,8 @@ class OperationResult:
     status: str  # "APPLIED" or "DUPLICATE"
     seq: int  # the operation's journal entry (EARN, CLAWBACK, REDEEM, ADJUST)
     points: int  # its signed change
-    balance: int  # the member's balance after it
+    balance: int  # the member's balance after it (a purchase: after its own bonuses)
+    bonuses: tuple = ()  # a purchase's Bonus entries, the referrer's included (§17)
 
     @property
     def duplicate(self):
@@ -68,6 +78,7 @@ class ItemResult:
     points: int
     balance: int
     error: Exception | None = None
+    bonuses: tuple = ()  # Bonus entries of an applied (or resent) purchase
 
     @property
     def ok(self):
@@ -153,6 +164,53 @@ class Balance:
     expired: int
     clawed_back: int
     adjusted: int
+    bonus: int = 0  # lifetime BONUS points (§17)
+    milestones: tuple = ()  # MilestoneProgress of each milestone in force at as_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Referral:
+    """A referral (§17): open until the referee's first qualifying purchase settles it."""
+
+    referral_id: str
+    referrer_id: str
+    referee_id: str
+    time_s: int
+    settled: bool
+    order_id: str | None  # the settling order, once settled
+    status: str = "APPLIED"  # of register_referral: "APPLIED" or "DUPLICATE"
+
+    @property
+    def duplicate(self):
+        return self.status == "DUPLICATE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A member's profile (§17): the birthday as MM-DD, or None when cleared."""
+
+    member_id: str
+    birthday: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MilestoneProgress:
+    """One milestone's progress in the member's tier year (§17), for a progress bar."""
+
+    milestone_id: str
+    kind: str  # "purchases" or "spend_minor"
+    target: int
+    progress: int  # uncapped
+    reached: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Breakage:
+    """expired ÷ (earned + bonus + positive adjustments) of a period (§17)."""
+
+    expired: int  # the numerator
+    credited: int  # the denominator
+    decimal: decimal.Decimal | None  # rounded half-even to 6 places; None when credited is 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +245,12 @@ class Liability:
     expiring_60_days: int
     expiring_90_days: int
     overdue: int
+    bonus: int = 0  # issued as BONUS entries (§17)
 
     @property
     def issued(self):
-        return self.earned + self.adjusted_positive
+        """earned + bonus + positive adjustments (§17)."""
+        return self.earned + self.bonus + self.adjusted_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +264,9 @@ class Rollforward:
     redeemed: int
     expired: int
     closing: int
-    breakage_rate: fractions.Fraction | None  # expired / (earned + positive adjustments)
+    breakage_rate: fractions.Fraction | None  # expired / (earned + bonus + positive adjustments)
+    bonus: int = 0  # issued as BONUS entries in the period (§17)
+    breakage: Breakage | None = None
 
 
 @dataclasses.dataclass(frozen=True)

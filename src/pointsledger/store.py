@@ -65,7 +65,12 @@ class Store:
             # Handles opened inside a read transaction die with it; let py-lmdb
             # open each in its own transaction instead.
             for name in fmt.ALL_DBS:
-                self.dbs[name] = self.env.open_db(name, create=False)
+                try:
+                    self.dbs[name] = self.env.open_db(name, create=False)
+                except lmdb.NotFoundError:
+                    if name not in fmt.ENGAGEMENT_DBS:
+                        raise
+                    # A store of an earlier format, read as it is: these are empty.
             with self.env.begin() as txn:
                 self._check_format(txn.get(fmt.META_FORMAT, db=self.dbs[fmt.DB_META]))
             return

@@ -17,7 +17,11 @@ import struct
 # every store that does not need wide codes.
 FORMAT_VERSION_NARROW_CODES = 1
 FORMAT_VERSION_WIDE_CODES = 2
-FORMAT_VERSIONS_READ = (FORMAT_VERSION_NARROW_CODES, FORMAT_VERSION_WIDE_CODES)
+# Format 3: engagement records (§14): member records of version 2, referrals,
+# profiles and bonus counters. A store becomes format 3 at the commit that
+# writes its first such record; until then the release before can still open it.
+FORMAT_VERSION_ENGAGEMENT = 3
+FORMAT_VERSIONS_READ = (FORMAT_VERSION_NARROW_CODES, FORMAT_VERSION_WIDE_CODES, FORMAT_VERSION_ENGAGEMENT)
 FORMAT_VERSION = FORMAT_VERSION_NARROW_CODES  # what a new store starts as
 
 # Sub-databases of the one LMDB environment.
@@ -33,16 +37,24 @@ DB_CATEGORIES = b"categories"
 DB_CATEGORY_NAMES = b"category_names"
 DB_DAYS = b"days"
 DB_EXPIRY = b"expiry"
+# Engagement (§14, format 3). A store of an earlier format may lack them; a
+# read-only open then reads them as empty.
+DB_PROFILES = b"profiles"
+DB_REFERRALS = b"referrals"
+DB_REFEREES = b"referees"
+DB_BONUS_DAYS = b"bonus_days"
+ENGAGEMENT_DBS = (DB_PROFILES, DB_REFERRALS, DB_REFEREES, DB_BONUS_DAYS)
 ALL_DBS = (
     DB_META, DB_PROGRAMS, DB_MEMBERS, DB_JOURNAL, DB_ORDERS, DB_REFUNDS,
     DB_REDEMPTIONS, DB_ADJUSTMENTS, DB_CATEGORIES, DB_CATEGORY_NAMES, DB_DAYS, DB_EXPIRY,
-)
+) + ENGAGEMENT_DBS
 
 # meta keys
 META_FORMAT = b"format_version"
 META_TOTALS = b"totals"
 META_MEMBER_COUNT = b"member_count"
 META_COMMIT_COUNT = b"commit_count"
+META_BONUS_TOTAL = b"bonus_total"  # I64: every BONUS entry's points, all time
 
 # Journal kinds (§7). BONUS is reserved for the engagement rules (§14).
 KIND_EARN = 1
@@ -74,6 +86,16 @@ JOURNAL_HEAD = struct.Struct(">BqqqIQBB")
 MEMBER_RECORD_VERSION = 1
 MEMBER_HEAD = struct.Struct(">BqqiqiqqqqqQI")
 BUCKET = struct.Struct(">qq")
+# Version 2 (format 3): the same head and buckets, then the member's engagement
+# state (see engagement.Engagement): lifetime bonus points, the tier year its
+# milestone counts belong to, purchases in that year, the milestone ids reached
+# in it (count, then each as length + bytes), then its pending lots (count,
+# then each as release instant, expiry instant, points, credit seq, order id
+# length + bytes). Members without engagement state keep version 1.
+MEMBER_RECORD_VERSION_ENGAGED = 2
+ENGAGEMENT_HEAD = struct.Struct(">qiqB")
+LOT_COUNT = struct.Struct(">I")
+LOT_HEAD = struct.Struct(">qqqQB")
 
 # orders: order id -> amount, time, EARN entry seq, refunded so far, clawed back
 # so far, then the category code (two or four bytes, see encode_category_code).
@@ -96,6 +118,15 @@ COUNTER_FIELDS = (
 )
 COUNTER_EARNED, COUNTER_ADJUSTED_POSITIVE, COUNTER_ADJUSTED_NEGATIVE = 0, 1, 2
 COUNTER_CLAWED_BACK, COUNTER_REDEEMED, COUNTER_EXPIRED, COUNTER_PURCHASES = 3, 4, 5, 6
+
+# bonus_days: day number (I32 key) -> points issued as BONUS that day (I64).
+# profiles: member id length (one byte), member id, first journal seq the
+# profile applies to (U64) -> birthday month and day (two bytes; empty: cleared).
+PROFILE_SEQ = U64
+# referrals: referral id -> registration time, settling purchase's EARN seq (0
+# while open), referrer, referee and settling order id lengths; then those ids.
+REFERRAL_HEAD = struct.Struct(">qQBBB")
+# referees: referee member id -> the referral id that names it.
 
 # expiry: instant (I64 key) -> points of every member's bucket with that instant.
 EXPIRY_TOTAL = I64
@@ -169,3 +200,26 @@ def decode_tail(head, value):
     name_length = fields[-1]
     name = bytes(value[start:start + name_length])
     return fields[:-1], name, bytes(value[start + name_length:])
+
+
+def profile_prefix(member_key):
+    return bytes((len(member_key),)) + member_key
+
+
+def encode_referral(time_s, settled_seq, referrer_key, referee_key, order_key):
+    return (REFERRAL_HEAD.pack(time_s, settled_seq, len(referrer_key), len(referee_key), len(order_key))
+            + referrer_key + referee_key + order_key)
+
+
+def decode_referral(value):
+    """(time, settling EARN seq or 0, referrer key, referee key, settling order key or b"")."""
+    time_s, seq, referrer_length, referee_length, order_length = REFERRAL_HEAD.unpack_from(value)
+    start = REFERRAL_HEAD.size
+    referrer = bytes(value[start:start + referrer_length])
+    start += referrer_length
+    referee = bytes(value[start:start + referee_length])
+    start += referee_length
+    order = bytes(value[start:start + order_length])
+    if start + order_length != len(value):
+        raise ValueError(f"referral record of {len(value)} bytes has a bad length")
+    return time_s, seq, referrer, referee, order

@@ -36,6 +36,7 @@ def verify(store, txn):
     sums, previous_of, counts, kind_sums = {}, {}, {}, {}
     totals = [0] * len(fmt.COUNTER_FIELDS)
     days = {}
+    bonus_days = {}
     expected_seq = 1
     entries = 0
     for key, value in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
@@ -62,6 +63,11 @@ def verify(store, txn):
         counts[member_key] = counts.get(member_key, 0) + 1
         per_kind = kind_sums.setdefault(member_key, {})
         per_kind[kind] = per_kind.get(kind, 0) + points
+        if kind == fmt.KIND_BONUS:
+            day = calendar.day_of(time_s)
+            bonus_days[day] = bonus_days.get(day, 0) + points
+        elif kind not in fmt.KIND_NAMES:
+            problems.add(f"journal seq {seq}: unknown kind {kind}")
         counter, delta = _counter_of(kind, points)
         if counter is not None:
             totals[counter] += delta
@@ -72,6 +78,7 @@ def verify(store, txn):
                 day[fmt.COUNTER_PURCHASES] += 1
     members = _verify_members(store, txn, problems, sums, previous_of, kind_sums)
     _verify_counters(store, txn, problems, totals, days, members)
+    _verify_bonus_counters(store, txn, problems, bonus_days)
     if problems.more:
         problems.append(f"... and {problems.more} more problems")
     return VerifyReport(list(problems), entries, members)
@@ -123,6 +130,8 @@ def _verify_members(store, txn, problems, sums, last_of, kind_sums):
             ("expired", state.expired, -per_kind.get(fmt.KIND_EXPIRE, 0)),
             ("clawed back", state.clawed_back, -per_kind.get(fmt.KIND_CLAWBACK, 0)),
             ("adjusted", state.adjusted, per_kind.get(fmt.KIND_ADJUST, 0)),
+            ("bonus", state.engagement.bonus if state.engagement is not None else 0,
+             per_kind.get(fmt.KIND_BONUS, 0)),
         )
         for name, stored, journal in lifetime:
             if stored != journal:
@@ -169,3 +178,21 @@ def _verify_counters(store, txn, problems, totals, days, members):
     count = fmt.U64.unpack(stored_count)[0] if stored_count else 0
     if count != members:
         problems.add(f"meta: member count {count}, the store holds {members}")
+
+
+def _verify_bonus_counters(store, txn, problems, bonus_days):
+    """The bonus line (§17): its total and day counters against the BONUS entries."""
+    stored = txn.get(fmt.META_BONUS_TOTAL, db=store.dbs[fmt.DB_META])
+    total = fmt.I64.unpack(stored)[0] if stored else 0
+    if total != sum(bonus_days.values()):
+        problems.add(f"totals: bonus {total}, the journal says {sum(bonus_days.values())}")
+    db = store.dbs.get(fmt.DB_BONUS_DAYS)
+    stored_days = {} if db is None else {
+        fmt.I32.unpack(key)[0]: fmt.I64.unpack(value)[0] for key, value in txn.cursor(db=db)
+    }
+    for day in sorted(set(stored_days) | set(bonus_days)):
+        if stored_days.get(day, 0) != bonus_days.get(day, 0):
+            problems.add(
+                f"bonus counter of {calendar.format_utc(day * calendar.SECONDS_PER_DAY)[:10]}: "
+                f"{stored_days.get(day, 0)}, the journal says {bonus_days.get(day, 0)}"
+            )

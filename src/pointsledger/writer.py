@@ -9,7 +9,10 @@ from . import calendar, limits, store_format as fmt
 from .errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
-OVERLAY_DBS = (fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS)
+OVERLAY_DBS = (
+    fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS,
+    fmt.DB_PROFILES, fmt.DB_REFERRALS, fmt.DB_REFEREES,
+)
 
 
 class OrdersConflict(Exception):
@@ -46,6 +49,10 @@ class Writer:
         stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
         self.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
         self.new_programs = []
+        # Engagement (§14): set by anything that writes a record of format 3.
+        self.engaged = False
+        self.bonus_day_deltas = {}  # day -> BONUS points issued
+        self.bonus_total = None  # read from meta when first needed
 
     # --- reads through the overlay --------------------------------------------------
 
@@ -157,11 +164,24 @@ class Writer:
         deltas[counter] += delta
         self.totals[counter] += delta
 
+    def count_bonus(self, time_s, points):
+        """The bonus line of the reports (§17), kept apart from the counters of §8."""
+        day = calendar.day_of(time_s)
+        self.bonus_day_deltas[day] = self.bonus_day_deltas.get(day, 0) + points
+        self.bonus_total = self.stored_bonus_total() + points
+
+    def stored_bonus_total(self):
+        if self.bonus_total is None:
+            stored = self.txn.get(fmt.META_BONUS_TOTAL, db=self.dbs[fmt.DB_META])
+            self.bonus_total = fmt.I64.unpack(stored)[0] if stored else 0
+        return self.bonus_total
+
     def check_credit(self, points):
         """Everything ever credited must fit int64, so every sum of points does too."""
         credited = (
             self.totals[fmt.COUNTER_EARNED] + self.totals[fmt.COUNTER_ADJUSTED_POSITIVE] + points
         )
+        credited += self.stored_bonus_total()
         if credited > limits.INT64_MAX:
             raise InvalidArgument(
                 "points", points, "the ledger's total credited points would overflow int64"
@@ -172,7 +192,7 @@ class Writer:
     def has_changes(self):
         return bool(
             self.journal_values or self.dirty_members or self.new_categories
-            or self.new_programs or any(self.overlay.values())
+            or self.new_programs or any(self.overlay.values()) or self.engaged
         )
 
     def flush(self):
@@ -206,7 +226,11 @@ class Writer:
         meta = dbs[fmt.DB_META]
         if wide_codes:
             # The first four-byte code: from this commit on a format-1 reader must refuse the store.
-            txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION_WIDE_CODES), db=meta)
+            self._raise_format(fmt.FORMAT_VERSION_WIDE_CODES)
+        if self.engaged:
+            # Engagement records: from this commit on a reader must know format 3.
+            self._raise_format(fmt.FORMAT_VERSION_ENGAGEMENT)
+            self._flush_bonus()
         txn.put(fmt.META_TOTALS, fmt.COUNTERS.pack(*self.totals), db=meta)
         if self.new_member_count:
             stored = txn.get(fmt.META_MEMBER_COUNT, db=meta)
@@ -214,6 +238,23 @@ class Writer:
             txn.put(fmt.META_MEMBER_COUNT, fmt.U64.pack(members), db=meta)
         self.commit_count = self.store.commit_count(txn) + 1
         txn.put(fmt.META_COMMIT_COUNT, fmt.U64.pack(self.commit_count), db=meta)
+
+    def _raise_format(self, version):
+        meta = self.dbs[fmt.DB_META]
+        stored = self.txn.get(fmt.META_FORMAT, db=meta)
+        if stored is None or fmt.U32.unpack(stored)[0] < version:
+            self.txn.put(fmt.META_FORMAT, fmt.U32.pack(version), db=meta)
+
+    def _flush_bonus(self):
+        if not self.bonus_day_deltas:
+            return
+        db = self.dbs[fmt.DB_BONUS_DAYS]
+        for day in sorted(self.bonus_day_deltas):
+            key = fmt.I32.pack(day)
+            stored = self.txn.get(key, db=db)
+            total = (fmt.I64.unpack(stored)[0] if stored else 0) + self.bonus_day_deltas[day]
+            self.txn.put(key, fmt.I64.pack(total), db=db)
+        self.txn.put(fmt.META_BONUS_TOTAL, fmt.I64.pack(self.bonus_total), db=self.dbs[fmt.DB_META])
 
     def _put_unchecked_orders(self, items):
         """Write the orders, proving the ids the engine did not look up are new."""

@@ -1,0 +1,288 @@
+"""The engagement rules of a purchase (§14, §17): welcome, referral, milestones, birthday.
+
+A purchase under a version with any of these rules (or by a member that has
+engagement state) takes this path, in both engines: the Cython engine hands
+the item here after its field checks and order lookup, so both write the same
+bytes by running the same code. A programme without the rules never comes
+here, and its purchases cost what they did before.
+
+The entries of one purchase (§17): EXPIRE if due, EARN, the purchaser's bonuses
+(welcome, referral, milestones in document order), then the referrer's EXPIRE
+if due and its BONUS. Every check runs before anything is written.
+"""
+
+from . import _engine_py, calendar, limits, store_format as fmt
+from .errors import InvalidArgument
+from .member_engagement import Engagement
+from .results import Bonus
+
+WELCOME_RULE = b"welcome"
+REFERRAL_RULE = b"referral:"
+MILESTONE_RULE = b"milestone:"
+
+
+def apply_purchase(writer, order_key, member_key, amount_minor, category_key, category, time_s, program):
+    """A new order under `program`: the twin's checks and writes plus the bonuses of §17."""
+    state = writer.member(member_key)
+    is_new = state is None
+    year = calendar.year_of(time_s)
+    if is_new:
+        state = writer.store.engine.MemberState(year)
+    due = state.due_points(time_s)
+    tier_year, spend, carried = state.rolled(year, program)
+    tier = _engine_py.tier_rank(program, spend, carried)
+    points = _engine_py.price_purchase(
+        program, amount_minor, category, tier, time_s, birthday_bp(writer, member_key, program, time_s),
+    )
+    if points > limits.INT64_MAX:
+        raise InvalidArgument("points", points, "the purchase would earn more than int64 points")
+    counts_towards_year = year == tier_year
+    engagement = _engagement_for(writer, state, is_new, tier_year, program)
+    referral = _qualifying_referral(writer, member_key, program, amount_minor, time_s)
+    own, reached = _own_bonuses(program, is_new, referral, engagement, counts_towards_year,
+                                tier_year, spend + amount_minor)
+    own_total = sum(bonus_points for _, bonus_points in own)
+    if state.balance - due + points + own_total > limits.INT64_MAX:
+        raise InvalidArgument("balance", state.balance - due + points + own_total, "the balance would overflow int64")
+    referrer = _referrer_of(writer, referral, program, time_s)
+    writer.check_credit(points + own_total + (referrer[2] if referrer else 0))
+    writer.check_category(category_key)
+    if counts_towards_year and spend + amount_minor > limits.INT64_MAX:
+        raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
+
+    # Every check passed: from here on the purchase is applied.
+    writer.engaged = True
+    if is_new:
+        writer.add_member(member_key, state)
+    expired = state.expire_due(time_s, writer.expiry_deltas)
+    if expired:
+        writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, order_key, time_s, program.version)
+        writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+    state.tier_year, state.spend_minor, state.carried_rank = tier_year, spend, carried
+    instant = credit_instant(program, time_s)
+    state.credit(points, instant, writer.expiry_deltas)
+    if counts_towards_year:
+        state.spend_minor += amount_minor
+    state.earned += points
+    seq = writer.append_entry(fmt.KIND_EARN, points, state, member_key, order_key, time_s, program.version)
+    writer.count(time_s, fmt.COUNTER_EARNED, points)
+    writer.count(time_s, fmt.COUNTER_PURCHASES, 1)
+    if engagement is not None:
+        engagement.enter_year(tier_year)
+        if counts_towards_year:
+            engagement.purchases += 1
+            engagement.reached.extend(reached)
+        state.engagement = engagement
+    bonuses = [_pay(writer, state, member_key, rule, bonus_points, instant, time_s, program)
+               for rule, bonus_points in own]
+    balance = state.balance
+    writer.mark_dirty(member_key, state)
+    if referral is not None:
+        bonuses.extend(_settle(writer, referral, referrer, order_key, seq, instant, time_s, program))
+    category_code = writer.category_code(category_key)
+    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
+    if bonuses:
+        return ("APPLIED", seq, points, balance, None, tuple(bonuses))
+    return ("APPLIED", seq, points, balance, None)
+
+
+def credit_instant(program, time_s):
+    if program.expiry_months:
+        return calendar.expiry_instant(time_s, program.expiry_months)
+    return limits.never_expires_s
+
+
+def _pay(writer, state, member_key, rule, bonus_points, instant, time_s, program):
+    """One BONUS entry: a credit (pays debt first) into the purchase's bucket (§17)."""
+    state.credit(bonus_points, instant, writer.expiry_deltas)
+    state.engagement.bonus += bonus_points
+    writer.append_entry(fmt.KIND_BONUS, bonus_points, state, member_key, rule, time_s, program.version)
+    writer.count_bonus(time_s, bonus_points)
+    return Bonus(member_key.decode(), rule.decode(), bonus_points)
+
+
+# --- milestones ------------------------------------------------------------------------
+
+
+def _engagement_for(writer, state, is_new, tier_year, program):
+    """The member's engagement state to update, or None when it needs none.
+
+    A member gets one when a rule of its purchase needs it (milestones count, a
+    bonus is kept in its lifetime figures). An existing member without one gets
+    its purchase count for the tier year from its journal (EARN entries whose
+    year is the tier year: exactly the applied purchases that counted), once.
+    """
+    if state.engagement is not None:
+        return _copy(state.engagement)
+    if not (program.milestones or program.welcome_bonus or program.referral is not None):
+        return None
+    if is_new or tier_year != state.tier_year:
+        return Engagement(tier_year)
+    return Engagement(tier_year, count_purchases(writer.entry, state, tier_year))
+
+
+def _copy(engagement):
+    """A copy to change: a refused purchase must leave the member's state as it was."""
+    copy = Engagement(engagement.year, engagement.purchases)
+    copy.bonus = engagement.bonus
+    copy.reached = list(engagement.reached)
+    copy.lots = [list(lot) for lot in engagement.lots]
+    return copy
+
+
+def count_purchases(entry, state, year):
+    """The member's EARN entries with time in `year`, walking its journal links.
+
+    entry: seq -> the decoded journal entry (the writer's, or a reader's).
+    """
+    count = 0
+    seq = state.last_seq
+    while seq:
+        kind, _, _, time_s, _, previous_seq, _, _ = entry(seq)
+        if kind == fmt.KIND_EARN and calendar.year_of(time_s) == year:
+            count += 1
+        seq = previous_seq
+    return count
+
+
+def _own_bonuses(program, is_new, referral, engagement, counts_towards_year, tier_year, spend_after):
+    """[(rule ref_id, points)] the purchaser earns, in §17 order, and the milestone ids reached."""
+    own = []
+    if is_new and program.welcome_bonus:
+        own.append((WELCOME_RULE, program.welcome_bonus))
+    if referral is not None and program.referral.referee_points:
+        own.append((REFERRAL_RULE + referral[0], program.referral.referee_points))
+    reached = []
+    if counts_towards_year and program.milestones:
+        already = set(engagement.reached_in(tier_year))
+        purchases = engagement.purchases_in(tier_year) + 1
+        for milestone in program.milestones:
+            milestone_key = milestone.milestone_id.encode()
+            if milestone_key in already:
+                continue
+            progress = purchases if milestone.kind == "purchases" else spend_after
+            if progress >= milestone.target:
+                reached.append(milestone_key)
+                if milestone.bonus_points:
+                    own.append((MILESTONE_RULE + milestone_key, milestone.bonus_points))
+    return own, reached
+
+
+# --- referrals ---------------------------------------------------------------------------
+
+
+def _qualifying_referral(writer, member_key, program, amount_minor, time_s):
+    """(referral key, record) of the member's open referral that this purchase settles, or None."""
+    if program.referral is None:
+        return None
+    referral_key = writer.get(fmt.DB_REFEREES, member_key)
+    if referral_key is None:
+        return None
+    referral_key = bytes(referral_key)
+    record = fmt.decode_referral(writer.get(fmt.DB_REFERRALS, referral_key))
+    registered_s, settled_seq = record[0], record[1]
+    if settled_seq or time_s < registered_s or amount_minor < program.referral.min_purchase_minor:
+        return None
+    return referral_key, record
+
+
+def _referrer_of(writer, referral, program, time_s):
+    """(referrer key, state, points) when the referrer is paid; the int64 check of its balance."""
+    if referral is None or not program.referral.referrer_points:
+        return None
+    referrer_key = referral[1][2]
+    state = writer.member(referrer_key)
+    points = program.referral.referrer_points
+    if state.balance - state.due_points(time_s) + points > limits.INT64_MAX:
+        raise InvalidArgument(
+            "balance", state.balance - state.due_points(time_s) + points,
+            "the referrer's balance would overflow int64",
+        )
+    return referrer_key, state, points
+
+
+def _settle(writer, referral, referrer, order_key, seq, instant, time_s, program):
+    """The referrer's EXPIRE (if due) and BONUS; the referral settled by this order."""
+    referral_key, (registered_s, _, referrer_key, referee_key, _) = referral
+    bonuses = []
+    if referrer is not None:
+        _, state, points = referrer
+        expired = state.expire_due(time_s, writer.expiry_deltas)
+        if expired:
+            writer.append_entry(fmt.KIND_EXPIRE, -expired, state, referrer_key, order_key, time_s, program.version)
+            writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+        if state.engagement is None:
+            state.engagement = Engagement(state.tier_year, count_purchases(writer.entry, state, state.tier_year))
+        bonuses.append(_pay(writer, state, referrer_key, REFERRAL_RULE + referral_key, points, instant,
+                            time_s, program))
+        writer.mark_dirty(referrer_key, state)
+    writer.put(fmt.DB_REFERRALS, referral_key,
+               fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
+    return bonuses
+
+
+# --- birthdays ----------------------------------------------------------------------------
+
+
+def birthday_bp(writer, member_key, program, time_s):
+    """The birthday multiplier when the purchase falls in the member's birthday month, else None."""
+    if program.birthday_multiplier_bp is None:
+        return None
+    birthday = current_birthday(writer.txn, writer.dbs, member_key, writer.overlay[fmt.DB_PROFILES])
+    if birthday is None or birthday[0] != calendar.month_of(time_s):
+        return None
+    return program.birthday_multiplier_bp
+
+
+def current_birthday(txn, dbs, member_key, overlay=None):
+    """(month, day) of the member's latest profile, None when none or cleared."""
+    prefix = fmt.profile_prefix(member_key)
+    size = len(prefix) + fmt.PROFILE_SEQ.size
+    if overlay:
+        latest = max((key for key in overlay if len(key) == size and key.startswith(prefix)), default=None)
+        if latest is not None:
+            return _birthday_of(overlay[latest])
+    db = dbs.get(fmt.DB_PROFILES)
+    if db is None:
+        return None
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix + b"\xff" * fmt.PROFILE_SEQ.size):
+        found = cursor.prev()
+    else:
+        found = cursor.last()
+    if not found:
+        return None
+    key = bytes(cursor.key())
+    if len(key) != size or not key.startswith(prefix):
+        return None
+    return _birthday_of(cursor.value())
+
+
+def _birthday_of(value):
+    return (value[0], value[1]) if len(value) == 2 else None
+
+
+def recorded_bonuses(writer, seq, order_key):
+    """The bonuses an applied purchase reported (its EARN at seq), and the purchaser's balance after them.
+
+    They follow its EARN entry in the journal, interleaved only with the
+    referrer's EXPIRE that carries the same order id (§17).
+    """
+    bonuses = []
+    balance = None
+    purchaser = None
+    next_seq = seq + 1
+    while next_seq < writer.next_seq:
+        kind, points, entry_balance, _, _, _, member_key, ref_key = writer.entry(next_seq)
+        if purchaser is None:
+            purchaser = writer.entry(seq)[6]
+        if kind == fmt.KIND_BONUS:
+            bonuses.append(Bonus(member_key.decode(), ref_key.decode(), points))
+            if member_key == purchaser:
+                balance = entry_balance
+        elif not (kind == fmt.KIND_EXPIRE and ref_key == order_key and member_key != purchaser):
+            break
+        next_seq += 1
+    if balance is None:
+        balance = writer.entry(seq)[2]
+    return tuple(bonuses), balance
