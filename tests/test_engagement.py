@@ -341,3 +341,99 @@ def test_a_bonus_past_int64_refuses_the_purchase_whole_naming_balance(ledger):
         ledger.purchase("o-2", "m", 1_000, "any", T_2026_03_15)  # 10 fits; its bonus does not
     assert refused.value.field == "balance"
     assert snapshot(ledger) == before
+
+
+# --- pending points ---------------------------------------------------------------------------
+
+T_2026_03_31 = 1_774_915_200  # 2026-03-31T00:00:00Z: 30 days after 2026-03-01
+T_2026_04_14 = 1_776_124_800  # 2026-04-14T00:00:00Z: 30 days after 2026-03-15
+
+
+def pending_at(ledger, member_id, as_of_s):
+    balance = ledger.balance(member_id, as_of_s)
+    return (balance.balance, balance.available, balance.pending, balance.next_release_s,
+            balance.next_release_points, balance.debt)
+
+
+def test_points_are_pending_for_the_return_window_then_available(ledger):
+    engaged(ledger, pending_days=30)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_01)
+    assert pending_at(ledger, "m", T_2026_03_15) == (100, 0, 100, T_2026_03_31, 100, 0)
+    assert pending_at(ledger, "m", T_2026_03_31) == (100, 100, 0, None, 0, 0)
+    before = snapshot(ledger)
+    with pytest.raises(pointsledger.FailedPrecondition) as refused:
+        ledger.redeem("rd-1", "m", 50, T_2026_03_15)
+    assert (refused.value.field, refused.value.available) == ("points", 0)
+    assert "has 0 points available" in str(refused.value)
+    with pytest.raises(pointsledger.FailedPrecondition) as refused:
+        ledger.adjust("a-1", "m", -10, "fix", T_2026_03_15)
+    assert (refused.value.field, refused.value.available) == ("points", 0)
+    assert snapshot(ledger) == before
+    # A positive adjustment is not pending.
+    ledger.adjust("a-2", "m", 30, "goodwill", T_2026_03_15)
+    assert pending_at(ledger, "m", T_2026_03_15) == (130, 30, 100, T_2026_03_31, 100, 0)
+    assert ledger.redeem("rd-2", "m", 130, T_2026_04_01).balance == 0
+    assert ledger.verify().ok
+
+
+def test_a_refund_inside_the_window_takes_the_pending_points_and_makes_no_debt(ledger):
+    engaged(ledger, pending_days=30, welcome_bonus=100)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_01)  # 100 + welcome 100, both pending
+    assert pending_at(ledger, "m", T_2026_03_15) == (200, 0, 200, T_2026_03_31, 200, 0)
+    refund = ledger.refund("r-1", "o-1", 10_000, T_2026_03_15)  # claws back 100 from the lot
+    assert (refund.points, refund.balance) == (-100, 100)
+    # The welcome bonus stays, still pending with the purchase.
+    assert pending_at(ledger, "m", T_2026_03_15) == (100, 0, 100, T_2026_03_31, 100, 0)
+    assert ledger.liability(T_2026_03_15).pending == 100
+    assert ledger.verify().ok
+
+
+def test_a_refund_outside_the_window_makes_debt(ledger):
+    engaged(ledger, pending_days=30)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_01)
+    ledger.redeem("rd-1", "m", 100, T_2026_04_01)  # released at 2026-03-31
+    refund = ledger.refund("r-1", "o-1", 10_000, T_2026_04_01)
+    assert (refund.points, refund.balance) == (-100, -100)
+    assert pending_at(ledger, "m", T_2026_04_01) == (-100, -100, 0, None, 0, 100)
+    # The next purchase pays the debt first: only the rest is pending.
+    ledger.purchase("o-2", "m", 15_000, "any", T_2026_04_01)
+    assert pending_at(ledger, "m", T_2026_04_01) == (50, 0, 50, T_2026_04_01 + 30 * 86_400, 50, 0)
+    assert ledger.verify().ok
+
+
+def test_the_clawback_order_of_17(ledger):
+    engaged(ledger, pending_days=30)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_01)  # lot of 100, released 2026-03-31
+    ledger.purchase("o-2", "m", 5_000, "any", T_2026_03_15)  # lot of 50, released 2026-04-14
+    # On 2026-04-01 o-1's points are released; o-2's are pending. Half of o-1 (50):
+    # its own lot is gone, so released points first (never-expiring), not o-2's lot.
+    assert ledger.refund("r-1", "o-1", 5_000, T_2026_04_01).balance == 100
+    assert pending_at(ledger, "m", T_2026_04_01) == (100, 50, 50, T_2026_04_14, 50, 0)
+    # Half of o-2 (25) comes from its own lot, still pending.
+    assert ledger.refund("r-2", "o-2", 2_500, T_2026_04_01).balance == 75
+    assert pending_at(ledger, "m", T_2026_04_01) == (75, 50, 25, T_2026_04_14, 25, 0)
+    # The rest of o-1 (50): released 50 first, then nothing else is needed.
+    assert ledger.refund("r-3", "o-1", 5_000, T_2026_04_01).balance == 25
+    assert pending_at(ledger, "m", T_2026_04_01) == (25, 0, 25, T_2026_04_14, 25, 0)
+    assert ledger.liability(T_2026_04_01).pending == 25
+    assert ledger.verify().ok
+
+
+def test_pending_points_expire_as_usual(ledger):
+    # expiry_months 1: points of 2026-03-15 expire at 2026-05-01; 60 days pending is past it.
+    engaged(ledger, pending_days=60, expiry_months=1)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_15)
+    assert ledger.expire(T_2026_05_01).points == 100
+    assert pending_at(ledger, "m", T_2026_05_01) == (0, 0, 0, None, 0, 0)
+    assert ledger.verify().ok
+
+
+def test_a_clawback_takes_another_orders_pending_lot_before_making_debt(ledger):
+    engaged(ledger, pending_days=30)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_01)  # 100, released 2026-03-31
+    ledger.purchase("o-2", "m", 5_000, "any", T_2026_03_15)  # 50, pending until 2026-04-14
+    ledger.redeem("rd-1", "m", 100, T_2026_04_01)  # every released point
+    # 100 to claw back: none released, o-2's lot 50, the rest is debt.
+    assert ledger.refund("r-1", "o-1", 10_000, T_2026_04_01).balance == -50
+    assert pending_at(ledger, "m", T_2026_04_01) == (-50, -50, 0, None, 0, 50)
+    assert ledger.verify().ok

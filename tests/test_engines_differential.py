@@ -118,6 +118,8 @@ def engagement_rules(draw):
         ]))
     if draw(st.booleans()):
         rules["birthday"] = {"multiplier": draw(st.sampled_from([2, Decimal("1.5"), 0]))}
+    if draw(st.booleans()):
+        rules["pending_days"] = draw(st.sampled_from([0, 10, 30, 365]))
     return rules
 
 

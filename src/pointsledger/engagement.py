@@ -16,6 +16,7 @@ from .errors import InvalidArgument
 from .member_engagement import Engagement
 from .results import Bonus
 
+SECONDS_PER_DAY = calendar.SECONDS_PER_DAY
 WELCOME_RULE = b"welcome"
 REFERRAL_RULE = b"referral:"
 MILESTONE_RULE = b"milestone:"
@@ -28,7 +29,7 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
     year = calendar.year_of(time_s)
     if is_new:
         state = writer.store.engine.MemberState(year)
-    due = state.due_points(time_s)
+    due = due_points(state, time_s)
     tier_year, spend, carried = state.rolled(year, program)
     tier = _engine_py.tier_rank(program, spend, carried)
     points = _engine_py.price_purchase(
@@ -54,13 +55,17 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
     writer.engaged = True
     if is_new:
         writer.add_member(member_key, state)
-    expired = state.expire_due(time_s, writer.expiry_deltas)
+    if engagement is not None:
+        state.engagement = engagement
+    expired = expire_due(state, time_s, writer.expiry_deltas)
     if expired:
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, order_key, time_s, program.version)
         writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+    release_due(state, time_s, writer.expiry_deltas)
     state.tier_year, state.spend_minor, state.carried_rank = tier_year, spend, carried
     instant = credit_instant(program, time_s)
-    state.credit(points, instant, writer.expiry_deltas)
+    credit = _Credit(program, order_key, instant, time_s)
+    credit.add(writer, state, points)
     if counts_towards_year:
         state.spend_minor += amount_minor
     state.earned += points
@@ -72,13 +77,12 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
         if counts_towards_year:
             engagement.purchases += 1
             engagement.reached.extend(reached)
-        state.engagement = engagement
-    bonuses = [_pay(writer, state, member_key, rule, bonus_points, instant, time_s, program)
+    bonuses = [_pay(writer, state, member_key, rule, bonus_points, credit, time_s, program)
                for rule, bonus_points in own]
     balance = state.balance
     writer.mark_dirty(member_key, state)
     if referral is not None:
-        bonuses.extend(_settle(writer, referral, referrer, order_key, seq, instant, time_s, program))
+        bonuses.extend(_settle(writer, referral, referrer, order_key, seq, credit, time_s, program))
     category_code = writer.category_code(category_key)
     writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
     if bonuses:
@@ -92,9 +96,26 @@ def credit_instant(program, time_s):
     return limits.never_expires_s
 
 
-def _pay(writer, state, member_key, rule, bonus_points, instant, time_s, program):
-    """One BONUS entry: a credit (pays debt first) into the purchase's bucket (§17)."""
-    state.credit(bonus_points, instant, writer.expiry_deltas)
+class _Credit:
+    """Where a purchase's points go (§17): its bucket, or its pending lot when pending_days > 0."""
+
+    def __init__(self, program, order_key, instant, time_s):
+        self.order_key = order_key
+        self.instant = instant
+        self.release_s = time_s + program.pending_days * SECONDS_PER_DAY if program.pending_days else None
+
+    def add(self, writer, state, points):
+        """Credit points (debt first); the entry about to be written gets writer.next_seq."""
+        if self.release_s is None:
+            state.credit(points, self.instant, writer.expiry_deltas)
+        else:
+            credit_pending(state, points, self.release_s, self.instant, writer.next_seq, self.order_key,
+                           writer.expiry_deltas)
+
+
+def _pay(writer, state, member_key, rule, bonus_points, credit, time_s, program):
+    """One BONUS entry: a credit (pays debt first) into the purchase's bucket or lot (§17)."""
+    credit.add(writer, state, bonus_points)
     state.engagement.bonus += bonus_points
     writer.append_entry(fmt.KIND_BONUS, bonus_points, state, member_key, rule, time_s, program.version)
     writer.count_bonus(time_s, bonus_points)
@@ -114,7 +135,7 @@ def _engagement_for(writer, state, is_new, tier_year, program):
     """
     if state.engagement is not None:
         return _copy(state.engagement)
-    if not (program.milestones or program.welcome_bonus or program.referral is not None):
+    if not (program.milestones or program.welcome_bonus or program.referral is not None or program.pending_days):
         return None
     if is_new or tier_year != state.tier_year:
         return Engagement(tier_year)
@@ -193,27 +214,28 @@ def _referrer_of(writer, referral, program, time_s):
     referrer_key = referral[1][2]
     state = writer.member(referrer_key)
     points = program.referral.referrer_points
-    if state.balance - state.due_points(time_s) + points > limits.INT64_MAX:
+    if state.balance - due_points(state, time_s) + points > limits.INT64_MAX:
         raise InvalidArgument(
-            "balance", state.balance - state.due_points(time_s) + points,
+            "balance", state.balance - due_points(state, time_s) + points,
             "the referrer's balance would overflow int64",
         )
     return referrer_key, state, points
 
 
-def _settle(writer, referral, referrer, order_key, seq, instant, time_s, program):
+def _settle(writer, referral, referrer, order_key, seq, credit, time_s, program):
     """The referrer's EXPIRE (if due) and BONUS; the referral settled by this order."""
     referral_key, (registered_s, _, referrer_key, referee_key, _) = referral
     bonuses = []
     if referrer is not None:
         _, state, points = referrer
-        expired = state.expire_due(time_s, writer.expiry_deltas)
+        if state.engagement is None:
+            state.engagement = Engagement(state.tier_year, count_purchases(writer.entry, state, state.tier_year))
+        expired = expire_due(state, time_s, writer.expiry_deltas)
         if expired:
             writer.append_entry(fmt.KIND_EXPIRE, -expired, state, referrer_key, order_key, time_s, program.version)
             writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
-        if state.engagement is None:
-            state.engagement = Engagement(state.tier_year, count_purchases(writer.entry, state, state.tier_year))
-        bonuses.append(_pay(writer, state, referrer_key, REFERRAL_RULE + referral_key, points, instant,
+        release_due(state, time_s, writer.expiry_deltas)
+        bonuses.append(_pay(writer, state, referrer_key, REFERRAL_RULE + referral_key, points, credit,
                             time_s, program))
         writer.mark_dirty(referrer_key, state)
     writer.put(fmt.DB_REFERRALS, referral_key,
@@ -286,3 +308,117 @@ def recorded_bonuses(writer, seq, order_key):
     if balance is None:
         balance = writer.entry(seq)[2]
     return tuple(bonuses), balance
+
+
+# --- pending points (§17) ------------------------------------------------------------------
+# A lot is [release instant, expiry instant, points, credit seq, order key]. Its
+# points are in the member's balance and in the expiry totals from the credit
+# on; at its release instant they join the bucket of their expiry instant
+# (no journal entry). While a member holds lots it has no debt: a clawback
+# takes lots before it makes debt, and a credit pays debt before it fills a lot.
+
+
+def lots_of(state):
+    return state.engagement.lots if state.engagement is not None else ()
+
+
+def due_points(state, time_s):
+    """Points that expire at time_s: due buckets and due lots."""
+    return state.due_points(time_s) + sum(lot[2] for lot in lots_of(state) if lot[1] <= time_s)
+
+
+def expire_due(state, time_s, expiry_deltas):
+    """state.expire_due, lots included: their total is one EXPIRE entry (§5, §17)."""
+    total = state.expire_due(time_s, expiry_deltas)
+    lots = lots_of(state)
+    if lots and any(lot[1] <= time_s for lot in lots):
+        expired = 0
+        for lot in lots:
+            if lot[1] <= time_s:
+                expired += lot[2]
+                expiry_deltas[lot[1]] = expiry_deltas.get(lot[1], 0) - lot[2]
+        state.engagement.lots = [lot for lot in lots if lot[1] > time_s]
+        state.balance -= expired
+        state.expired += expired
+        total += expired
+    return total
+
+
+def release_due(state, time_s, expiry_deltas):
+    """Lots whose release instant is <= time_s join their buckets; the balance does not change."""
+    lots = lots_of(state)
+    if not lots or all(lot[0] > time_s for lot in lots):
+        return
+    for lot in lots:
+        if lot[0] <= time_s:
+            # credit() would count the points in the expiry totals again: they are there already.
+            state.credit(lot[2], lot[1], expiry_deltas)
+            state.balance -= lot[2]
+            expiry_deltas[lot[1]] = expiry_deltas.get(lot[1], 0) - lot[2]
+    state.engagement.lots = [lot for lot in lots if lot[0] > time_s]
+
+
+def released_points(state, time_s):
+    """Points of lots released by time_s and not expired at it (not yet in buckets)."""
+    return sum(lot[2] for lot in lots_of(state) if lot[0] <= time_s < lot[1])
+
+
+def available_points(state, time_s):
+    """What a redemption or a negative adjustment may use at time_s: released, unexpired (§17)."""
+    return state.unexpired_points(time_s) + released_points(state, time_s)
+
+
+def credit_pending(state, points, release_s, instant, seq, order_key, expiry_deltas):
+    """A purchase's credit: pays debt first, the rest joins the purchase's lot."""
+    paid = min(state.debt, points)
+    state.debt -= paid
+    state.balance += points
+    rest = points - paid
+    if rest == 0:
+        return
+    expiry_deltas[instant] = expiry_deltas.get(instant, 0) + rest
+    for lot in state.engagement.lots:
+        if lot[4] == order_key and lot[0] == release_s and lot[1] == instant:
+            lot[2] += rest
+            return
+    state.engagement.lots.append([release_s, instant, rest, seq, order_key])
+
+
+def claw_back(state, order_key, points, expiry_deltas):
+    """Take `points` in the order of §17; return what none could cover (the debt to add).
+
+    Due points have expired and due lots have been released before this. First
+    the refunded order's own pending lot; then, by expiry instant, released
+    points first and pending lots by release instant, then credit seq.
+    """
+    lots = lots_of(state)
+    if not lots:
+        return state.debit(points, expiry_deltas)
+    remaining = points
+    for lot in lots:
+        if lot[4] == order_key and remaining:
+            remaining -= _take(lot, remaining, expiry_deltas)
+    buckets = dict((instant, bucket_points) for instant, bucket_points in state.buckets)
+    from_buckets = 0
+    for instant in sorted(set(buckets) | {lot[1] for lot in lots}):
+        if not remaining:
+            break
+        used = min(buckets.get(instant, 0), remaining)
+        from_buckets += used
+        remaining -= used
+        for lot in sorted((lot for lot in lots if lot[1] == instant), key=lambda lot: (lot[0], lot[3])):
+            if remaining:
+                remaining -= _take(lot, remaining, expiry_deltas)
+    taken_from_lots = points - remaining - from_buckets
+    state.engagement.lots = [lot for lot in lots if lot[2]]
+    # The buckets used are a prefix of the soonest-expiring: debit takes exactly those.
+    state.debit(from_buckets, expiry_deltas)
+    state.balance -= taken_from_lots + remaining
+    return remaining
+
+
+def _take(lot, wanted, expiry_deltas):
+    used = min(lot[2], wanted)
+    lot[2] -= used
+    expiry_deltas[lot[1]] = expiry_deltas.get(lot[1], 0) - used
+    return used

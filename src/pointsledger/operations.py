@@ -6,7 +6,7 @@ fields, id already used, existence, state, and last int64 range; nothing is
 written until every check has passed.
 """
 
-from . import calendar, limits, program as programs, store_format as fmt
+from . import calendar, engagement, limits, program as programs, store_format as fmt
 from ._engine_py import validate_amount, validate_id, validate_int, validate_time
 from .errors import FailedPrecondition, InvalidArgument, NotFound, already_used
 
@@ -33,11 +33,12 @@ def validate_reason(reason):
 
 
 def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
-    """Expire the member's due buckets (one EXPIRE entry) and roll its tier year."""
-    expired = state.expire_due(time_s, writer.expiry_deltas)
+    """Expire the member's due buckets (one EXPIRE entry), release its due lots, roll its tier year."""
+    expired = engagement.expire_due(state, time_s, writer.expiry_deltas)
     if expired:
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, time_s, program.version)
         writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+    engagement.release_due(state, time_s, writer.expiry_deltas)
     state.roll_to(calendar.year_of(time_s), program)
 
 
@@ -82,14 +83,14 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     clawback = earned_points * refunded_total // order_amount - clawed
     state = writer.member(member_key)
     program = writer.program_at(time_s)
-    due = state.due_points(time_s)
+    due = engagement.due_points(state, time_s)
     if state.balance - due - clawback < limits.INT64_MIN:
         raise InvalidArgument("balance", state.balance - due - clawback, "the balance would overflow int64")
 
     _roll_and_expire(writer, state, member_key, refund_key, time_s, program)
     if calendar.year_of(order_time) == state.tier_year:
         state.spend_minor = max(0, state.spend_minor - amount_minor)
-    uncovered = state.debit(clawback, writer.expiry_deltas)
+    uncovered = engagement.claw_back(state, order_key, clawback, writer.expiry_deltas)
     state.debt += uncovered
     state.clawed_back += clawback
     seq = writer.append_entry(fmt.KIND_CLAWBACK, -clawback, state, member_key, refund_key, time_s, program.version)
@@ -133,7 +134,7 @@ def redeem(writer, redemption_id, member_id, points, time_s):
         ))
 
     state = _member_or_not_found(writer, member_key, member_id)
-    available = state.unexpired_points(time_s)
+    available = engagement.available_points(state, time_s)
     if points > available:
         raise _too_few_points(points, member_id, available)
 
@@ -171,11 +172,11 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
     state = _member_or_not_found(writer, member_key, member_id)
     program = writer.program_at(time_s)
     if points < 0:
-        available = state.unexpired_points(time_s)
+        available = engagement.available_points(state, time_s)
         if -points > available:
             raise _too_few_points(points, member_id, available)
     else:
-        due = state.due_points(time_s)
+        due = engagement.due_points(state, time_s)
         if state.balance - due + points > limits.INT64_MAX:
             raise InvalidArgument("balance", state.balance - due + points, "the balance would overflow int64")
         writer.check_credit(points)
@@ -211,7 +212,7 @@ def expire(writer, as_of_s):
     for member_key in writer.txn.cursor(db=writer.dbs[fmt.DB_MEMBERS]).iternext(values=False):
         member_key = bytes(member_key)
         state = writer.member(member_key)
-        expired = state.expire_due(as_of_s, writer.expiry_deltas)
+        expired = engagement.expire_due(state, as_of_s, writer.expiry_deltas)
         if not expired:
             continue
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, as_of_s, program.version)

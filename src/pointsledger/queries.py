@@ -95,11 +95,23 @@ def balance(store, txn, member_id, member_key, as_of_s):
     state = store.engine.MemberState.decode(value)
     available = -state.debt
     next_expiry_s, next_expiry_points = None, 0
-    for instant, points in state.buckets:
+    buckets = dict((instant, points) for instant, points in state.buckets)
+    pending, releases = 0, {}
+    for release_s, expires_s, points, _, _ in engagement.lots_of(state):
+        if expires_s <= as_of_s:
+            continue
+        if release_s <= as_of_s:  # released by as_of: in its bucket (§17)
+            buckets[expires_s] = buckets.get(expires_s, 0) + points
+        else:
+            pending += points
+            releases[release_s] = releases.get(release_s, 0) + points
+    for instant in sorted(buckets):
+        points = buckets[instant]
         if instant > as_of_s:
             available += points
             if next_expiry_s is None and instant != NEVER:
                 next_expiry_s, next_expiry_points = instant, points
+    next_release_s = min(releases) if releases else None
     _, tier_name, tier_year, spend = tier_as_of(program_for_tier(store, txn, state, as_of_s), state, as_of_s)
     milestones = milestone_progress(store, txn, store.program_at(as_of_s, txn), state, tier_year, spend)
     return Balance(
@@ -109,7 +121,8 @@ def balance(store, txn, member_id, member_key, as_of_s):
         redeemed=state.redeemed, expired=state.expired, clawed_back=state.clawed_back,
         adjusted=state.adjusted,
         bonus=state.engagement.bonus if state.engagement is not None else 0,
-        milestones=milestones,
+        milestones=milestones, pending=pending, next_release_s=next_release_s,
+        next_release_points=releases.get(next_release_s, 0),
     )
 
 
@@ -216,6 +229,7 @@ def liability(store, txn, as_of_s):
             if instant <= as_of_s + days * calendar.SECONDS_PER_DAY:
                 horizons[days] += points
     by_tier = {}
+    pending = 0
     if program is not None:
         # Tiers move with the calendar, not with writes, so this one figure is a
         # member scan (read-only, one pass); every other figure is a counter.
@@ -225,6 +239,7 @@ def liability(store, txn, as_of_s):
         tier_year_programs = {}  # members whose tier year is after as_of's year (§15)
         for _, value in txn.cursor(db=store.dbs[fmt.DB_MEMBERS]):
             state = decode(value)
+            pending += sum(lot[2] for lot in engagement.lots_of(state) if lot[0] > as_of_s < lot[1])
             member_program = program
             if state.tier_year > as_of_year:
                 member_program = tier_year_programs.get(state.tier_year)
@@ -235,7 +250,7 @@ def liability(store, txn, as_of_s):
             by_tier[name] = by_tier.get(name, 0) + state.balance
     return Liability(
         as_of_s=as_of_s, currency=program.currency if program else "",
-        point_value=point_value, earned=totals[fmt.COUNTER_EARNED], bonus=bonus,
+        point_value=point_value, earned=totals[fmt.COUNTER_EARNED], bonus=bonus, pending=pending,
         adjusted_positive=totals[fmt.COUNTER_ADJUSTED_POSITIVE],
         adjusted_negative=totals[fmt.COUNTER_ADJUSTED_NEGATIVE],
         clawed_back=totals[fmt.COUNTER_CLAWED_BACK], redeemed=totals[fmt.COUNTER_REDEEMED],

@@ -166,6 +166,9 @@ class Balance:
     adjusted: int
     bonus: int = 0  # lifetime BONUS points (§17)
     milestones: tuple = ()  # MilestoneProgress of each milestone in force at as_of
+    pending: int = 0  # points pending at as_of (§17): counted in balance, not in available
+    next_release_s: int | None = None  # the soonest release instant after as_of
+    next_release_points: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +249,7 @@ class Liability:
     expiring_90_days: int
     overdue: int
     bonus: int = 0  # issued as BONUS entries (§17)
+    pending: int = 0  # points pending at as_of (§17), part of outstanding
 
     @property
     def issued(self):

@@ -111,11 +111,16 @@ def _verify_members(store, txn, problems, sums, last_of, kind_sums):
             problems.add(f"{where}: balance {state.balance} but its entries sum to {sums.get(member_key, 0)}")
         if state.last_seq != last_of.get(member_key, 0):
             problems.add(f"{where}: last entry {state.last_seq}, the journal says {last_of.get(member_key, 0)}")
-        bucket_sum = sum(points for _, points in state.buckets)
+        lots = state.engagement.lots if state.engagement is not None else []
+        bucket_sum = sum(points for _, points in state.buckets) + sum(lot[2] for lot in lots)
         if bucket_sum - state.debt != state.balance:
             problems.add(
-                f"{where}: buckets {bucket_sum} minus debt {state.debt} is not the balance {state.balance}"
+                f"{where}: buckets and pending lots {bucket_sum} minus debt {state.debt} is not the balance {state.balance}"
             )
+        if any(lot[2] <= 0 for lot in lots):
+            problems.add(f"{where}: a pending lot that is not positive: {lots}")
+        for lot in lots:
+            expiry_expected[lot[1]] = expiry_expected.get(lot[1], 0) + lot[2]
         if state.debt < 0 or (state.debt and state.buckets):
             problems.add(f"{where}: debt {state.debt} while holding {bucket_sum} points in buckets")
         instants = [instant for instant, _ in state.buckets]
