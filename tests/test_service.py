@@ -750,3 +750,56 @@ def test_refused_reads_do_not_hold_lmdb_reader_slots(served):
         assert served.client.balance("m-1").balance == 123
     finally:
         gc.enable()
+
+
+# --- engagement (SPEC §14, §17) ---------------------------------------------------------------
+
+
+def test_a_client_registers_a_referral_and_sees_both_bonuses_after_the_purchase(serve):
+    served = serve(program=simple_program(
+        welcome_bonus=100, referral={"referrer_points": 500, "referee_points": 250},
+        milestones=[{"id": "two", "purchases": 2, "bonus_points": 30}], pending_days=30))
+    client = served.client
+    client.record_purchase("o-1", "alice", 10_000, "grocery", T)  # 100 + welcome 100
+    registered = client.register_referral("ref-1", "alice", "bob", T)
+    assert (registered.duplicate, registered.settled, registered.order_id) == (False, False, None)
+    assert client.register_referral("ref-1", "alice", "bob", T).duplicate
+    result = client.record_purchase("o-2", "bob", 5_000, "grocery", T)
+    # bob: 50 + welcome 100 + referral 250 = 400; then alice's 500.
+    assert (result.seq, result.points, result.balance) == (3, 50, 400)
+    assert result.bonuses == (pointsledger.Bonus("bob", "welcome", 100), pointsledger.Bonus("bob", "referral:ref-1", 250),
+                              pointsledger.Bonus("alice", "referral:ref-1", 500))
+    settled = client.get_referral("ref-1")
+    assert (settled.settled, settled.order_id) == (True, "o-2")
+    batch = client.purchases(["o-3", "o-4"], ["alice", "carol"], [1_000, 1_000], ["grocery"] * 2, [T, T])
+    assert [item.bonuses for item in batch] == [
+        (pointsledger.Bonus("alice", "milestone:two", 30),), (pointsledger.Bonus("carol", "welcome", 100),)]
+    balance = client.balance("alice", T)
+    # alice: 100 + 100 + 500 + 10 + 30 = 740, all pending until 30 days after T.
+    assert (balance.balance, balance.available, balance.pending, balance.bonus) == (740, 0, 740, 630)
+    assert balance.next_release_s == T + 30 * 86_400
+    assert [(each.milestone_id, each.progress, each.reached) for each in balance.milestones] == [("two", 2, True)]
+    # alice 100 + 500 + 30, bob 100 + 250, carol 100.
+    assert client.liability(T).bonus == 1_080
+    entry_kinds = [entry.kind for entry in client.journal()]
+    assert entry_kinds.count("BONUS") == 6
+
+
+def test_profiles_over_grpc_and_refusals_name_the_field(serve):
+    served = serve(program=simple_program(birthday={"multiplier": 2}))
+    client = served.client
+    assert client.set_member_profile("m", "03-20").birthday == "03-20"
+    assert client.get_member_profile("m").birthday == "03-20"
+    assert client.record_purchase("o-1", "m", 10_000, "grocery", T).points == 200
+    with pytest.raises(pointsledger.InvalidArgument) as refused:
+        client.set_member_profile("m", "02-30")
+    assert refused.value.field == "birthday"
+    with pytest.raises(pointsledger.NotFound):
+        client.get_member_profile("nobody")
+    with pytest.raises(pointsledger.InvalidArgument) as refused:
+        client.register_referral("ref-1", "m", "m", T)
+    assert refused.value.field == "referee_id"
+    with pytest.raises(pointsledger.FailedPrecondition) as refused:
+        client.redeem("rd-1", "m", 1_000, T)
+    assert refused.value.field == "points"
+    assert client.set_member_profile("m", None).birthday is None

@@ -39,6 +39,8 @@ def ledger(tmp_path, engine_name):
     opened = Ledger(tmp_path / "ledger", engine=engine_name)
     opened.set_program(example_program())
     opened.purchase("o-1", "m-1", 12_345, "grocery", T)  # 123 points, seq 1
+    opened.register_referral("ref-0", "m-1", "m-0", T)
+    opened.set_member_profile("m-1", "03-20")
     yield opened
     opened.close()
 
@@ -65,6 +67,10 @@ CALLS = {
     "ReadJournal": ("read", lambda client: list(client.journal())),
     "GetProgram": ("read", lambda client: client.get_program()),
     "GetLiability": ("read", lambda client: client.liability()),
+    "RegisterReferral": ("write", lambda client: client.register_referral("ref-1", "m-1", "m-2", T)),
+    "GetReferral": ("read", lambda client: client.get_referral("ref-0")),
+    "SetMemberProfile": ("write", lambda client: client.set_member_profile("m-1", "04-01")),
+    "GetMemberProfile": ("read", lambda client: client.get_member_profile("m-1")),
 }
 TOKEN_OF_SCOPE = {"read": READ_TOKEN, "write": WRITE_TOKEN, "admin": ADMIN_TOKEN}
 

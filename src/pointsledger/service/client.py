@@ -25,7 +25,8 @@ from ..errors import (  # the service statuses are re-exported here for callers 
 )
 from ..program import canonical_json, parse_document
 from ..results import (
-    Balance, BatchResult, Entry, ExpireResult, HistoryPage, Liability, OperationResult, ProgramVersion,
+    Balance, BatchResult, Bonus, Entry, ExpireResult, HistoryPage, Liability, MilestoneProgress,
+    OperationResult, Profile, ProgramVersion, Referral,
 )
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .headers import FIELD_METADATA_KEY, authorization_metadata
@@ -84,7 +85,25 @@ def _balance(message):
         next_expiry_points=message.next_expiry_points, tier=message.tier, tier_year=message.tier_year,
         spend_minor=message.spend_minor, earned=message.earned, redeemed=message.redeemed,
         expired=message.expired, clawed_back=message.clawed_back, adjusted=message.adjusted,
+        bonus=message.bonus, pending=message.pending,
+        next_release_s=message.next_release_s if message.HasField("next_release_s") else None,
+        next_release_points=message.next_release_points,
+        milestones=tuple(MilestoneProgress(each.id, each.kind, each.target, each.progress, each.reached)
+                         for each in message.milestones),
     )
+
+
+def _bonuses(messages):
+    return tuple(Bonus(each.member_id, each.rule, each.points) for each in messages)
+
+
+def _referral(message):
+    return Referral(message.referral_id, message.referrer_id, message.referee_id, message.time_s,
+                    message.settled, message.order_id or None, "DUPLICATE" if message.duplicate else "APPLIED")
+
+
+def _profile(message):
+    return Profile(message.member_id, message.birthday if message.HasField("birthday") else None)
 
 
 def _item_error(item):
@@ -93,7 +112,7 @@ def _item_error(item):
 
 def _operation_result(message):
     return OperationResult("DUPLICATE" if message.duplicate else "APPLIED", message.seq,
-                           message.points, message.balance)
+                           message.points, message.balance, _bonuses(message.bonuses))
 
 
 ITEM_STATUS_NAMES = {pb.ITEM_STATUS_APPLIED: "APPLIED", pb.ITEM_STATUS_DUPLICATE: "DUPLICATE"}
@@ -102,12 +121,16 @@ ITEM_STATUS_NAMES = {pb.ITEM_STATUS_APPLIED: "APPLIED", pb.ITEM_STATUS_DUPLICATE
 def batch_result(response):
     """The response to one batch as the BatchResult Ledger.purchases returns."""
     errors = {item.index: _item_error(item) for item in response.errors}
+    bonuses = {item.index: _bonuses(item.bonuses) for item in response.bonuses}
     raw = []
     for index, (status, seq, points, balance) in enumerate(
             zip(response.statuses, response.seqs, response.points, response.balances)):
         error = errors.get(index)
         name = error.code if error is not None else ITEM_STATUS_NAMES.get(status, "UNKNOWN")
-        raw.append((name, seq, points, balance, error))
+        if index in bonuses:
+            raw.append((name, seq, points, balance, error, bonuses[index]))
+        else:
+            raw.append((name, seq, points, balance, error))
     return BatchResult(raw)
 
 
@@ -283,7 +306,24 @@ class LedgerClient:
             outstanding_by_tier={item.tier: item.points for item in message.outstanding_by_tier},
             expiring_30_days=message.expiring_30_days, expiring_60_days=message.expiring_60_days,
             expiring_90_days=message.expiring_90_days, overdue=message.overdue,
+            bonus=message.bonus, pending=message.pending,
         )
+
+    # --- engagement (§14, §17) -------------------------------------------------------------
+
+    def register_referral(self, referral_id, referrer_id, referee_id, time_s):
+        return _referral(self._call(self.stub.RegisterReferral, pb.RegisterReferralRequest(
+            referral_id=referral_id, referrer_id=referrer_id, referee_id=referee_id, time_s=time_s)))
+
+    def get_referral(self, referral_id):
+        return _referral(self._call(self.stub.GetReferral, pb.GetReferralRequest(referral_id=referral_id)))
+
+    def set_member_profile(self, member_id, birthday):
+        return _profile(self._call(self.stub.SetMemberProfile, pb.SetMemberProfileRequest(
+            member_id=member_id, birthday=birthday)))
+
+    def get_member_profile(self, member_id):
+        return _profile(self._call(self.stub.GetMemberProfile, pb.GetMemberProfileRequest(member_id=member_id)))
 
     # --- administration -----------------------------------------------------------------
 

@@ -14,7 +14,12 @@ ITEM_CODES = {name: pb.Code.Value("CODE_" + name) for name in
 
 def operation_result(result):
     return pb.OperationResult(duplicate=result.status == "DUPLICATE", seq=result.seq,
-                              points=result.points, balance=result.balance)
+                              points=result.points, balance=result.balance,
+                              bonuses=bonus_messages(getattr(result, "bonuses", ())))
+
+
+def bonus_messages(bonuses):
+    return [pb.Bonus(member_id=member_id, rule=rule, points=points) for member_id, rule, points in bonuses]
 
 
 def entry_message(entry):
@@ -29,10 +34,29 @@ def balance_message(balance):
         available=balance.available, debt=balance.debt, next_expiry_points=balance.next_expiry_points,
         tier=balance.tier, tier_year=balance.tier_year, spend_minor=balance.spend_minor,
         earned=balance.earned, redeemed=balance.redeemed, expired=balance.expired,
-        clawed_back=balance.clawed_back, adjusted=balance.adjusted,
+        clawed_back=balance.clawed_back, adjusted=balance.adjusted, bonus=balance.bonus,
+        pending=balance.pending, next_release_points=balance.next_release_points,
+        milestones=[pb.MilestoneProgress(id=each.milestone_id, kind=each.kind, target=each.target,
+                                         progress=each.progress, reached=each.reached)
+                    for each in balance.milestones],
     )
     if balance.next_expiry_s is not None:
         message.next_expiry_s = balance.next_expiry_s
+    if balance.next_release_s is not None:
+        message.next_release_s = balance.next_release_s
+    return message
+
+
+def referral_message(referral):
+    return pb.Referral(duplicate=referral.duplicate, referral_id=referral.referral_id,
+                       referrer_id=referral.referrer_id, referee_id=referral.referee_id,
+                       time_s=referral.time_s, settled=referral.settled, order_id=referral.order_id or "")
+
+
+def profile_message(profile):
+    message = pb.MemberProfile(member_id=profile.member_id)
+    if profile.birthday is not None:
+        message.birthday = profile.birthday
     return message
 
 
@@ -58,6 +82,9 @@ def batch_response(batch_index, batch_id, raw_results):
         seqs=[raw[1] for raw in raw_results], points=[raw[2] for raw in raw_results],
         balances=[raw[3] for raw in raw_results], errors=item_errors, applied=applied,
         duplicates=len(names) - applied - len(item_errors), refused=len(item_errors),
+        # Only purchases that wrote bonuses carry a sixth element (engagement rules, §17).
+        bonuses=[pb.ItemBonuses(index=index, bonuses=bonus_messages(raw[5]))
+                 for index, raw in enumerate(raw_results) if len(raw) > 5],
     )
 
 
@@ -72,6 +99,7 @@ def liability_message(report):
                              for tier, points in report.outstanding_by_tier.items()],
         expiring_30_days=report.expiring_30_days, expiring_60_days=report.expiring_60_days,
         expiring_90_days=report.expiring_90_days, overdue=report.overdue, issued=report.issued,
+        bonus=report.bonus, pending=report.pending,
     )
 
 

@@ -22,7 +22,7 @@ from .headers import FIELD_METADATA_KEY
 from .logs import log, log_event
 from .messages import (
     _optional, balance_message, batch_response, entry_message, item_error, liability_message,
-    operation_result, program_message,
+    operation_result, profile_message, program_message, referral_message,
 )
 
 
@@ -338,3 +338,28 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                                                 self._deadline(context))
         log_event(logging.INFO, "expiry run", as_of_s=result.as_of_s, members=result.members, points=result.points)
         return pb.RunExpiryResponse(as_of_s=result.as_of_s, members=result.members, points=result.points)
+
+    # --- engagement (§14, §17) ----------------------------------------------------------
+
+    @rpc(SCOPE_WRITE)
+    async def RegisterReferral(self, request, context):
+        referral = await self.writer.submit_alone(
+            self.ledger.register_referral,
+            (request.referral_id, request.referrer_id, request.referee_id, request.time_s),
+            self._deadline(context))
+        return referral_message(referral)
+
+    @rpc(SCOPE_READ)
+    async def GetReferral(self, request, context):
+        return referral_message(await self._read(self.ledger.get_referral, request.referral_id))
+
+    @rpc(SCOPE_WRITE)
+    async def SetMemberProfile(self, request, context):
+        profile = await self.writer.submit_alone(
+            self.ledger.set_member_profile, (request.member_id, _optional(request, "birthday")),
+            self._deadline(context))
+        return profile_message(profile)
+
+    @rpc(SCOPE_READ)
+    async def GetMemberProfile(self, request, context):
+        return profile_message(await self._read(self.ledger.get_member_profile, request.member_id))

@@ -68,16 +68,36 @@ class RecordPurchaseRequest(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., member_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., category: _Optional[str] = ..., time_s: _Optional[int] = ...) -> None: ...
 
 class OperationResult(_message.Message):
-    __slots__ = ("duplicate", "seq", "points", "balance")
+    __slots__ = ("duplicate", "seq", "points", "balance", "bonuses")
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    BONUSES_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
     seq: int
     points: int
     balance: int
-    def __init__(self, duplicate: _Optional[bool] = ..., seq: _Optional[int] = ..., points: _Optional[int] = ..., balance: _Optional[int] = ...) -> None: ...
+    bonuses: _containers.RepeatedCompositeFieldContainer[Bonus]
+    def __init__(self, duplicate: _Optional[bool] = ..., seq: _Optional[int] = ..., points: _Optional[int] = ..., balance: _Optional[int] = ..., bonuses: _Optional[_Iterable[_Union[Bonus, _Mapping]]] = ...) -> None: ...
+
+class Bonus(_message.Message):
+    __slots__ = ("member_id", "rule", "points")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    rule: str
+    points: int
+    def __init__(self, member_id: _Optional[str] = ..., rule: _Optional[str] = ..., points: _Optional[int] = ...) -> None: ...
+
+class ItemBonuses(_message.Message):
+    __slots__ = ("index", "bonuses")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    BONUSES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    bonuses: _containers.RepeatedCompositeFieldContainer[Bonus]
+    def __init__(self, index: _Optional[int] = ..., bonuses: _Optional[_Iterable[_Union[Bonus, _Mapping]]] = ...) -> None: ...
 
 class IngestPurchasesRequest(_message.Message):
     __slots__ = ("order_ids", "member_ids", "amounts_minor", "categories", "times_s", "batch_id")
@@ -108,7 +128,7 @@ class ItemError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., code: _Optional[_Union[Code, str]] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class IngestPurchasesResponse(_message.Message):
-    __slots__ = ("batch_index", "batch_id", "statuses", "seqs", "points", "balances", "errors", "applied", "duplicates", "refused")
+    __slots__ = ("batch_index", "batch_id", "statuses", "seqs", "points", "balances", "errors", "applied", "duplicates", "refused", "bonuses")
     BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +139,7 @@ class IngestPurchasesResponse(_message.Message):
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    BONUSES_FIELD_NUMBER: _ClassVar[int]
     batch_index: int
     batch_id: str
     statuses: _containers.RepeatedScalarFieldContainer[ItemStatus]
@@ -129,7 +150,8 @@ class IngestPurchasesResponse(_message.Message):
     applied: int
     duplicates: int
     refused: int
-    def __init__(self, batch_index: _Optional[int] = ..., batch_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[ItemStatus, str]]] = ..., seqs: _Optional[_Iterable[int]] = ..., points: _Optional[_Iterable[int]] = ..., balances: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ..., applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
+    bonuses: _containers.RepeatedCompositeFieldContainer[ItemBonuses]
+    def __init__(self, batch_index: _Optional[int] = ..., batch_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[ItemStatus, str]]] = ..., seqs: _Optional[_Iterable[int]] = ..., points: _Optional[_Iterable[int]] = ..., balances: _Optional[_Iterable[int]] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ..., applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., refused: _Optional[int] = ..., bonuses: _Optional[_Iterable[_Union[ItemBonuses, _Mapping]]] = ...) -> None: ...
 
 class RefundRequest(_message.Message):
     __slots__ = ("refund_id", "order_id", "amount_minor", "time_s")
@@ -178,7 +200,7 @@ class GetBalanceRequest(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., as_of_s: _Optional[int] = ...) -> None: ...
 
 class Balance(_message.Message):
-    __slots__ = ("member_id", "as_of_s", "balance", "available", "debt", "next_expiry_s", "next_expiry_points", "tier", "tier_year", "spend_minor", "earned", "redeemed", "expired", "clawed_back", "adjusted")
+    __slots__ = ("member_id", "as_of_s", "balance", "available", "debt", "next_expiry_s", "next_expiry_points", "tier", "tier_year", "spend_minor", "earned", "redeemed", "expired", "clawed_back", "adjusted", "bonus", "pending", "next_release_s", "next_release_points", "milestones")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     AS_OF_S_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +216,11 @@ class Balance(_message.Message):
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
     CLAWED_BACK_FIELD_NUMBER: _ClassVar[int]
     ADJUSTED_FIELD_NUMBER: _ClassVar[int]
+    BONUS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RELEASE_S_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RELEASE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    MILESTONES_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     as_of_s: int
     balance: int
@@ -209,7 +236,26 @@ class Balance(_message.Message):
     expired: int
     clawed_back: int
     adjusted: int
-    def __init__(self, member_id: _Optional[str] = ..., as_of_s: _Optional[int] = ..., balance: _Optional[int] = ..., available: _Optional[int] = ..., debt: _Optional[int] = ..., next_expiry_s: _Optional[int] = ..., next_expiry_points: _Optional[int] = ..., tier: _Optional[str] = ..., tier_year: _Optional[int] = ..., spend_minor: _Optional[int] = ..., earned: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., clawed_back: _Optional[int] = ..., adjusted: _Optional[int] = ...) -> None: ...
+    bonus: int
+    pending: int
+    next_release_s: int
+    next_release_points: int
+    milestones: _containers.RepeatedCompositeFieldContainer[MilestoneProgress]
+    def __init__(self, member_id: _Optional[str] = ..., as_of_s: _Optional[int] = ..., balance: _Optional[int] = ..., available: _Optional[int] = ..., debt: _Optional[int] = ..., next_expiry_s: _Optional[int] = ..., next_expiry_points: _Optional[int] = ..., tier: _Optional[str] = ..., tier_year: _Optional[int] = ..., spend_minor: _Optional[int] = ..., earned: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., clawed_back: _Optional[int] = ..., adjusted: _Optional[int] = ..., bonus: _Optional[int] = ..., pending: _Optional[int] = ..., next_release_s: _Optional[int] = ..., next_release_points: _Optional[int] = ..., milestones: _Optional[_Iterable[_Union[MilestoneProgress, _Mapping]]] = ...) -> None: ...
+
+class MilestoneProgress(_message.Message):
+    __slots__ = ("id", "kind", "target", "progress", "reached")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REACHED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    target: int
+    progress: int
+    reached: bool
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[int] = ..., progress: _Optional[int] = ..., reached: _Optional[bool] = ...) -> None: ...
 
 class GetBalancesRequest(_message.Message):
     __slots__ = ("member_ids", "as_of_s")
@@ -336,7 +382,7 @@ class TierOutstanding(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., points: _Optional[int] = ...) -> None: ...
 
 class Liability(_message.Message):
-    __slots__ = ("as_of_s", "currency", "point_value", "earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired", "outstanding", "outstanding_value", "outstanding_by_tier", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue", "issued")
+    __slots__ = ("as_of_s", "currency", "point_value", "earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired", "outstanding", "outstanding_value", "outstanding_by_tier", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue", "issued", "bonus", "pending")
     AS_OF_S_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     POINT_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +400,8 @@ class Liability(_message.Message):
     EXPIRING_90_DAYS_FIELD_NUMBER: _ClassVar[int]
     OVERDUE_FIELD_NUMBER: _ClassVar[int]
     ISSUED_FIELD_NUMBER: _ClassVar[int]
+    BONUS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     as_of_s: int
     currency: str
     point_value: str
@@ -371,4 +419,64 @@ class Liability(_message.Message):
     expiring_90_days: int
     overdue: int
     issued: int
-    def __init__(self, as_of_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., earned: _Optional[int] = ..., adjusted_positive: _Optional[int] = ..., adjusted_negative: _Optional[int] = ..., clawed_back: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., outstanding: _Optional[int] = ..., outstanding_value: _Optional[str] = ..., outstanding_by_tier: _Optional[_Iterable[_Union[TierOutstanding, _Mapping]]] = ..., expiring_30_days: _Optional[int] = ..., expiring_60_days: _Optional[int] = ..., expiring_90_days: _Optional[int] = ..., overdue: _Optional[int] = ..., issued: _Optional[int] = ...) -> None: ...
+    bonus: int
+    pending: int
+    def __init__(self, as_of_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., earned: _Optional[int] = ..., adjusted_positive: _Optional[int] = ..., adjusted_negative: _Optional[int] = ..., clawed_back: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., outstanding: _Optional[int] = ..., outstanding_value: _Optional[str] = ..., outstanding_by_tier: _Optional[_Iterable[_Union[TierOutstanding, _Mapping]]] = ..., expiring_30_days: _Optional[int] = ..., expiring_60_days: _Optional[int] = ..., expiring_90_days: _Optional[int] = ..., overdue: _Optional[int] = ..., issued: _Optional[int] = ..., bonus: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class RegisterReferralRequest(_message.Message):
+    __slots__ = ("referral_id", "referrer_id", "referee_id", "time_s")
+    REFERRAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_ID_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    referral_id: str
+    referrer_id: str
+    referee_id: str
+    time_s: int
+    def __init__(self, referral_id: _Optional[str] = ..., referrer_id: _Optional[str] = ..., referee_id: _Optional[str] = ..., time_s: _Optional[int] = ...) -> None: ...
+
+class GetReferralRequest(_message.Message):
+    __slots__ = ("referral_id",)
+    REFERRAL_ID_FIELD_NUMBER: _ClassVar[int]
+    referral_id: str
+    def __init__(self, referral_id: _Optional[str] = ...) -> None: ...
+
+class Referral(_message.Message):
+    __slots__ = ("duplicate", "referral_id", "referrer_id", "referee_id", "time_s", "settled", "order_id")
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REFERRAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_ID_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    referral_id: str
+    referrer_id: str
+    referee_id: str
+    time_s: int
+    settled: bool
+    order_id: str
+    def __init__(self, duplicate: _Optional[bool] = ..., referral_id: _Optional[str] = ..., referrer_id: _Optional[str] = ..., referee_id: _Optional[str] = ..., time_s: _Optional[int] = ..., settled: _Optional[bool] = ..., order_id: _Optional[str] = ...) -> None: ...
+
+class SetMemberProfileRequest(_message.Message):
+    __slots__ = ("member_id", "birthday")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    BIRTHDAY_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    birthday: str
+    def __init__(self, member_id: _Optional[str] = ..., birthday: _Optional[str] = ...) -> None: ...
+
+class GetMemberProfileRequest(_message.Message):
+    __slots__ = ("member_id",)
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    def __init__(self, member_id: _Optional[str] = ...) -> None: ...
+
+class MemberProfile(_message.Message):
+    __slots__ = ("member_id", "birthday")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    BIRTHDAY_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    birthday: str
+    def __init__(self, member_id: _Optional[str] = ..., birthday: _Optional[str] = ...) -> None: ...

@@ -102,6 +102,26 @@ class LedgerStub:
                 request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetLiabilityRequest.SerializeToString,
                 response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Liability.FromString,
                 _registered_method=True)
+        self.RegisterReferral = channel.unary_unary(
+                '/pointsledger.v1.Ledger/RegisterReferral',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.RegisterReferralRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Referral.FromString,
+                _registered_method=True)
+        self.GetReferral = channel.unary_unary(
+                '/pointsledger.v1.Ledger/GetReferral',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetReferralRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Referral.FromString,
+                _registered_method=True)
+        self.SetMemberProfile = channel.unary_unary(
+                '/pointsledger.v1.Ledger/SetMemberProfile',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.SetMemberProfileRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.FromString,
+                _registered_method=True)
+        self.GetMemberProfile = channel.unary_unary(
+                '/pointsledger.v1.Ledger/GetMemberProfile',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetMemberProfileRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -210,6 +230,35 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterReferral(self, request, context):
+        """Engagement (SPEC §14, §17).
+        scope write
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReferral(self, request, context):
+        """scope read
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMemberProfile(self, request, context):
+        """scope write
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMemberProfile(self, request, context):
+        """scope read
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -277,6 +326,26 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetLiability,
                     request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetLiabilityRequest.FromString,
                     response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Liability.SerializeToString,
+            ),
+            'RegisterReferral': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterReferral,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.RegisterReferralRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Referral.SerializeToString,
+            ),
+            'GetReferral': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferral,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetReferralRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Referral.SerializeToString,
+            ),
+            'SetMemberProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMemberProfile,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.SetMemberProfileRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.SerializeToString,
+            ),
+            'GetMemberProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMemberProfile,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetMemberProfileRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -632,6 +701,114 @@ class Ledger:
             '/pointsledger.v1.Ledger/GetLiability',
             pointsledger_dot_v1_dot_ledger__pb2.GetLiabilityRequest.SerializeToString,
             pointsledger_dot_v1_dot_ledger__pb2.Liability.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterReferral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/RegisterReferral',
+            pointsledger_dot_v1_dot_ledger__pb2.RegisterReferralRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/GetReferral',
+            pointsledger_dot_v1_dot_ledger__pb2.GetReferralRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMemberProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/SetMemberProfile',
+            pointsledger_dot_v1_dot_ledger__pb2.SetMemberProfileRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMemberProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/GetMemberProfile',
+            pointsledger_dot_v1_dot_ledger__pb2.GetMemberProfileRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.FromString,
             options,
             channel_credentials,
             insecure,
