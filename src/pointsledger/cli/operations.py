@@ -4,6 +4,7 @@ import time
 
 from ..errors import NotFound
 from .common import EXIT_OK, open_existing, open_ledger
+from .engagement import print_balance
 from .output import emit, format_time, print_json
 
 
@@ -13,7 +14,7 @@ BALANCE_TIMES = ("as_of_s", "next_expiry_s")
 def cmd_balance(arguments):
     with open_existing(arguments) as ledger:
         balance = ledger.balance(arguments.member_id, arguments.as_of)
-    emit(arguments, vars(balance), BALANCE_TIMES)
+    print_balance(arguments, balance, BALANCE_TIMES)
     return EXIT_OK
 
 

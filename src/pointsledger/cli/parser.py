@@ -11,6 +11,7 @@ from .common import (
     BENCH_COUNT_DEFAULT, BENCH_COUNT_MAX, DATA_ENVIRONMENT, HISTORY_LIMIT_DEFAULT, INGEST_BATCH_ROWS_DEFAULT, INGEST_WINDOW_DEFAULT, SAMPLES, SERVE_ADDRESS_DEFAULT, SORT_RUN_ROWS_DEFAULT,
 )
 from .ingest import cmd_ingest
+from .engagement import cmd_profile_set, cmd_profile_show, cmd_referral_register, cmd_referral_show
 from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_redeem, cmd_refund
 from .program_commands import cmd_program_set, cmd_program_show
 from .reports import cmd_report
@@ -109,6 +110,7 @@ def build_parser():
     expire.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
 
     add_program_parser(commands, common, with_json)
+    add_engagement_parsers(commands, both)
 
     report = add_command(commands, "report", cmd_report, "finance reports: liability, rollforward",
                          ["pointsledger report liability", "pointsledger report liability --as-of 2027-01-01 --json",
@@ -213,6 +215,45 @@ def add_program_parser(commands, common, with_json):
                        ["pointsledger program show", "pointsledger program show --version 1 --json"],
                        (common, with_json))
     show.add_argument("--version", type=integer_argument(1, limits.INT64_MAX), metavar="N")
+
+
+def add_engagement_parsers(commands, parents):
+    """referral register|show and profile set|show (§14, §17)."""
+    referral = commands.add_parser(
+        "referral", help="register or show a referral", description="register or show a referral",
+        epilog="example:\n  pointsledger referral register ref-1 member-001 new-member-7\n"
+               "  pointsledger referral show ref-1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = referral.add_subparsers(dest="action", required=True, metavar="ACTION")
+    register = add_command(actions, "register", cmd_referral_register,
+                           "record that a member referred someone not yet a member",
+                           ["pointsledger referral register ref-1 member-001 new-member-7"], parents)
+    register.add_argument("referral_id")
+    register.add_argument("referrer_id")
+    register.add_argument("referee_id")
+    register.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
+    show = add_command(actions, "show", cmd_referral_show, "a referral: open or settled, with the settling order",
+                       ["pointsledger referral show ref-1 --json"], parents)
+    show.add_argument("referral_id")
+
+    profile = commands.add_parser(
+        "profile", help="set or show a member's profile (birthday)",
+        description="set or show a member's profile (birthday)",
+        epilog="example:\n  pointsledger profile set member-001 03-20\n  pointsledger profile show member-001",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = profile.add_subparsers(dest="action", required=True, metavar="ACTION")
+    set_parser = add_command(actions, "set", cmd_profile_set,
+                             "set a member's birthday (MM-DD), before or after its first purchase",
+                             ["pointsledger profile set member-001 03-20",
+                              "pointsledger profile set member-001 --clear"], parents)
+    set_parser.add_argument("member_id")
+    set_parser.add_argument("birthday", nargs="?", metavar="MM-DD")
+    set_parser.add_argument("--clear", action="store_true", help="remove the birthday")
+    show = add_command(actions, "show", cmd_profile_show, "a member's profile",
+                       ["pointsledger profile show member-001"], parents)
+    show.add_argument("member_id")
 
 
 def _version():

@@ -1,0 +1,67 @@
+"""The CLI's engagement commands (SPEC §14, §17): referral, profile, balance progress bars."""
+
+import pointsledger
+from support import T_2026_03_15, simple_program
+from test_cli import run, run_json, scratch_cache  # noqa: F401 (the module's scratch $XDG_CACHE_HOME)
+
+PROGRAMME = simple_program(
+    welcome_bonus=100, referral={"referrer_points": 500, "referee_points": 250},
+    milestones=[{"id": "ten-orders", "purchases": 10, "bonus_points": 500},
+                {"id": "big-spender", "spend_minor": 100_000, "bonus_points": 1000}],
+    birthday={"multiplier": 2}, pending_days=30,
+)
+
+
+def ledger_with_purchases(path):
+    """alice: 4 purchases of 10,000 on 2026-03-15 (100 each, welcome 100): balance 500, all pending."""
+    with pointsledger.Ledger(path) as ledger:
+        ledger.set_program(PROGRAMME)
+        for index in range(4):
+            ledger.purchase(f"o-{index}", "alice", 10_000, "grocery", T_2026_03_15)
+
+
+def test_balance_prints_milestone_progress_as_bars_and_as_data(tmp_path):
+    data = tmp_path / "ledger"
+    ledger_with_purchases(data)
+    # 4 of 10 purchases and 40,000 of 100,000: 8 of 20 cells each.
+    shown = run("balance", "alice", "--as-of", "2026-03-20", data=data, check=0).stdout
+    assert "pending   500 (next release 500 at 2026-04-14T00:00:00Z)" in shown
+    assert "  ten-orders   [########------------]  4/10 purchases" in shown
+    assert "  big-spender  [########------------]  40,000/100,000 spent (minor units)" in shown
+    fields = run_json("balance", "alice", "--as-of", "2026-03-20", data=data, check=0)
+    assert (fields["balance"], fields["available"], fields["pending"], fields["bonus"]) == (500, 0, 500, 100)
+    assert fields["milestones"] == [
+        {"milestone_id": "ten-orders", "kind": "purchases", "target": 10, "progress": 4, "reached": False},
+        {"milestone_id": "big-spender", "kind": "spend_minor", "target": 100_000, "progress": 40_000,
+         "reached": False},
+    ]
+
+
+def test_referral_and_profile_commands(tmp_path):
+    data = tmp_path / "ledger"
+    ledger_with_purchases(data)
+    registered = run_json("referral", "register", "ref-1", "alice", "bob", "--time", "2026-03-15", data=data, check=0)
+    assert (registered["status"], registered["settled"], registered["order_id"]) == ("APPLIED", False, None)
+    again = run_json("referral", "register", "ref-1", "alice", "bob", data=data, check=0)
+    assert again["status"] == "DUPLICATE"
+    shown = run_json("referral", "show", "ref-1", data=data, check=0)
+    assert (shown["referrer_id"], shown["referee_id"], shown["time_s"]) == ("alice", "bob", T_2026_03_15)
+    self_referral = run("referral", "register", "ref-2", "alice", "alice", data=data, check=1)
+    assert self_referral.stderr.startswith("pointsledger: INVALID_ARGUMENT: referee_id: a member cannot refer itself")
+    assert run("referral", "show", "ref-9", data=data, check=1).stderr.startswith("pointsledger: NOT_FOUND:")
+
+    assert run_json("profile", "set", "bob", "03-20", data=data, check=0) == {"member_id": "bob", "birthday": "03-20"}
+    assert run_json("profile", "show", "bob", data=data, check=0)["birthday"] == "03-20"
+    refused = run("profile", "set", "bob", "02-30", data=data, check=1)
+    assert refused.stderr.startswith("pointsledger: INVALID_ARGUMENT: birthday: must be a date that exists")
+    run("profile", "set", "bob", data=data, check=2)  # neither a birthday nor --clear
+    assert run_json("profile", "set", "bob", "--clear", data=data, check=0)["birthday"] is None
+    assert run("profile", "show", "carol", data=data, check=1).stderr.startswith("pointsledger: NOT_FOUND:")
+
+
+def test_export_carries_bonus_entries(tmp_path):
+    data = tmp_path / "ledger"
+    ledger_with_purchases(data)
+    rows = run("export", data=data, check=0).stdout.splitlines()
+    assert rows[0] == "seq,kind,member_id,ref_id,points,balance,time_s,program_version"
+    assert rows[1:3] == [f"1,EARN,alice,o-0,100,100,{T_2026_03_15},1", f"2,BONUS,alice,welcome,100,200,{T_2026_03_15},1"]
