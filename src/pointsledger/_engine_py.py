@@ -326,7 +326,8 @@ def _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, ca
             ("time_s", time, time_s),
         ))
     if seq + 1 < writer.next_seq:
-        bonuses, bonus_balance = engagement.recorded_bonuses(writer, seq, validate_id("order_id", order_id))
+        bonuses, bonus_balance = engagement.recorded_bonuses(
+            writer.entry, seq, validate_id("order_id", order_id), writer.next_seq)
         if bonuses:
             return ("DUPLICATE", seq, points, bonus_balance, None, bonuses)
     return ("DUPLICATE", seq, points, balance, None)

@@ -284,20 +284,19 @@ def _birthday_of(value):
     return (value[0], value[1]) if len(value) == 2 else None
 
 
-def recorded_bonuses(writer, seq, order_key):
+def recorded_bonuses(entry, seq, order_key, end_seq):
     """The bonuses an applied purchase reported (its EARN at seq), and the purchaser's balance after them.
 
-    They follow its EARN entry in the journal, interleaved only with the
-    referrer's EXPIRE that carries the same order id (§17).
+    entry: seq -> decoded journal entry; end_seq: one past the last entry. The
+    bonuses follow the EARN entry, interleaved only with the referrer's EXPIRE
+    that carries the same order id (§17).
     """
     bonuses = []
-    balance = None
-    purchaser = None
+    earn = entry(seq)
+    purchaser, balance = earn[6], earn[2]
     next_seq = seq + 1
-    while next_seq < writer.next_seq:
-        kind, points, entry_balance, _, _, _, member_key, ref_key = writer.entry(next_seq)
-        if purchaser is None:
-            purchaser = writer.entry(seq)[6]
+    while next_seq < end_seq:
+        kind, points, entry_balance, _, _, _, member_key, ref_key = entry(next_seq)
         if kind == fmt.KIND_BONUS:
             bonuses.append(Bonus(member_key.decode(), ref_key.decode(), points))
             if member_key == purchaser:
@@ -305,8 +304,6 @@ def recorded_bonuses(writer, seq, order_key):
         elif not (kind == fmt.KIND_EXPIRE and ref_key == order_key and member_key != purchaser):
             break
         next_seq += 1
-    if balance is None:
-        balance = writer.entry(seq)[2]
     return tuple(bonuses), balance
 
 

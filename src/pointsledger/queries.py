@@ -38,8 +38,12 @@ def recorded_order(store, txn, order_id, order_key):
     member_key = fmt.decode_entry(txn.get(fmt.seq_key(seq), db=store.dbs[fmt.DB_JOURNAL]))[6]
     # Read from the transaction, not the writer's category cache (readers never touch it).
     category = txn.get(fmt.encode_category_code(code), db=store.dbs[fmt.DB_CATEGORY_NAMES])
+    journal = store.dbs[fmt.DB_JOURNAL]
+    bonuses, balance = engagement.recorded_bonuses(
+        lambda at: fmt.decode_entry(txn.get(fmt.seq_key(at), db=journal)), seq, order_key, store.last_seq(txn) + 1)
+    _, points, _, *_ = fmt.decode_entry(txn.get(fmt.seq_key(seq), db=journal))
     return RecordedOrder(order_key.decode(), member_key.decode(), amount, bytes(category).decode(), time_s,
-                         refunded, clawed, _original_result(store, txn, seq))
+                         refunded, clawed, OperationResult("APPLIED", seq, points, balance, bonuses))
 
 
 def recorded_refund(store, txn, refund_id, refund_key):

@@ -93,7 +93,8 @@ class BatchResult:
 
     @property
     def raw(self):
-        """The per-item tuples (status, seq, points, balance, error), uncopied.
+        """The per-item tuples (status, seq, points, balance, error[, bonuses]), uncopied; a purchase
+        that wrote BONUS entries (§17) has a sixth element, its tuple of Bonus.
 
         For callers that turn a whole batch into another form (the service's
         protobuf, the importer's reject file) without an object per item.
