@@ -53,7 +53,20 @@ CEILING_MAP_SIZE_BYTES = 8 << 30
 MAX_DBS = 16
 PROGRAM_EFFECTIVE_FROM_S = 946684800  # 2000-01-01: version 1 covers every backfilled purchase
 
-WORKLOADS = ("backfill-seq", "backfill-rand", "ceiling-seq", "ceiling-rand")
+WORKLOADS = ("backfill-seq", "backfill-rand", "ceiling-seq", "ceiling-rand", "backfill-engaged")
+# backfill-engaged (issue 11): backfill-seq's purchases under a programme with all five
+# engagement rules of SPEC §14 on: welcome 100, pending 30 days, a milestone by count and
+# one by spend, birthday x2 for the members with a profile (one in four), and one member
+# in ten referred. Profiles, referrals and the referrers' first purchases are set up
+# before the timed backfill.
+ENGAGEMENT_RULES = {
+    "welcome_bonus": 100,
+    "pending_days": 30,
+    "milestones": [{"id": "ten-orders", "purchases": 10, "bonus_points": 500},
+                   {"id": "big-spender", "spend_minor": 100_000, "bonus_points": 1000}],
+    "birthday": {"multiplier": 2},
+    "referral": {"referrer_points": 500, "referee_points": 250, "min_purchase_minor": 2000},
+}
 ENGINES = ("cython", "python")
 
 
@@ -76,11 +89,26 @@ def backfill_program():
     return document
 
 
-def run_backfill(directory, engine, count, order_ids, batch_size, seed):
+def set_up_engagement(ledger, members=workload.MEMBERS_DEFAULT):
+    """Untimed: profiles for one member in four, and one member in ten referred by its neighbour."""
+    referrers = [workload.member_id(number + 1) for number in range(0, members - 1, 10)]
+    count = len(referrers)
+    ledger.purchases([f"setup-{index}" for index in range(count)], referrers, [1_000] * count,
+                     ["grocery"] * count, [workload.START_TIME_S - 86_400] * count)
+    for number in range(0, members - 1, 10):
+        ledger.register_referral(f"ref-{number}", workload.member_id(number + 1), workload.member_id(number),
+                                 workload.START_TIME_S - 86_400)
+    for number in range(0, members, 4):
+        ledger.set_member_profile(workload.member_id(number), f"{number % 12 + 1:02d}-01")
+
+
+def run_backfill(directory, engine, count, order_ids, batch_size, seed, engaged=False):
     """Backfill the workload into a new ledger at `directory`; return its measurements."""
     ledger = Ledger(directory, sync=False, engine=engine)
     try:
-        ledger.set_program(backfill_program())
+        ledger.set_program(dict(backfill_program(), **(ENGAGEMENT_RULES if engaged else {})))
+        if engaged:
+            set_up_engagement(ledger)
         seconds = 0.0
         applied = 0
         batches = 0
@@ -207,11 +235,12 @@ def result_line(workload_name, engine, count, seconds, store_directory, batch_si
 
 
 def run_workload(workload_name, engine, count, batch_size, seed, scratch_directory, source_engine):
-    order_ids = workload_name.rsplit("-", 1)[1]  # "seq" or "rand"
+    engaged = workload_name == "backfill-engaged"
+    order_ids = "seq" if engaged else workload_name.rsplit("-", 1)[1]  # "seq" or "rand"
     with tempfile.TemporaryDirectory(prefix="pointsledger-bench-", dir=scratch_directory) as scratch:
         ledger_directory = os.path.join(scratch, "ledger")
         if workload_name.startswith("backfill-"):
-            run = run_backfill(ledger_directory, engine, count, order_ids, batch_size, seed)
+            run = run_backfill(ledger_directory, engine, count, order_ids, batch_size, seed, engaged)
             return result_line(workload_name, engine, count, run["seconds"], ledger_directory,
                                batch_size, applied=run["applied"])
         run = run_backfill(ledger_directory, source_engine, count, order_ids, batch_size, seed)

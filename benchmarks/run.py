@@ -88,6 +88,8 @@ def summarize(results):
         "speedup_cython_over_python_rand": ratio(find("backfill-rand", "cython"), find("backfill-rand", "python")),
         "backfill_seq_over_ceiling_seq": ratio(find("backfill-seq", "cython"), find("ceiling-seq", "lmdb")),
         "backfill_rand_over_ceiling_rand": ratio(find("backfill-rand", "cython"), find("ceiling-rand", "lmdb")),
+        # Issue 11: all five engagement rules on, against none, same purchases and engine.
+        "engaged_over_backfill_seq": ratio(find("backfill-engaged", "cython"), find("backfill-seq", "cython")),
         "machine": backfill.machine_description(),
     }
 
@@ -111,7 +113,7 @@ def parse_arguments(argv):
                              f"smoke {SMOKE_PYTHON_COUNT:,})")
     parser.add_argument("--workloads", default="backfill-seq,backfill-rand,ceiling",
                         help="comma-separated: backfill-seq, backfill-rand, ceiling-seq, ceiling-rand, "
-                             "ceiling (both)")
+                             "ceiling (both), backfill-engaged (the engagement rules on)")
     parser.add_argument("--engines", default="cython,python", help="comma-separated: cython, python")
     parser.add_argument("--batch-size", type=int, default=backfill.BATCH_SIZE_DEFAULT)
     parser.add_argument("--seed", type=int, default=1)

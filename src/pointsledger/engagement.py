@@ -250,7 +250,14 @@ def birthday_bp(writer, member_key, program, time_s):
     """The birthday multiplier when the purchase falls in the member's birthday month, else None."""
     if program.birthday_multiplier_bp is None:
         return None
-    birthday = current_birthday(writer.txn, writer.dbs, member_key, writer.overlay[fmt.DB_PROFILES])
+    cache = writer.store.profile_cache
+    if member_key in cache:
+        birthday = cache[member_key]
+    else:
+        birthday = current_birthday(writer.txn, writer.dbs, member_key, writer.overlay[fmt.DB_PROFILES])
+        if len(cache) >= limits.profile_cache_entries_max:
+            cache.clear()
+        cache[member_key] = birthday
     if birthday is None or birthday[0] != calendar.month_of(time_s):
         return None
     return program.birthday_multiplier_bp

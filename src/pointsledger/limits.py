@@ -49,6 +49,7 @@ promotion_time_s_max = time_s_max_exclusive
 # client's patience. Only this many are kept in memory at once.
 categories_max = (1 << 32) - 1
 category_cache_entries_max = 1 << 17
+profile_cache_entries_max = 1 << 20  # members' latest birthdays kept in memory (§17)
 batch_items_max = 1_000_000
 history_limit_max = 10_000
 journal_limit_max = 100_000

@@ -316,6 +316,8 @@ def set_member_profile(writer, member_id, birthday):
     writer.engaged = True
     key = fmt.profile_prefix(member_key) + fmt.PROFILE_SEQ.pack(writer.next_seq)
     writer.put(fmt.DB_PROFILES, key, b"" if month_day is None else bytes(month_day))
+    # A failed commit empties the cache (Store.forget), so it never runs ahead of the store.
+    writer.store.profile_cache[member_key] = month_day
     return month_day
 
 

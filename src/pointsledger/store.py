@@ -52,6 +52,8 @@ class Store:
         self.category_codes = {}
         self.category_names = {}
         self.member_cache = {}
+        # member key -> (month, day) or None: the latest profile (§17), kept like member_cache.
+        self.profile_cache = {}
         # Writes still to look every order id up after a resent order was found
         # (see write): resends tend to come in runs, and each would run twice.
         self.careful_writes_left = 0
@@ -96,6 +98,7 @@ class Store:
         if count == self.cached_commit_count:
             return
         self.member_cache.clear()
+        self.profile_cache.clear()
         self.programs = self._load_programs(txn)
         self.program_starts = [compiled.effective_from_s for compiled in self.programs]
         self.cached_commit_count = count
@@ -126,6 +129,7 @@ class Store:
         """Drop every cache: a write transaction failed after mutating them."""
         self.cached_commit_count = None
         self.member_cache.clear()
+        self.profile_cache.clear()
 
     def _load_programs(self, txn):
         loaded = []
