@@ -437,3 +437,61 @@ def test_a_clawback_takes_another_orders_pending_lot_before_making_debt(ledger):
     assert ledger.refund("r-1", "o-1", 10_000, T_2026_04_01).balance == -50
     assert pending_at(ledger, "m", T_2026_04_01) == (-50, -50, 0, None, 0, 50)
     assert ledger.verify().ok
+
+
+# --- more of §17 ------------------------------------------------------------------------------
+
+
+def test_a_referral_waits_for_a_version_with_the_rule_and_a_rule_worth_zero_settles_it(ledger):
+    ledger.set_program(simple_program())
+    ledger.purchase("o-1", "alice", 10_000, "any", T_2026_01_15)
+    ledger.register_referral("ref-1", "alice", "bob", T_2026_01_15)
+    assert ledger.purchase("o-2", "bob", 10_000, "any", T_2026_01_15).bonuses == ()
+    assert ledger.get_referral("ref-1").settled is False
+    ledger.set_program(simple_program(effective_from=T_2026_03_01,
+                                      referral={"referrer_points": 0, "referee_points": 0}))
+    settling = ledger.purchase("o-3", "bob", 10_000, "any", T_2026_03_15)
+    assert (settling.bonuses, settling.balance) == ((), 200)
+    assert (ledger.get_referral("ref-1").settled, ledger.get_referral("ref-1").order_id) == (True, "o-3")
+    assert [kind for _, kind, *_ in entries(ledger)] == ["EARN", "EARN", "EARN"]
+
+
+def test_the_welcome_bonus_is_for_the_purchase_that_creates_the_member_only(ledger):
+    ledger.set_program(simple_program())
+    ledger.purchase("o-1", "m", 1_000, "any", T_2026_01_15)
+    ledger.set_program(simple_program(effective_from=T_2026_03_01, welcome_bonus=100))
+    assert ledger.purchase("o-2", "m", 1_000, "any", T_2026_03_15).bonuses == ()
+    assert ledger.purchase("o-3", "n", 1_000, "any", T_2026_03_15).bonuses == (Bonus("n", "welcome", 100),)
+
+
+def test_milestone_progress_before_the_tier_year_is_the_current_years(ledger):
+    engaged(ledger, milestones=COUNT_AND_SPEND)
+    ledger.purchase("o-1", "m", 30_000, "any", T_2027_01_15)
+    # as_of in 2026, before the member's tier year 2027: 2027's progress (§15, §17).
+    assert progress(ledger, "m", T_2026_03_15) == [
+        ("three-orders", "purchases", 3, 1, False), ("big-spender", "spend_minor", 100_000, 30_000, False)]
+    assert progress(ledger, "m", T_2027_01_15) == progress(ledger, "m", T_2026_03_15)
+    # A later year starts from nothing.
+    assert progress(ledger, "m", 1_830_297_600) == [  # 2028-01-01T00:00:00Z
+        ("three-orders", "purchases", 3, 0, False), ("big-spender", "spend_minor", 100_000, 0, False)]
+
+
+def test_lookups_by_a_bad_id_name_the_field(ledger):
+    for call, field in ((lambda: ledger.get_referral(""), "referral_id"),
+                        (lambda: ledger.get_referral("r\x01"), "referral_id"),
+                        (lambda: ledger.get_member_profile("x" * 65), "member_id"),
+                        (lambda: ledger.set_member_profile(7, "03-20"), "member_id")):
+        with pytest.raises(pointsledger.InvalidArgument) as refused:
+            call()
+        assert refused.value.field == field
+
+
+def test_a_profile_alone_makes_no_member_and_no_entry(ledger):
+    ledger.set_program(simple_program(birthday={"multiplier": 2}))
+    ledger.set_member_profile("m", "03-20")
+    assert entries(ledger) == []
+    with pytest.raises(pointsledger.NotFound):
+        ledger.balance("m", T_2026_03_15)
+    with pytest.raises(pointsledger.NotFound):
+        ledger.redeem("rd-1", "m", 1, T_2026_03_15)
+    assert ledger.verify().ok
