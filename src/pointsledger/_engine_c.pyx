@@ -297,6 +297,7 @@ cdef struct Bucket:
 
 
 @cython.final
+@cython.no_gc  # `engagement` holds no reference back to a member: no cycle, so no GC tracking
 cdef class MemberState:
     """One member's record: balances, tier state, buckets. Mutated in place.
 
