@@ -495,3 +495,15 @@ def test_a_profile_alone_makes_no_member_and_no_entry(ledger):
     with pytest.raises(pointsledger.NotFound):
         ledger.redeem("rd-1", "m", 1, T_2026_03_15)
     assert ledger.verify().ok
+
+
+def test_members_keep_the_record_of_the_release_before_until_a_rule_needs_their_state(ledger):
+    ledger.set_program(simple_program())
+    ledger.purchase("o-1", "old", 1_000, "any", T_2026_01_15)
+    ledger.set_program(simple_program(effective_from=T_2026_03_01, welcome_bonus=100))
+    ledger.purchase("o-2", "old", 1_000, "any", T_2026_03_15)  # no bonus for it: no state
+    ledger.purchase("o-3", "new", 1_000, "any", T_2026_03_15)  # its welcome is kept in its state
+    with ledger.store.read() as txn:
+        members = ledger.store.dbs[pointsledger.store_format.DB_MEMBERS]
+        assert txn.get(b"old", db=members)[0] == 1
+        assert txn.get(b"new", db=members)[0] == 2

@@ -38,10 +38,12 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
     if points > limits.INT64_MAX:
         raise InvalidArgument("points", points, "the purchase would earn more than int64 points")
     counts_towards_year = year == tier_year
-    engagement = _engagement_for(writer, state, is_new, tier_year, program)
+    engagement = _engagement_for(writer, state, is_new, tier_year, program.milestones or program.pending_days)
     referral = _qualifying_referral(writer, member_key, program, amount_minor, time_s)
     own, reached = _own_bonuses(program, is_new, referral, engagement, counts_towards_year,
                                 tier_year, spend + amount_minor)
+    if own and engagement is None:  # its lifetime bonus is kept in the engagement state
+        engagement = _engagement_for(writer, state, is_new, tier_year, True)
     own_total = sum(bonus_points for _, bonus_points in own)
     if state.balance - due + points + own_total > limits.INT64_MAX:
         raise InvalidArgument("balance", state.balance - due + points + own_total, "the balance would overflow int64")
@@ -125,17 +127,18 @@ def _pay(writer, state, member_key, rule, bonus_points, credit, time_s, program)
 # --- milestones ------------------------------------------------------------------------
 
 
-def _engagement_for(writer, state, is_new, tier_year, program):
-    """The member's engagement state to update, or None when it needs none.
+def _engagement_for(writer, state, is_new, tier_year, needed):
+    """The member's engagement state to update, or None when it has none and none is `needed`.
 
-    A member gets one when a rule of its purchase needs it (milestones count, a
-    bonus is kept in its lifetime figures). An existing member without one gets
-    its purchase count for the tier year from its journal (EARN entries whose
-    year is the tier year: exactly the applied purchases that counted), once.
+    A member gets one when a rule of its purchase needs it (milestones count,
+    lots hold pending points, a bonus is kept in its lifetime figures). An
+    existing member without one gets its purchase count for the tier year from
+    its journal (EARN entries whose year is the tier year: exactly the applied
+    purchases that counted), once.
     """
     if state.engagement is not None:
         return _copy(state.engagement)
-    if not (program.milestones or program.welcome_bonus or program.referral is not None or program.pending_days):
+    if not needed:
         return None
     if is_new or tier_year != state.tier_year:
         return Engagement(tier_year)
