@@ -298,7 +298,7 @@ def test_a_date_in_time_s_is_midnight_utc_as_for_the_time_option(tmp_path):
 def test_bench_prints_a_readable_line_without_json():
     completed = run("bench", "--count", "2000", check=0)
     assert re.fullmatch(
-        r"backfill-seq on the (cython|python) engine: 2,000 purchases \(2,000 applied\) in [0-9.]+ s = "
+        r"(builtin-)?backfill-seq on the (cython|python) engine: 2,000 purchases \(2,000 applied\) in [0-9.]+ s = "
         r"[0-9,]+ purchases/s; [0-9.,]+ bytes per purchase on disk; peak RSS [0-9.,]+ MiB; batches of 50,000\n",
         completed.stdout), completed.stdout
     as_json = run_json("bench", "--count", "2000", check=0)
