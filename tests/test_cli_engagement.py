@@ -25,12 +25,15 @@ def test_balance_prints_milestone_progress_as_bars_and_as_data(tmp_path):
     ledger_with_purchases(data)
     # 4 of 10 purchases and 40,000 of 100,000: 8 of 20 cells each.
     shown = run("balance", "alice", "--as-of", "2026-03-20", data=data, check=0).stdout
-    assert "pending   500 (next release 500 at 2026-04-14T00:00:00Z)" in shown
-    assert "  ten-orders   [########------------]  4/10 purchases" in shown
-    assert "  big-spender  [########------------]  40,000/100,000 spent (minor units)" in shown
+    assert "  pending              500\n" in shown
+    assert "  next_release_s       1776124800 (2026-04-14T00:00:00Z)\n" in shown
+    assert "  milestones:\n    ten-orders   [########------------]  4/10 purchases\n" in shown
+    assert "    big-spender  [########------------]  40,000/100,000 spent (minor units)\n" in shown
+    assert "  bonus                100\n" in shown
     fields = run_json("balance", "alice", "--as-of", "2026-03-20", data=data, check=0)
-    assert (fields["balance"], fields["available"], fields["pending"], fields["bonus"]) == (500, 0, 500, 100)
-    assert fields["milestones"] == [
+    assert (fields["all_time"]["balance"], fields["as_of"]["available"], fields["as_of"]["pending"],
+            fields["all_time"]["bonus"]) == (500, 0, 500, 100)
+    assert fields["as_of"]["milestones"] == [
         {"milestone_id": "ten-orders", "kind": "purchases", "target": 10, "progress": 4, "reached": False},
         {"milestone_id": "big-spender", "kind": "spend_minor", "target": 100_000, "progress": 40_000,
          "reached": False},
@@ -65,3 +68,17 @@ def test_export_carries_bonus_entries(tmp_path):
     rows = run("export", data=data, check=0).stdout.splitlines()
     assert rows[0] == "seq,kind,member_id,ref_id,points,balance,time_s,program_version"
     assert rows[1:3] == [f"1,EARN,alice,o-0,100,100,{T_2026_03_15},1", f"2,BONUS,alice,welcome,100,200,{T_2026_03_15},1"]
+
+
+def test_reports_carry_the_bonus_line_pending_points_and_breakage(tmp_path):
+    data = tmp_path / "ledger"
+    ledger_with_purchases(data)  # earned 400, welcome 100, all pending on 2026-03-20
+    report = run_json("report", "liability", "--as-of", "2026-03-20", data=data, check=0)
+    assert (report["all_time"]["earned"], report["all_time"]["bonus"], report["all_time"]["issued"],
+            report["as_of"]["pending"]) == (400, 100, 500, 500)
+    text = run("report", "liability", "--as-of", "2026-03-20", data=data, check=0).stdout
+    assert "    bonus                                        100                1.00\n" in text
+    assert "    pending (return window)                      500                5.00\n" in text
+    rolled = run_json("report", "rollforward", "--from", "2026-03-01", "--to", "2026-04-01", data=data, check=0)
+    assert (rolled["earned"], rolled["bonus"], rolled["closing"]) == (400, 100, 500)
+    assert rolled["breakage"] == {"expired": 0, "credited": 500, "decimal": "0.000000"}

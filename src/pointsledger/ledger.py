@@ -11,7 +11,6 @@ from .results import BatchResult, ExpireResult, OperationResult, Profile, Progra
 from .store import Store
 
 DEFAULT_PATH = "pointsledger-data"
-SECONDS_PER_DAY = 86_400
 GROUP_OPERATIONS = {"refund": operations.refund, "redeem": operations.redeem, "adjust": operations.adjust}
 
 
@@ -266,12 +265,8 @@ class Ledger:
             return queries.liability(self.store, txn, as_of_s)
 
     def rollforward(self, from_s, to_s):
-        from_s = validate_time("from_s", from_s)
-        if from_s % SECONDS_PER_DAY:
-            raise InvalidArgument("from_s", from_s, "must be a UTC midnight (the report sums whole days)")
-        to_s = validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive)
-        if to_s % SECONDS_PER_DAY:
-            raise InvalidArgument("to_s", to_s, "must be a UTC midnight (the report sums whole days)")
+        from_s = queries.require_midnight("from_s", validate_time("from_s", from_s))
+        to_s = queries.require_midnight("to_s", validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive))
         with self.store.read() as txn:
             return queries.rollforward(self.store, txn, from_s, to_s)
 

@@ -5,29 +5,35 @@ import sys
 import time
 
 from .common import EXIT_OK, open_existing, open_ledger
-from .output import emit, format_time, print_fields, print_json
+from .output import ALL_TIME_LABEL, emit, format_time, print_fields, print_json, split_fields
 
-# Shown on the terminal only when a rule of §14 is in use, as one line each, so a
-# ledger without the rules prints the balance exactly as before.
-ENGAGEMENT_FIELDS = ("bonus", "pending", "next_release_s", "next_release_points", "milestones")
 BAR_WIDTH = 20
 
 
-def print_balance(arguments, balance, times):
-    """The balance's fields; on a terminal the rules' figures and a bar per milestone."""
+def print_balance(arguments, balance, as_of_names, times):
+    """The balance as the CLI prints it (fields as of as_of, then all-time totals), with
+    the rules' figures when they are in use and a progress bar per milestone."""
     fields = dataclasses.asdict(balance)
+    header, as_of, all_time = split_fields(fields, as_of_names, ("member_id", "as_of_s"))
     if arguments.json:
-        print_json(fields)
+        print_json(dict(header, as_of=as_of, all_time=all_time))
         return
-    print_fields({name: value for name, value in fields.items() if name not in ENGAGEMENT_FIELDS}, times)
-    if balance.bonus:
-        print(f"bonus     {balance.bonus:,}")
-    if balance.pending:
-        print(f"pending   {balance.pending:,} (next release {balance.next_release_points:,} at "
-              f"{format_time(balance.next_release_s)})")
+    # A ledger without the rules prints exactly what it printed before them.
+    as_of.pop("milestones")
+    if not balance.pending:
+        for name in ("pending", "next_release_s", "next_release_points"):
+            as_of.pop(name)
+    if not balance.bonus:
+        all_time.pop("bonus")
+    width = max(len(name) for name in (*as_of, *all_time))
+    print_fields(header, times, width=width + 2)
+    print(f"as of {format_time(balance.as_of_s)}:")
+    print_fields(as_of, times, indent="  ", width=width)
     if balance.milestones:
-        print("milestones")
+        print("  milestones:")
         print_milestones(balance.milestones, sys.stdout.isatty())
+    print(f"{ALL_TIME_LABEL}:")
+    print_fields(all_time, times, indent="  ", width=width)
 
 
 def print_milestones(milestones, terminal):
@@ -37,7 +43,7 @@ def print_milestones(milestones, terminal):
     for each in milestones:
         done = BAR_WIDTH if each.reached else min(BAR_WIDTH, each.progress * BAR_WIDTH // each.target)
         unit = "purchases" if each.kind == "purchases" else "spent (minor units)"
-        print(f"  {each.milestone_id:<{width}}  [{full * done}{empty * (BAR_WIDTH - done)}]  "
+        print(f"    {each.milestone_id:<{width}}  [{full * done}{empty * (BAR_WIDTH - done)}]  "
               f"{each.progress:,}/{each.target:,} {unit}" + ("  reached" if each.reached else ""))
 
 

@@ -8,13 +8,16 @@ from .engagement import print_balance
 from .output import emit, format_time, print_json
 
 
-BALANCE_TIMES = ("as_of_s", "next_expiry_s")
+BALANCE_TIMES = ("as_of_s", "next_expiry_s", "next_release_s")
+# What balance(as_of) computes at as_of (§15); the rest is the member's record as it is now.
+BALANCE_AS_OF = ("available", "next_expiry_s", "next_expiry_points", "tier", "tier_year", "spend_minor",
+                 "milestones", "pending", "next_release_s", "next_release_points")
 
 
 def cmd_balance(arguments):
     with open_existing(arguments) as ledger:
         balance = ledger.balance(arguments.member_id, arguments.as_of)
-    print_balance(arguments, balance, BALANCE_TIMES)
+    print_balance(arguments, balance, BALANCE_AS_OF, BALANCE_TIMES)
     return EXIT_OK
 
 
