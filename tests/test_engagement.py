@@ -507,3 +507,13 @@ def test_members_keep_the_record_of_the_release_before_until_a_rule_needs_their_
         members = ledger.store.dbs[pointsledger.store_format.DB_MEMBERS]
         assert txn.get(b"old", db=members)[0] == 1
         assert txn.get(b"new", db=members)[0] == 2
+
+
+def test_verify_finds_a_referral_without_its_index_entry(ledger):
+    referral_programme(ledger)
+    ledger.purchase("o-1", "alice", 10_000, "any", T_2026_03_15)
+    ledger.register_referral("ref-1", "alice", "bob", T_2026_03_15)
+    assert ledger.verify().ok
+    with ledger.store.env.begin(write=True) as txn:
+        txn.delete(b"bob", db=ledger.store.dbs[pointsledger.store_format.DB_REFEREES])
+    assert ledger.verify().problems == ["referral 'ref-1': its referee 'bob' is not indexed to it"]

@@ -79,6 +79,7 @@ def verify(store, txn):
     members = _verify_members(store, txn, problems, sums, previous_of, kind_sums)
     _verify_counters(store, txn, problems, totals, days, members)
     _verify_bonus_counters(store, txn, problems, bonus_days)
+    _verify_referrals(store, txn, problems)
     if problems.more:
         problems.append(f"... and {problems.more} more problems")
     return VerifyReport(list(problems), entries, members)
@@ -201,3 +202,27 @@ def _verify_bonus_counters(store, txn, problems, bonus_days):
                 f"bonus counter of {calendar.format_utc(day * calendar.SECONDS_PER_DAY)[:10]}: "
                 f"{stored_days.get(day, 0)}, the journal says {bonus_days.get(day, 0)}"
             )
+
+
+def _verify_referrals(store, txn, problems):
+    """Every referral is named by its referee's index entry, and every index entry by its referral."""
+    referrals_db, referees_db = store.dbs.get(fmt.DB_REFERRALS), store.dbs.get(fmt.DB_REFEREES)
+    if referrals_db is None or referees_db is None:
+        return
+    referees = {bytes(key): bytes(value) for key, value in txn.cursor(db=referees_db)}
+    named = set()
+    for key, value in txn.cursor(db=referrals_db):
+        referral_key = bytes(key)
+        where = f"referral {referral_key.decode('utf-8', 'replace')!r}"
+        try:
+            _, settled_seq, referrer_key, referee_key, order_key = fmt.decode_referral(value)
+        except (ValueError, Exception) as error:
+            problems.add(f"{where}: undecodable record ({error})")
+            continue
+        if referees.get(referee_key) != referral_key:
+            problems.add(f"{where}: its referee {referee_key.decode('utf-8', 'replace')!r} is not indexed to it")
+        named.add(referee_key)
+        if bool(settled_seq) != bool(order_key):
+            problems.add(f"{where}: settled by seq {settled_seq} with order {order_key!r}")
+    for referee_key in set(referees) - named:
+        problems.add(f"referees: {referee_key.decode('utf-8', 'replace')!r} names no referral")
