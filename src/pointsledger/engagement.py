@@ -137,21 +137,12 @@ def _engagement_for(writer, state, is_new, tier_year, needed):
     purchases that counted), once.
     """
     if state.engagement is not None:
-        return _copy(state.engagement)
+        return state.engagement  # read until every check has passed; changed only after
     if not needed:
         return None
     if is_new or tier_year != state.tier_year:
         return Engagement(tier_year)
     return Engagement(tier_year, count_purchases(writer.entry, state, tier_year))
-
-
-def _copy(engagement):
-    """A copy to change: a refused purchase must leave the member's state as it was."""
-    copy = Engagement(engagement.year, engagement.purchases)
-    copy.bonus = engagement.bonus
-    copy.reached = list(engagement.reached)
-    copy.lots = [list(lot) for lot in engagement.lots]
-    return copy
 
 
 def count_purchases(entry, state, year):
