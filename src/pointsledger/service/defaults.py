@@ -23,6 +23,10 @@ read_threads_default = 4
 # `serve` shortens the interval for its process; 1 ms measured best (0.1 ms costs more).
 gil_switch_interval_s = 0.001
 shutdown_grace_s_default = 30.0
+# At shutdown the server stops accepting connections only after this long without a new call
+# (each one refused with UNAVAILABLE meanwhile): grpc cancels calls it received but had not
+# yet handed to a handler, and CANCELLED would leave their callers not knowing (see drain).
+shutdown_quiet_s = 0.05
 
 assert stream_batch_items_max_default <= limits.batch_items_max
 assert batch_merge_items_max_default <= limits.batch_items_max

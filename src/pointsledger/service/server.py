@@ -69,7 +69,13 @@ class LedgerServer:
         log_event(logging.INFO, "stopping", grace_s=grace_s)
         await self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown()
-        await self.grpc_server.stop(grace_s)
+        # Every call in flight is answered before grpc stops (see LedgerServicer.drain); what
+        # arrives from now on is refused with UNAVAILABLE, and once grpc stops, not accepted.
+        drained = await self.servicer.drain(grace_s)
+        if not drained:
+            log_event(logging.WARNING, "grace period over", grace_s=grace_s,
+                      calls_in_flight=self.servicer.calls_in_flight)
+        await self.grpc_server.stop(max(0.0, grace_s - (time.perf_counter() - started)))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
         self.read_pool.shutdown(wait=True)

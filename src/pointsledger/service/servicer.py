@@ -14,7 +14,7 @@ from ..errors import InvalidArgument, LedgerError, ResourceExhausted
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 from .defaults import (
-    balances_max, history_limit_default, journal_chunk_entries, journal_follow_poll_s,
+    balances_max, history_limit_default, journal_chunk_entries, journal_follow_poll_s, shutdown_quiet_s,
     stream_batch_items_max_default, stream_batches_in_flight_max,
 )
 from .group_commit import DeadlineExpired
@@ -43,6 +43,7 @@ def rpc(scope):
             async def stream_handler(self, request, context):
                 started = time.perf_counter()
                 code = "OK"
+                self._enter()
                 try:
                     self._admit(context, name, scope)
                     async for response in method(self, request, context):
@@ -55,6 +56,7 @@ def rpc(scope):
                     code = "CANCELLED"
                     raise
                 finally:
+                    self._leave()
                     self.metrics.request(name, code, time.perf_counter() - started)
             stream_handler.__name__ = name
             return stream_handler
@@ -62,6 +64,7 @@ def rpc(scope):
         async def unary_handler(self, request, context):
             started = time.perf_counter()
             code = "OK"
+            self._enter()
             try:
                 self._admit(context, name, scope)
                 return await method(self, request, context)
@@ -73,6 +76,7 @@ def rpc(scope):
                 code = "CANCELLED"
                 raise
             finally:
+                self._leave()
                 self.metrics.request(name, code, time.perf_counter() - started)
         unary_handler.__name__ = name
         return unary_handler
@@ -91,6 +95,10 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         self.stopping = False
         self._commit_event = asyncio.Event()
         self._stopping_event = asyncio.Event()
+        self.calls_in_flight = 0  # handlers running, refusals included (see drain)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_call_s = 0.0  # time.monotonic() when the last call arrived
 
     # --- admission and errors (used by @rpc) --------------------------------------------
 
@@ -129,6 +137,43 @@ class LedgerServicer(pb_grpc.LedgerServicer):
             return code, str(error), metadata
         log.error("internal error", exc_info=error, extra={"fields": {"rpc": name, "error": repr(error)}})
         return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}", ()
+
+    def _enter(self):
+        self.calls_in_flight += 1
+        self._last_call_s = time.monotonic()
+        self._idle.clear()
+
+    def _leave(self):
+        self.calls_in_flight -= 1
+        if self.calls_in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout_s, quiet_s=shutdown_quiet_s):
+        """After begin_shutdown: wait until every call has been answered and none has arrived
+        for quiet_s (True), or until timeout_s passed (False).
+
+        grpc.aio's own grace does not cover this: when its server stops, grpc core
+        cancels the calls it has received but not yet handed to a handler, and the
+        handlers still awaiting the writer were cancelled too, so callers got
+        CANCELLED (not knowing whether their write happened) within milliseconds of
+        SIGTERM. So the server keeps serving until it is quiet: each call still
+        arriving is answered (a refusal, UNAVAILABLE, counts as a call in flight
+        until it is sent), and only then does grpc stop and refuse connections.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            if self.calls_in_flight == 0 and now - self._last_call_s >= quiet_s:
+                return True
+            if now >= deadline:
+                return False
+            if self.calls_in_flight:
+                try:
+                    await asyncio.wait_for(self._idle.wait(), deadline - now)
+                except asyncio.TimeoutError:
+                    return False
+            else:
+                await asyncio.sleep(min(quiet_s - (now - self._last_call_s), deadline - now))
 
     def notify_commit(self):
         """Wake journal followers (called on the loop after each commit)."""
