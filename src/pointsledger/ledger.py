@@ -65,10 +65,11 @@ class Ledger:
             if version is None:
                 version = self.store.program_versions(txn)
                 if not version:
-                    raise NotFound("no programme is set")
+                    raise NotFound("no programme is set", reason_code="NO_PROGRAM")
             value = txn.get(fmt.U32.pack(version), db=self.store.dbs[fmt.DB_PROGRAMS]) if version < 1 << 32 else None
         if value is None:
-            raise NotFound(f"version {version}: no such programme version")
+            raise NotFound(f"version {version}: no such programme version", "version", version,
+                           reason_code="PROGRAM_VERSION_NOT_FOUND")
         effective_from_s = fmt.PROGRAM_HEAD.unpack_from(value)[0]
         return ProgramVersion(version, effective_from_s, parse_document(value[fmt.PROGRAM_HEAD.size:]))
 

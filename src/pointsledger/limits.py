@@ -29,6 +29,7 @@ promotions_max = 64  # active promotions are tracked as a 64-bit mask
 tier_name_bytes_max = 32
 expiry_months_max = 1200
 program_document_bytes_max = 1 << 20
+program_document_depth_max = 32  # nesting of objects and arrays; the schema needs 4
 currency_length = 3
 
 # Promotion times may name 2100-01-01 itself (§15), one past the event range.

@@ -27,6 +27,7 @@ shutdown_grace_s_default = 30.0
 # (each one refused with UNAVAILABLE meanwhile): grpc cancels calls it received but had not
 # yet handed to a handler, and CANCELLED would leave their callers not knowing (see drain).
 shutdown_quiet_s = 0.05
+malformed_log_interval_s = 10.0  # one "malformed request" log line per this interval at most
 
 assert stream_batch_items_max_default <= limits.batch_items_max
 assert batch_merge_items_max_default <= limits.batch_items_max

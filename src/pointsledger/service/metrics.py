@@ -43,6 +43,10 @@ class Metrics:
         self.writes_queued = prometheus_client.Gauge(
             "pointsledger_writes_queued", "Write jobs waiting for the writer", registry=self.registry,
         )
+        self.malformed_requests = prometheus_client.Counter(
+            "pointsledger_malformed_requests", "Requests whose bytes were not a valid message, by method",
+            ("rpc",), registry=self.registry,
+        )
         self._request_children = {}
         self._seconds_children = {}
         self._commit_children = {}
@@ -58,6 +62,9 @@ class Metrics:
         if timer is None:
             timer = self._seconds_children[rpc] = self._rpc_seconds.labels(rpc)
         timer.observe(seconds)
+
+    def malformed(self, rpc):
+        self.malformed_requests.labels(rpc).inc()
 
     def commit(self, kind, seconds):
         child = self._commit_children.get(kind)

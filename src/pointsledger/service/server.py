@@ -16,7 +16,6 @@ from grpc_reflection.v1alpha import reflection
 
 from .. import limits
 from ..ledger import DEFAULT_PATH, open_with_example_program
-from ..v1 import ledger_pb2_grpc as pb_grpc
 from .auth import TokenStore
 from .defaults import (
     batch_merge_items_max_default, gil_switch_interval_s, group_items_max_default, message_bytes_max_default,
@@ -24,7 +23,7 @@ from .defaults import (
 )
 from .group_commit import GroupCommitWriter
 from .logs import configure_logging, log_event
-from .messages import SERVICE_NAME
+from .messages import SERVICE_NAME, add_servicer
 from .metrics import Metrics
 from .security import TlsConfig, check_bind_policy, is_loopback
 from .servicer import LedgerServicer
@@ -121,7 +120,7 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
     writer = GroupCommitWriter(ledger, metrics, group_items_max, batch_merge_items_max, on_commit)
     servicer = LedgerServicer(ledger, writer, metrics, tokens=tokens, read_pool=read_pool,
                               stream_batch_items_max=stream_batch_items_max)
-    pb_grpc.add_LedgerServicer_to_server(servicer, grpc_server)
+    add_servicer(servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),

@@ -14,25 +14,17 @@ from ..errors import InvalidArgument, LedgerError, ResourceExhausted
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 from .defaults import (
-    balances_max, history_limit_default, journal_chunk_entries, journal_follow_poll_s, shutdown_quiet_s,
+    balances_max, history_limit_default, journal_chunk_entries, journal_follow_poll_s, malformed_log_interval_s,
+    shutdown_quiet_s,
     stream_batch_items_max_default, stream_batches_in_flight_max,
 )
 from .group_commit import DeadlineExpired
-from .headers import FIELD_METADATA_KEY
-from .logs import log, log_event
+from .logs import RateLimitedLog, log, log_event
+from .status import Refusal, ledger_error_status, refusal_status, rich_status
 from .messages import (
-    _optional, balance_message, batch_response, entry_message, item_error, liability_message,
+    BALANCES_COLUMNS, ID_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message, item_error, liability_message,
     operation_result, program_message,
 )
-
-
-class _Refused(Exception):
-    """Raised inside a handler to end the call with a status that is not a LedgerError."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def rpc(scope):
@@ -46,6 +38,8 @@ def rpc(scope):
                 self._enter()
                 try:
                     self._admit(context, name, scope)
+                    if isinstance(request, Malformed):
+                        raise self._malformed(name, request)
                     async for response in method(self, request, context):
                         yield response
                 except Exception as error:
@@ -67,6 +61,8 @@ def rpc(scope):
             self._enter()
             try:
                 self._admit(context, name, scope)
+                if isinstance(request, Malformed):
+                    raise self._malformed(name, request)
                 return await method(self, request, context)
             except Exception as error:
                 status = self._status_of(name, error)
@@ -99,44 +95,53 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_call_s = 0.0  # time.monotonic() when the last call arrived
+        self._malformed_log = RateLimitedLog(malformed_log_interval_s)
 
     # --- admission and errors (used by @rpc) --------------------------------------------
 
     def _admit(self, context, name, scope):
         if self.stopping:
-            raise _Refused(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+            raise Refusal(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", "SHUTTING_DOWN")
         if self.tokens is None:
             return
         principal = self.tokens.authenticate(context.invocation_metadata())
         if principal is None:
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
-                           "a valid `authorization: Bearer <token>` is required")
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                          "a valid `authorization: Bearer <token>` is required", "TOKEN_MISSING_OR_UNKNOWN")
         if scope not in principal.scopes:
             log_event(logging.WARNING, "permission denied", rpc=name, token=principal.name, scope=scope)
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
-                           f"{name} needs the {scope!r} scope; token {principal.name!r} has "
-                           f"{', '.join(sorted(principal.scopes))}")
+            raise Refusal(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{name} needs the {scope!r} scope; token {principal.name!r} has "
+                          f"{', '.join(sorted(principal.scopes))}", "SCOPE_MISSING", {"scope": scope})
 
     @staticmethod
     def _status_of(name, error):
         """(grpc.StatusCode, message, trailing metadata) for an error raised by a handler."""
-        if isinstance(error, (LedgerError, _Refused, DeadlineExpired)):
+        if isinstance(error, (LedgerError, Refusal, DeadlineExpired)):
             # An expected refusal: its traceback is of no use, and it keeps the frames it
             # passed through alive, with their LMDB read transactions, each holding one of
             # the environment's reader slots until it is freed (py-lmdb frees the slot with
             # the object). grpc keeps the error around a while: with 64 busy clients the 256
             # slots ran out (ReadersFullError) before the garbage collector came by.
             error.__traceback__ = None
-        if isinstance(error, _Refused):
-            return error.code, error.message, ()
+        if isinstance(error, Refusal):
+            return refusal_status(error)
         if isinstance(error, DeadlineExpired):
-            return grpc.StatusCode.DEADLINE_EXCEEDED, str(error), ()
+            return rich_status(grpc.StatusCode.DEADLINE_EXCEEDED, str(error), "NOT_APPLIED_DEADLINE_PASSED")
         if isinstance(error, LedgerError):
-            code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN)
-            metadata = ((FIELD_METADATA_KEY, str(error.field)),) if error.field is not None else ()
-            return code, str(error), metadata
+            # The engine's purchase conflict names no field: the request's id field is meant.
+            field = ID_FIELDS.get(name) if error.code == "ALREADY_EXISTS" and error.field is None else None
+            return ledger_error_status(error, field)
         log.error("internal error", exc_info=error, extra={"fields": {"rpc": name, "error": repr(error)}})
-        return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}", ()
+        return rich_status(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}", "INTERNAL")
+
+    def _malformed(self, name, malformed):
+        """The INVALID_ARGUMENT for a request that did not decode (counted; logged at most once a while)."""
+        self.metrics.malformed(name)
+        self._malformed_log.log(logging.WARNING, "malformed request", rpc=name, error=malformed.error)
+        return Refusal(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"the request is not a valid {malformed.type_name}: {malformed.error}",
+                       "MALFORMED_REQUEST")
 
     def _enter(self):
         self.calls_in_flight += 1
@@ -243,7 +248,9 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                     continue
                 if reading is not None and reading.done():
                     request, reading = self._take(reading), None
-                    if request is not None:
+                    if isinstance(request, Malformed):
+                        refusal = self._malformed("IngestPurchases", request)  # read no further
+                    elif request is not None:
                         try:
                             columns = self._batch_columns(request)
                         except LedgerError as error:
@@ -257,8 +264,9 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                     # Shutting down: read no more; answer what the writer has.
                     reading.cancel()
                     reading = None
-                    refusal = _Refused(grpc.StatusCode.UNAVAILABLE,
-                                       "the server is shutting down; resend the unanswered batches")
+                    refusal = Refusal(grpc.StatusCode.UNAVAILABLE,
+                                      "the server is shutting down; resend the unanswered batches",
+                                      "SHUTTING_DOWN", {"batches_answered": batch_index + len(pending)})
             if refusal is not None:
                 raise refusal
         finally:
@@ -316,7 +324,7 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                 balances.append(balance_message(self.ledger.balance(member_id, as_of_s)))
             except LedgerError as error:
                 balances.add()
-                errors.append(item_error(index, error))
+                errors.append(item_error(index, error, BALANCES_COLUMNS))
         return response
 
     @rpc(SCOPE_READ)
@@ -347,8 +355,9 @@ class LedgerServicer(pb_grpc.LedgerServicer):
             if not request.follow:
                 return
             if self.stopping:
-                raise _Refused(grpc.StatusCode.UNAVAILABLE,
-                               f"the server is shutting down; follow again from seq {from_seq}")
+                raise Refusal(grpc.StatusCode.UNAVAILABLE,
+                              f"the server is shutting down; follow again from seq {from_seq}",
+                              "SHUTTING_DOWN", {"next_seq": from_seq})
             try:
                 await asyncio.wait_for(wake.wait(), journal_follow_poll_s)
             except asyncio.TimeoutError:
