@@ -16,9 +16,11 @@ ITEM_CODES = {name: pb.Code.Value("CODE_" + name) for name in
               ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION")}
 
 
-def operation_result(result):
+def operation_result(result, entry):
+    """The answer to a unary write from its OperationResult and its journal entry."""
     return pb.OperationResult(duplicate=result.status == "DUPLICATE", seq=result.seq,
-                              points=result.points, balance=result.balance)
+                              points=result.points, balance=result.balance, member_id=entry.member_id,
+                              program_version=entry.program_version)
 
 
 def entry_message(entry):
@@ -78,17 +80,19 @@ def batch_response(batch_index, batch_id, raw_results):
     )
 
 
+LIABILITY_TOTALS = ("earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired",
+                    "outstanding", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue", "issued")
+
+
 def liability_message(report):
+    """Every total with its money value, points × point_value, exact decimal text (as outstanding_value)."""
+    point_value = report.point_value
+    fields = {name: getattr(report, name) for name in LIABILITY_TOTALS}
+    values = {f"{name}_value": str(points * point_value) for name, points in fields.items()}
     return pb.Liability(
-        as_of_s=report.as_of_s, currency=report.currency, point_value=str(report.point_value),
-        earned=report.earned, adjusted_positive=report.adjusted_positive,
-        adjusted_negative=report.adjusted_negative, clawed_back=report.clawed_back,
-        redeemed=report.redeemed, expired=report.expired, outstanding=report.outstanding,
-        outstanding_value=str(report.outstanding_value),
-        outstanding_by_tier=[pb.TierOutstanding(tier=tier, points=points)
+        as_of_s=report.as_of_s, currency=report.currency, point_value=str(point_value), **fields, **values,
+        outstanding_by_tier=[pb.TierOutstanding(tier=tier, points=points, value=str(points * point_value))
                              for tier, points in report.outstanding_by_tier.items()],
-        expiring_30_days=report.expiring_30_days, expiring_60_days=report.expiring_60_days,
-        expiring_90_days=report.expiring_90_days, overdue=report.overdue, issued=report.issued,
     )
 
 

@@ -12,7 +12,6 @@ import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from .. import limits
 from ..ledger import DEFAULT_PATH, open_with_example_program
@@ -25,6 +24,7 @@ from .group_commit import GroupCommitWriter
 from .logs import configure_logging, log_event
 from .messages import SERVICE_NAME, add_servicer
 from .metrics import Metrics
+from .reflection import enable_server_reflection
 from .security import TlsConfig, check_bind_policy, is_loopback
 from .servicer import LedgerServicer
 
@@ -123,8 +123,7 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
     add_servicer(servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                        grpc_server)
+    enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME), grpc_server)
     if tls is not None:
         port = grpc_server.add_secure_port(address, tls.credentials())
     else:
@@ -213,7 +212,7 @@ def serve(data_path=DEFAULT_PATH, address="127.0.0.1:50051", tokens_file=None, t
         raise ValueError("mutual TLS (--tls-client-ca) needs the server's certificate and key")
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca) if tls_cert is not None else None
     tokens = TokenStore.from_file(tokens_file) if tokens_file is not None else None
-    check_bind_policy(address, tokens, insecure)
+    check_bind_policy(address, tokens, insecure, warn=False)  # fail before opening; create_server warns
     if not logging.getLogger("pointsledger").handlers:
         configure_logging()
     sys.setswitchinterval(switch_interval_s)

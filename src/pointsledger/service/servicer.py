@@ -200,7 +200,10 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     async def _write(self, operation, arguments, context):
         outcome = await self.writer.submit_grouped(operation, arguments, self._deadline(context))
-        return operation_result(outcome)
+        # The journal entry names the member (a refund's, too) and the programme version applied;
+        # it never changes once written, so reading it after the commit is exact. A point read.
+        (entry,) = self.ledger.journal(outcome.seq, 1)
+        return operation_result(outcome, entry)
 
     # --- writes -------------------------------------------------------------------------
 
