@@ -136,6 +136,15 @@ def safe_decoder(message_class):
     return decode
 
 
+def _serializer(message_class):
+    serialize = message_class.SerializeToString
+
+    def serialize_or_pass(response):
+        # Bytes are a response serialized already, once for many calls (the journal tail).
+        return response if type(response) is bytes else serialize(response)
+    return serialize_or_pass
+
+
 def add_servicer(servicer, server, service_descriptor=pb.DESCRIPTOR.services_by_name["Ledger"]):
     """Register the servicer's methods as the generated add_LedgerServicer_to_server does,
     with safe_decoder request decoders."""
@@ -152,6 +161,6 @@ def add_servicer(servicer, server, service_descriptor=pb.DESCRIPTOR.services_by_
         response_class = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = make(getattr(servicer, method.name),
                                      request_deserializer=safe_decoder(request_class),
-                                     response_serializer=response_class.SerializeToString)
+                                     response_serializer=_serializer(response_class))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers),))
     server.add_registered_method_handlers(service_descriptor.full_name, handlers)

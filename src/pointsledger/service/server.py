@@ -120,6 +120,7 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
     writer = GroupCommitWriter(ledger, metrics, group_items_max, batch_merge_items_max, on_commit)
     servicer = LedgerServicer(ledger, writer, metrics, tokens=tokens, read_pool=read_pool,
                               stream_batch_items_max=stream_batch_items_max)
+    metrics.watch(servicer)
     add_servicer(servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

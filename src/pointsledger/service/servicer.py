@@ -9,16 +9,18 @@ import time
 import grpc
 import numpy
 
+from .. import limits
 from .._engine_py import validate_time
 from ..errors import InvalidArgument, LedgerError, ResourceExhausted
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 from .defaults import (
-    balances_max, history_limit_default, journal_chunk_entries, journal_follow_poll_s, malformed_log_interval_s,
-    shutdown_quiet_s,
+    balances_max, history_limit_default, journal_chunk_entries, journal_follow_message_entries_max,
+    journal_follow_poll_s, journal_follow_publish_interval_s, malformed_log_interval_s, shutdown_quiet_s,
     stream_batch_items_max_default, stream_batches_in_flight_max,
 )
 from .group_commit import DeadlineExpired
+from .journal_tail import JournalTail
 from .logs import RateLimitedLog, log, log_event
 from .status import Refusal, ledger_error_status, refusal_status, rich_status
 from .messages import (
@@ -89,8 +91,12 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         self.read_pool = read_pool
         self.stream_batch_items_max = stream_batch_items_max
         self.stopping = False
-        self._commit_event = asyncio.Event()
         self._stopping_event = asyncio.Event()
+        self.ingest_streams = 0
+        self.ingest_bytes_in_flight = 0  # request bytes of batches read and not yet answered
+        self._byte_waiters = []  # futures of streams waiting for ingest_bytes_in_flight to fall
+        self.tail = JournalTail(ledger, self._read, journal_chunk_entries, journal_follow_publish_interval_s,
+                                journal_follow_poll_s)
         self.calls_in_flight = 0  # handlers running, refusals included (see drain)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -181,14 +187,13 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                 await asyncio.sleep(min(quiet_s - (now - self._last_call_s), deadline - now))
 
     def notify_commit(self):
-        """Wake journal followers (called on the loop after each commit)."""
-        self._commit_event.set()
-        self._commit_event = asyncio.Event()
+        """Tell the journal tail (called on the loop after each commit)."""
+        self.tail.notify_commit()
 
     def begin_shutdown(self):
         self.stopping = True
         self._stopping_event.set()
-        self.notify_commit()
+        self.tail.wake_all()
 
     async def _read(self, function, *arguments):
         return await asyncio.get_running_loop().run_in_executor(self.read_pool, function, *arguments)
@@ -229,44 +234,95 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     @rpc(SCOPE_WRITE)
     async def IngestPurchases(self, request_iterator, context):
-        """Read ahead up to `stream_batches_in_flight_max` batches; answer each in order once durable."""
-        requests = request_iterator.__aiter__()
-        pending = collections.deque()  # (batch_id, writer future), in stream order
-        reading = asyncio.ensure_future(requests.__anext__())
+        """Read ahead up to `stream_batches_in_flight_max` batches; answer each in order once durable.
+
+        Bounded memory (issue 8, item 5): at most `limits.ingest_streams_max` streams at once,
+        and a stream reads its next batch only while the request bytes of all the batches
+        read and not yet answered are under `limits.ingest_bytes_in_flight_max`.
+        """
+        self._admit_stream()
+        self.ingest_streams += 1
+        try:
+            async for response in self._ingest(request_iterator.__aiter__()):
+                yield response
+        finally:
+            self.ingest_streams -= 1
+
+    def _admit_stream(self):
+        if self.ingest_streams >= limits.ingest_streams_max:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"at most {limits.ingest_streams_max} IngestPurchases streams at once; "
+                          "retry later or send on a stream already open",
+                          "TOO_MANY_STREAMS", {"limit": limits.ingest_streams_max})
+        if self.ingest_bytes_in_flight >= limits.ingest_bytes_in_flight_max:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.ingest_bytes_in_flight} bytes of batches are waiting for the writer "
+                          f"(at most {limits.ingest_bytes_in_flight_max}); retry later",
+                          "TOO_MANY_BYTES_IN_FLIGHT",
+                          {"limit": limits.ingest_bytes_in_flight_max, "in_flight": self.ingest_bytes_in_flight})
+
+    def _may_read(self, pending):
+        return (len(pending) < stream_batches_in_flight_max
+                and self.ingest_bytes_in_flight < limits.ingest_bytes_in_flight_max)
+
+    def _release_bytes(self, size):
+        self.ingest_bytes_in_flight -= size
+        waiters, self._byte_waiters = self._byte_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _ingest(self, requests):
+        pending = collections.deque()  # (batch_id, writer future, request bytes), in stream order
+        reading = None  # the read of the next request, started only when memory allows
+        waiter = None  # resolved when other streams' batches are answered (bytes released)
+        ended = False  # the client closed its side, or the stream is refused
         stopping = asyncio.ensure_future(self._stopping_event.wait())
         refusal = None  # what ends the stream once every batch before it is answered
         batch_index = 0
         try:
-            while pending or reading is not None:
+            while pending or not ended:
+                if reading is None and not ended and self._may_read(pending):
+                    reading = asyncio.ensure_future(requests.__anext__())
                 waits = {stopping} if not stopping.done() else set()
                 if pending:
                     waits.add(pending[0][1])
-                if reading is not None and len(pending) < stream_batches_in_flight_max:
+                if reading is not None:
                     waits.add(reading)
+                elif not ended and len(pending) < stream_batches_in_flight_max:
+                    if waiter is None or waiter.done():
+                        waiter = asyncio.get_running_loop().create_future()
+                        self._byte_waiters.append(waiter)
+                    waits.add(waiter)
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if pending and pending[0][1].done():
-                    batch_id, future = pending.popleft()
+                    batch_id, future, size = pending.popleft()
+                    self._release_bytes(size)
                     yield batch_response(batch_index, batch_id, future.result())
                     batch_index += 1
                     continue
                 if reading is not None and reading.done():
                     request, reading = self._take(reading), None
-                    if isinstance(request, Malformed):
-                        refusal = self._malformed("IngestPurchases", request)  # read no further
-                    elif request is not None:
+                    if request is None:
+                        ended = True
+                    elif isinstance(request, Malformed):
+                        refusal, ended = self._malformed("IngestPurchases", request), True  # read no further
+                    else:
                         try:
                             columns = self._batch_columns(request)
                         except LedgerError as error:
-                            refusal = error  # read no further: the stream ends after the answers
+                            refusal, ended = error, True  # read no further: the stream ends after the answers
                             continue
+                        size = request.ByteSize()
+                        self.ingest_bytes_in_flight += size
                         self.metrics.batch_size.observe(len(columns[0]))
-                        future = self.writer.submit_batch(columns)
-                        pending.append((request.batch_id, future))
-                        reading = asyncio.ensure_future(requests.__anext__())
-                if stopping.done() and reading is not None:
+                        pending.append((request.batch_id, self.writer.submit_batch(columns), size))
+                if stopping.done() and not ended:
                     # Shutting down: read no more; answer what the writer has.
-                    reading.cancel()
-                    reading = None
+                    if reading is not None:
+                        reading.cancel()
+                        reading = None
+                    ended = True
                     refusal = Refusal(grpc.StatusCode.UNAVAILABLE,
                                       "the server is shutting down; resend the unanswered batches",
                                       "SHUTTING_DOWN", {"batches_answered": batch_index + len(pending)})
@@ -276,8 +332,11 @@ class LedgerServicer(pb_grpc.LedgerServicer):
             stopping.cancel()
             if reading is not None:
                 reading.cancel()
-            for _, future in pending:  # the client left: its unanswered batches need not be applied
+            if waiter is not None:
+                waiter.cancel()
+            for _, future, size in pending:  # the client left: its unanswered batches need not be applied
                 future.cancel()
+                self._release_bytes(size)
 
     @staticmethod
     def _take(reading):
@@ -341,30 +400,71 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     @rpc(SCOPE_READ)
     async def ReadJournal(self, request, context):
-        from_seq = request.from_seq or 1
-        remaining = request.limit or None
-        while True:
-            wake = self._commit_event  # taken before reading, so no commit is missed
+        from_seq, remaining = request.from_seq or 1, request.limit or None
+        if not request.follow:
+            async for response in self._journal_pages(from_seq, remaining):
+                yield response
+            return
+        if self.tail.followers >= limits.journal_followers_max:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"at most {limits.journal_followers_max} journal followers at once; try again later",
+                          "TOO_MANY_FOLLOWERS", {"limit": limits.journal_followers_max})
+        self.tail.join()
+        try:
+            async for response in self._follow(from_seq, remaining):
+                yield response
+        finally:
+            self.tail.leave()
+
+    def _shutting_down(self, from_seq):
+        return Refusal(grpc.StatusCode.UNAVAILABLE, f"the server is shutting down; follow again from seq {from_seq}",
+                       "SHUTTING_DOWN", {"next_seq": from_seq})
+
+    async def _journal_pages(self, from_seq, remaining):
+        """The journal from from_seq as it is now, read by this call alone."""
+        while remaining is None or remaining > 0:
+            if self.stopping:
+                raise self._shutting_down(from_seq)
             chunk = journal_chunk_entries if remaining is None else min(remaining, journal_chunk_entries)
             entries = await self._read(self.ledger.journal, from_seq, chunk)
-            if entries:
-                yield pb.ReadJournalResponse(entries=[entry_message(entry) for entry in entries])
-                from_seq = entries[-1].seq + 1
-                if remaining is not None:
-                    remaining -= len(entries)
-                    if remaining <= 0:
-                        return
-                continue
-            if not request.follow:
+            if not entries:
                 return
+            yield pb.ReadJournalResponse(entries=[entry_message(entry) for entry in entries])
+            from_seq = entries[-1].seq + 1
+            if remaining is not None:
+                remaining -= len(entries)
+
+    async def _follow(self, from_seq, remaining):
+        """The journal from from_seq, then each entry as it commits: from the shared tail once
+        this follower reaches it (see JournalTail), read by itself until then."""
+        tail = self.tail
+        while remaining is None or remaining > 0:
             if self.stopping:
-                raise Refusal(grpc.StatusCode.UNAVAILABLE,
-                              f"the server is shutting down; follow again from seq {from_seq}",
-                              "SHUTTING_DOWN", {"next_seq": from_seq})
-            try:
-                await asyncio.wait_for(wake.wait(), journal_follow_poll_s)
-            except asyncio.TimeoutError:
-                pass  # another process may have written: read again
+                raise self._shutting_down(from_seq)
+            entries_max = journal_follow_message_entries_max if remaining is None else min(
+                remaining, journal_follow_message_entries_max)
+            shared = tail.take(from_seq, entries_max)
+            if shared is not None:
+                payload, count, last_seq = shared
+                yield payload  # bytes serialized once for every follower
+                from_seq = last_seq + 1
+                remaining = None if remaining is None else remaining - count
+                continue
+            wake = tail.changed  # taken before looking, so no publication is missed
+            if from_seq > tail.last_seq:
+                await wake.wait()  # caught up: the tail wakes us when it has more (or at shutdown)
+                continue
+            end_seq = tail.own_read_end(from_seq)
+            chunk = min(entries_max, journal_chunk_entries)
+            if end_seq is not None:
+                chunk = min(chunk, end_seq - from_seq + 1)
+            entries = await self._read(self.ledger.journal, from_seq, chunk)
+            if not entries:
+                await wake.wait()
+                continue
+            yield pb.ReadJournalResponse(entries=[entry_message(entry) for entry in entries])
+            from_seq = entries[-1].seq + 1
+            remaining = None if remaining is None else remaining - len(entries)
 
     @rpc(SCOPE_READ)
     async def GetProgram(self, request, context):
