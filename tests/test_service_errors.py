@@ -97,12 +97,19 @@ def test_refusals_carry_error_info_with_reason_and_numbers(served):
 
     # The same order id for another purchase: the engine names no field, the request's id is meant.
     code, _, info = details_of(stub.RecordPurchase, purchase("o-1", amount_minor=999))
-    assert (code, info.reason, dict(info.metadata)) == ("ALREADY_EXISTS", "ID_REUSED", {"field": "order_id"})
+    assert (code, info.reason, dict(info.metadata)) == (
+        "ALREADY_EXISTS", "ID_REUSED", {"field": "order_id", "differing_fields": "amount_minor"})
+    stub.Redeem(pb.RedeemRequest(redemption_id="r-2", member_id="m-1", points=5, time_s=T + 1), timeout=10,
+                metadata=WRITER)
+    code, _, info = details_of(stub.Redeem, pb.RedeemRequest(redemption_id="r-2", member_id="m-1", points=6,
+                                                             time_s=T + 1))
+    assert (code, info.reason, dict(info.metadata)) == (
+        "ALREADY_EXISTS", "ID_REUSED", {"field": "redemption_id", "differing_fields": "points"})
 
     code, _, info = details_of(stub.GetBalances, pb.GetBalancesRequest(member_ids=["m"] * 10_001))
     assert (code, info.reason, dict(info.metadata)) == ("RESOURCE_EXHAUSTED", "LIMIT_EXCEEDED",
                                                         {"field": "member_ids"})
-    assert [row[3] for row in entries(ledger)] == ["o-1"]  # none of the refusals wrote anything
+    assert [row[3] for row in entries(ledger)] == ["o-1", "r-2"]  # none of the refusals wrote anything
 
 
 def test_authentication_refusals_carry_error_info(served):

@@ -75,7 +75,11 @@ def ledger_error_status(error, field=None):
     """The status of a LedgerError; `field` overrides the one it names (see servicer)."""
     code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN)
     field = field or (str(error.field) if error.field is not None else None)
-    return rich_status(code, str(error), reason_of(error), field, error.info)
+    info = dict(error.info)
+    differences = getattr(error, "differences", None)  # ALREADY_EXISTS: the fields that differ
+    if differences:
+        info["differing_fields"] = ",".join(differences)
+    return rich_status(code, str(error), reason_of(error), field, info)
 
 
 def refusal_status(refusal):
