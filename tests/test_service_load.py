@@ -130,7 +130,7 @@ def test_a_stream_stops_reading_while_the_bytes_in_flight_are_over_the_limit(ser
     ledger, background, address = served
     one_batch = batch_request(batch("b0", 20), "0").ByteSize()  # 20 purchases: 507 bytes
     assert one_batch == 507
-    monkeypatch.setattr(limits, "ingest_bytes_in_flight_max", 2 * one_batch - 1)
+    monkeypatch.setattr(limits, "ingest_bytes_in_flight_max", 2 * one_batch)  # 1,014: room for two
     writer = background.server.writer
     servicer = background.server.servicer
     writer.hold()
@@ -138,7 +138,8 @@ def test_a_stream_stops_reading_while_the_bytes_in_flight_are_over_the_limit(ser
     stream = OpenStream(channel)
     for number in range(4):  # the client sends four batches; its window would allow them all
         stream.send(batch_request(batch(f"b{number}", 20), str(number)))
-    # The server reads two (507 < 1,013 after the first, 1,014 >= 1,013 after the second), then waits.
+    # The server reads two (after the first, 507 + a batch of the same size fits in 1,014; after
+    # the second, 1,014 + 507 does not), then waits.
     wait_until(lambda: writer.pending() == 2)
     time.sleep(0.3)  # it would have read the others by now
     assert (writer.pending(), servicer.ingest_bytes_in_flight) == (2, 1_014)
@@ -146,7 +147,7 @@ def test_a_stream_stops_reading_while_the_bytes_in_flight_are_over_the_limit(ser
     late.send(batch_request(batch("late", 1), "late"))
     late.close()
     assert late.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert error_info_of(late.error) == ("TOO_MANY_BYTES_IN_FLIGHT", {"limit": "1013", "in_flight": "1014"})
+    assert error_info_of(late.error) == ("TOO_MANY_BYTES_IN_FLIGHT", {"limit": "1014", "in_flight": "1014"})
     writer.release()
     stream.close()
     assert stream.error is None

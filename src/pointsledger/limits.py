@@ -53,10 +53,11 @@ max_readers = 1024  # a slot per live read transaction; the service runs many
 # Service (the service's tuning defaults are in service/defaults.py).
 ingest_streams_max = 8  # concurrent IngestPurchases streams; one more is RESOURCE_EXHAUSTED
 # Request bytes of stream batches read and not yet answered, all streams together. A stream
-# waits before reading its next batch while the total is at or over this (HTTP/2 flow control
-# then holds the client back); a new stream that arrives then is RESOURCE_EXHAUSTED. Each
-# stream may have one read under way besides, so the total stays under
-# ingest_bytes_in_flight_max + ingest_streams_max x the message limit (16 MiB by default).
+# starts reading its next batch only if these bytes, plus the reads under way (each counted at
+# the size of the latest batch), leave room for one more batch of that size; otherwise it
+# waits (HTTP/2 flow control then holds its client back). A new stream that arrives while the
+# total is at the limit is RESOURCE_EXHAUSTED. The guess can be short only when batch sizes
+# change; then the total exceeds the limit by at most one message per stream.
 ingest_bytes_in_flight_max = 64 << 20
 journal_followers_max = 1_000  # concurrent ReadJournal calls with follow; one more is RESOURCE_EXHAUSTED
 journal_tail_entries_max = 20_000  # newest entries kept in memory for followers (see JournalTail)

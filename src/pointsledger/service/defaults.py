@@ -16,7 +16,7 @@ journal_chunk_entries = 1_000  # entries per ReadJournal message
 journal_follow_poll_s = 1.0  # the journal tail re-reads this often even without a commit (other writers)
 # The shared journal tail publishes at most this often: followers get new entries within it,
 # and each publication costs one send per follower, however many commits it holds.
-journal_follow_publish_interval_s = 0.05
+journal_follow_publish_interval_s = 0.2
 journal_follow_message_entries_max = 10_000  # entries in one message to a follower (~1 MB)
 history_limit_default = 100
 balances_max = 10_000  # member ids in one GetBalances call

@@ -16,7 +16,8 @@ from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 from .defaults import (
     balances_max, history_limit_default, journal_chunk_entries, journal_follow_message_entries_max,
-    journal_follow_poll_s, journal_follow_publish_interval_s, malformed_log_interval_s, shutdown_quiet_s,
+    journal_follow_poll_s, journal_follow_publish_interval_s, malformed_log_interval_s, message_bytes_max_default,
+    shutdown_quiet_s,
     stream_batch_items_max_default, stream_batches_in_flight_max,
 )
 from .group_commit import DeadlineExpired
@@ -94,6 +95,8 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         self._stopping_event = asyncio.Event()
         self.ingest_streams = 0
         self.ingest_bytes_in_flight = 0  # request bytes of batches read and not yet answered
+        self.ingest_reads = 0  # batch reads under way (see _may_read)
+        self._batch_bytes_guess = message_bytes_max_default  # the size of the latest batch read
         self._byte_waiters = []  # futures of streams waiting for ingest_bytes_in_flight to fall
         self.tail = JournalTail(ledger, self._read, journal_chunk_entries, journal_follow_publish_interval_s,
                                 journal_follow_poll_s)
@@ -262,8 +265,15 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                           {"limit": limits.ingest_bytes_in_flight_max, "in_flight": self.ingest_bytes_in_flight})
 
     def _may_read(self, pending):
-        return (len(pending) < stream_batches_in_flight_max
-                and self.ingest_bytes_in_flight < limits.ingest_bytes_in_flight_max)
+        """Whether a stream may start reading its next batch: its window has room, and the bytes
+        in flight plus those of the reads under way (each counted at the size of the latest
+        batch read, as a guess) leave room for one more. Every stream reading at once with
+        nothing counted yet let six 15 MB streams hold 1.1 GB. When nothing is in flight
+        or under way, one read may always start, so a stream is never stuck."""
+        if len(pending) >= stream_batches_in_flight_max:
+            return False
+        committed = self.ingest_bytes_in_flight + self.ingest_reads * self._batch_bytes_guess
+        return committed == 0 or committed + self._batch_bytes_guess <= limits.ingest_bytes_in_flight_max
 
     def _release_bytes(self, size):
         self.ingest_bytes_in_flight -= size
@@ -284,6 +294,7 @@ class LedgerServicer(pb_grpc.LedgerServicer):
             while pending or not ended:
                 if reading is None and not ended and self._may_read(pending):
                     reading = asyncio.ensure_future(requests.__anext__())
+                    self.ingest_reads += 1
                 waits = {stopping} if not stopping.done() else set()
                 if pending:
                     waits.add(pending[0][1])
@@ -303,6 +314,8 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                     continue
                 if reading is not None and reading.done():
                     request, reading = self._take(reading), None
+                    self.ingest_reads -= 1
+                    self._release_bytes(0)  # the reservation of this read is gone: wake the waiting
                     if request is None:
                         ended = True
                     elif isinstance(request, Malformed):
@@ -315,6 +328,7 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                             continue
                         size = request.ByteSize()
                         self.ingest_bytes_in_flight += size
+                        self._batch_bytes_guess = max(size, 1)
                         self.metrics.batch_size.observe(len(columns[0]))
                         pending.append((request.batch_id, self.writer.submit_batch(columns), size))
                 if stopping.done() and not ended:
@@ -322,6 +336,7 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                     if reading is not None:
                         reading.cancel()
                         reading = None
+                        self.ingest_reads -= 1
                     ended = True
                     refusal = Refusal(grpc.StatusCode.UNAVAILABLE,
                                       "the server is shutting down; resend the unanswered batches",
@@ -332,6 +347,8 @@ class LedgerServicer(pb_grpc.LedgerServicer):
             stopping.cancel()
             if reading is not None:
                 reading.cancel()
+                self.ingest_reads -= 1
+                self._release_bytes(0)
             if waiter is not None:
                 waiter.cancel()
             for _, future, size in pending:  # the client left: its unanswered batches need not be applied
