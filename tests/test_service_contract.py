@@ -77,22 +77,38 @@ def test_insecure_on_a_non_loopback_address_is_allowed_with_a_warning(caplog):
     assert caplog.records == []
 
 
-def test_write_results_carry_the_member_and_the_programme_version(stub):
+def test_write_results_carry_the_member_the_programme_version_the_tier_and_the_refunded_amount(stub):
     stub, _ = stub
     purchase = stub.RecordPurchase(pb.RecordPurchaseRequest(
         order_id="o-1", member_id="m-1", amount_minor=12_345, category="grocery", time_s=T), timeout=10)
-    assert (purchase.seq, purchase.points, purchase.member_id, purchase.program_version) == (1, 123, "m-1", 1)
-    # A refund names no member in its request: the result says whose points were clawed back.
-    refund = stub.Refund(pb.RefundRequest(refund_id="f-1", order_id="o-1", amount_minor=2_345, time_s=T + 1),
+    assert (purchase.seq, purchase.points, purchase.member_id, purchase.program_version, purchase.tier) == (
+        1, 123, "m-1", 1, "member")
+    # 60,000 cents more: earned at "member" (the tier held before it), then m-1 holds silver (50,000).
+    big = stub.RecordPurchase(pb.RecordPurchaseRequest(
+        order_id="o-2", member_id="m-1", amount_minor=60_000, category="grocery", time_s=T + 10), timeout=10)
+    assert (big.points, big.tier) == (600, "member")
+    small = stub.RecordPurchase(pb.RecordPurchaseRequest(
+        order_id="o-3", member_id="m-1", amount_minor=1_000, category="grocery", time_s=T + 20), timeout=10)
+    assert (small.points, small.tier) == (12, "silver")  # floor(10 x 1.25)
+    again = stub.RecordPurchase(pb.RecordPurchaseRequest(
+        order_id="o-3", member_id="m-1", amount_minor=1_000, category="grocery", time_s=T + 20), timeout=10)
+    assert (again.duplicate, again.seq, again.points, again.tier) == (True, 3, 12, "")
+    # A refund names no member in its request: the result says whose points were clawed back,
+    # and how much of the order is refunded so far.
+    refund = stub.Refund(pb.RefundRequest(refund_id="f-1", order_id="o-1", amount_minor=2_345, time_s=T + 30),
                          timeout=10)
-    assert (refund.seq, refund.points, refund.balance, refund.member_id, refund.program_version) == (
-        2, -23, 100, "m-1", 1)  # floor(123 x 2,345 / 12,345) = 23
-    again = stub.Refund(pb.RefundRequest(refund_id="f-1", order_id="o-1", amount_minor=2_345, time_s=T + 1),
-                        timeout=10)
-    assert (again.duplicate, again.seq, again.member_id) == (True, 2, "m-1")
-    redeem = stub.Redeem(pb.RedeemRequest(redemption_id="r-1", member_id="m-1", points=40, time_s=T + 2),
+    assert (refund.seq, refund.points, refund.balance, refund.member_id, refund.program_version,
+            refund.refunded_minor) == (4, -23, 712, "m-1", 1, 2_345)  # floor(123 x 2,345 / 12,345) = 23
+    second = stub.Refund(pb.RefundRequest(refund_id="f-2", order_id="o-1", amount_minor=1_000, time_s=T + 40),
                          timeout=10)
-    assert (redeem.points, redeem.balance, redeem.member_id) == (-40, 60, "m-1")
+    assert (second.points, second.refunded_minor) == (-10, 3_345)  # floor(123 x 3,345 / 12,345) - 23 = 10
+    resent = stub.Refund(pb.RefundRequest(refund_id="f-1", order_id="o-1", amount_minor=2_345, time_s=T + 30),
+                         timeout=10)
+    assert (resent.duplicate, resent.seq, resent.member_id, resent.refunded_minor) == (True, 4, "m-1", 3_345)
+    redeem = stub.Redeem(pb.RedeemRequest(redemption_id="r-1", member_id="m-1", points=40, time_s=T + 50),
+                         timeout=10)
+    assert (redeem.points, redeem.balance, redeem.member_id, redeem.tier, redeem.refunded_minor) == (
+        -40, 662, "m-1", "", 0)
 
 
 def test_every_liability_total_has_its_money_value(stub):

@@ -1,5 +1,6 @@
 """The Python API of a ledger: the one surface the service and the CLI share."""
 
+import dataclasses
 import os
 import time
 
@@ -131,12 +132,17 @@ class Ledger:
             for operation, arguments in requests:
                 try:
                     if operation == "purchase":
+                        tier = _tier_before(writer, arguments[1], arguments[4])
                         raw = self.engine.apply_purchases(writer, *([argument] for argument in arguments))[0]
                         if raw[4] is not None:
                             raise raw[4]
-                        outcomes.append(OperationResult(*raw[:4]))
+                        outcomes.append(OperationResult(*raw[:4], tier=tier if raw[0] == "APPLIED" else None))
                     else:
-                        outcomes.append(OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments)))
+                        result = OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments))
+                        if operation == "refund":
+                            order = writer.get(fmt.DB_ORDERS, validate_id("order_id", arguments[1]))
+                            result = dataclasses.replace(result, refunded_minor=fmt.decode_order(order)[3])
+                        outcomes.append(result)
                 except LedgerError as error:
                     outcomes.append(error)
             return outcomes
@@ -251,6 +257,23 @@ class Ledger:
         """Check every invariant of §7 and the bucket totals; report what is wrong, where."""
         with self.store.read() as txn:
             return verifier.verify(self.store, txn)
+
+
+def _tier_before(writer, member_id, time_s):
+    """The tier a purchase of member_id at time_s earns at (§4: the one held before it), read in
+    the purchase's own transaction; None when the purchase will be refused anyway."""
+    try:
+        member_key = validate_id("member_id", member_id)
+        time_s = validate_time("time_s", time_s)
+    except LedgerError:
+        return None
+    program = writer.program_at(time_s)
+    if program is None:
+        return None
+    state = writer.member(member_key)
+    if state is None:  # a new member: no spend, nothing carried
+        return program.tier_names[program.tier_rank_for_spend(0)]
+    return queries.tier_as_of(program, state, time_s)[1]
 
 
 def open_with_example_program(path=DEFAULT_PATH, *, sync=True):

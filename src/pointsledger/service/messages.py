@@ -20,7 +20,8 @@ def operation_result(result, entry):
     """The answer to a unary write from its OperationResult and its journal entry."""
     return pb.OperationResult(duplicate=result.status == "DUPLICATE", seq=result.seq,
                               points=result.points, balance=result.balance, member_id=entry.member_id,
-                              program_version=entry.program_version)
+                              program_version=entry.program_version, tier=result.tier or "",
+                              refunded_minor=result.refunded_minor or 0)
 
 
 def entry_message(entry):
