@@ -142,7 +142,7 @@ def test_a_stream_stops_reading_while_the_bytes_in_flight_are_over_the_limit(ser
     # the second, 1,014 + 507 does not), then waits.
     wait_until(lambda: writer.pending() == 2)
     time.sleep(0.3)  # it would have read the others by now
-    assert (writer.pending(), servicer.ingest_bytes_in_flight) == (2, 1_014)
+    assert (writer.pending(), servicer.ingest.bytes_in_flight) == (2, 1_014)
     late = OpenStream(channel)
     late.send(batch_request(batch("late", 1), "late"))
     late.close()
@@ -153,7 +153,7 @@ def test_a_stream_stops_reading_while_the_bytes_in_flight_are_over_the_limit(ser
     assert stream.error is None
     assert [(response.batch_id, response.applied) for response in stream.responses] == [
         ("0", 20), ("1", 20), ("2", 20), ("3", 20)]
-    assert servicer.ingest_bytes_in_flight == 0
+    assert servicer.ingest.bytes_in_flight == 0
     assert len(ledger.journal(limit=1_000)) == 80
     channel.close()
 

@@ -81,8 +81,8 @@ class Metrics:
 
     def watch(self, servicer):
         """Read the servicer's gauges when scraped."""
-        self.ingest_streams.set_function(lambda: servicer.ingest_streams)
-        self.ingest_bytes_in_flight.set_function(lambda: servicer.ingest_bytes_in_flight)
+        self.ingest_streams.set_function(lambda: servicer.ingest.streams)
+        self.ingest_bytes_in_flight.set_function(lambda: servicer.ingest.bytes_in_flight)
         self.journal_followers.set_function(lambda: servicer.tail.followers)
 
     def malformed(self, rpc):

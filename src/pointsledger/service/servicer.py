@@ -16,18 +16,18 @@ from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 from .defaults import (
     balances_max, history_limit_default, journal_chunk_entries, journal_follow_message_entries_max,
-    journal_follow_poll_s, journal_follow_publish_interval_s, malformed_log_interval_s, message_bytes_max_default,
-    shutdown_quiet_s,
-    stream_batch_items_max_default, stream_batches_in_flight_max,
+    journal_follow_poll_s, journal_follow_publish_interval_s, malformed_log_interval_s,
+    message_bytes_max_default, shutdown_quiet_s, stream_batch_items_max_default, stream_batches_in_flight_max,
 )
 from .group_commit import DeadlineExpired
+from .ingest_budget import IngestBudget
 from .journal_tail import JournalTail
 from .logs import RateLimitedLog, log, log_event
-from .status import Refusal, ledger_error_status, refusal_status, rich_status
 from .messages import (
-    BALANCES_COLUMNS, ID_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message, item_error, liability_message,
-    operation_result, program_message,
+    BALANCES_COLUMNS, ID_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message,
+    item_error, liability_message, operation_result, program_message,
 )
+from .status import Refusal, ledger_error_status, refusal_status, rich_status
 
 
 def rpc(scope):
@@ -93,11 +93,7 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         self.stream_batch_items_max = stream_batch_items_max
         self.stopping = False
         self._stopping_event = asyncio.Event()
-        self.ingest_streams = 0
-        self.ingest_bytes_in_flight = 0  # request bytes of batches read and not yet answered
-        self.ingest_reads = 0  # batch reads under way (see _may_read)
-        self._batch_bytes_guess = message_bytes_max_default  # the size of the latest batch read
-        self._byte_waiters = []  # futures of streams waiting for ingest_bytes_in_flight to fall
+        self.ingest = IngestBudget(message_bytes_max_default)  # shared by every IngestPurchases stream
         self.tail = JournalTail(ledger, self._read, journal_chunk_entries, journal_follow_publish_interval_s,
                                 journal_follow_poll_s)
         self.calls_in_flight = 0  # handlers running, refusals included (see drain)
@@ -239,104 +235,70 @@ class LedgerServicer(pb_grpc.LedgerServicer):
     async def IngestPurchases(self, request_iterator, context):
         """Read ahead up to `stream_batches_in_flight_max` batches; answer each in order once durable.
 
-        Bounded memory (issue 8, item 5): at most `limits.ingest_streams_max` streams at once,
-        and a stream reads its next batch only while the request bytes of all the batches
-        read and not yet answered are under `limits.ingest_bytes_in_flight_max`.
+        Memory is bounded by the IngestBudget all streams share (see ingest_budget.py).
         """
-        self._admit_stream()
-        self.ingest_streams += 1
+        self.ingest.open_stream()
         try:
             async for response in self._ingest(request_iterator.__aiter__()):
                 yield response
         finally:
-            self.ingest_streams -= 1
-
-    def _admit_stream(self):
-        if self.ingest_streams >= limits.ingest_streams_max:
-            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"at most {limits.ingest_streams_max} IngestPurchases streams at once; "
-                          "retry later or send on a stream already open",
-                          "TOO_MANY_STREAMS", {"limit": limits.ingest_streams_max})
-        if self.ingest_bytes_in_flight >= limits.ingest_bytes_in_flight_max:
-            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"{self.ingest_bytes_in_flight} bytes of batches are waiting for the writer "
-                          f"(at most {limits.ingest_bytes_in_flight_max}); retry later",
-                          "TOO_MANY_BYTES_IN_FLIGHT",
-                          {"limit": limits.ingest_bytes_in_flight_max, "in_flight": self.ingest_bytes_in_flight})
-
-    def _may_read(self, pending):
-        """Whether a stream may start reading its next batch: its window has room, and the bytes
-        in flight plus those of the reads under way (each counted at the size of the latest
-        batch read, as a guess) leave room for one more. Every stream reading at once with
-        nothing counted yet let six 15 MB streams hold 1.1 GB. When nothing is in flight
-        or under way, one read may always start, so a stream is never stuck."""
-        if len(pending) >= stream_batches_in_flight_max:
-            return False
-        committed = self.ingest_bytes_in_flight + self.ingest_reads * self._batch_bytes_guess
-        return committed == 0 or committed + self._batch_bytes_guess <= limits.ingest_bytes_in_flight_max
-
-    def _release_bytes(self, size):
-        self.ingest_bytes_in_flight -= size
-        waiters, self._byte_waiters = self._byte_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            self.ingest.close_stream()
 
     async def _ingest(self, requests):
+        budget = self.ingest
         pending = collections.deque()  # (batch_id, writer future, request bytes), in stream order
-        reading = None  # the read of the next request, started only when memory allows
-        waiter = None  # resolved when other streams' batches are answered (bytes released)
+        reading = None  # the read of the next request, started only when the budget has room
+        waiter = None  # resolved when the budget may have room again
         ended = False  # the client closed its side, or the stream is refused
         stopping = asyncio.ensure_future(self._stopping_event.wait())
         refusal = None  # what ends the stream once every batch before it is answered
         batch_index = 0
         try:
             while pending or not ended:
-                if reading is None and not ended and self._may_read(pending):
+                room = len(pending) < stream_batches_in_flight_max
+                if reading is None and not ended and room and budget.may_read():
                     reading = asyncio.ensure_future(requests.__anext__())
-                    self.ingest_reads += 1
+                    budget.read_started()
                 waits = {stopping} if not stopping.done() else set()
                 if pending:
                     waits.add(pending[0][1])
                 if reading is not None:
                     waits.add(reading)
-                elif not ended and len(pending) < stream_batches_in_flight_max:
+                elif not ended and room:
                     if waiter is None or waiter.done():
-                        waiter = asyncio.get_running_loop().create_future()
-                        self._byte_waiters.append(waiter)
+                        waiter = budget.waiter()
                     waits.add(waiter)
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if pending and pending[0][1].done():
                     batch_id, future, size = pending.popleft()
-                    self._release_bytes(size)
+                    budget.answered(size)
                     yield batch_response(batch_index, batch_id, future.result())
                     batch_index += 1
                     continue
                 if reading is not None and reading.done():
                     request, reading = self._take(reading), None
-                    self.ingest_reads -= 1
-                    self._release_bytes(0)  # the reservation of this read is gone: wake the waiting
-                    if request is None:
-                        ended = True
-                    elif isinstance(request, Malformed):
-                        refusal, ended = self._malformed("IngestPurchases", request), True  # read no further
-                    else:
-                        try:
-                            columns = self._batch_columns(request)
-                        except LedgerError as error:
-                            refusal, ended = error, True  # read no further: the stream ends after the answers
-                            continue
-                        size = request.ByteSize()
-                        self.ingest_bytes_in_flight += size
-                        self._batch_bytes_guess = max(size, 1)
-                        self.metrics.batch_size.observe(len(columns[0]))
-                        pending.append((request.batch_id, self.writer.submit_batch(columns), size))
+                    if request is None or isinstance(request, Malformed):
+                        budget.read_ended()
+                        ended = True  # the end of the stream, or bytes that are no request: read no further
+                        if request is not None:
+                            refusal = self._malformed("IngestPurchases", request)
+                        continue
+                    size = request.ByteSize()
+                    budget.read_ended(size)
+                    try:
+                        columns = self._batch_columns(request)
+                    except LedgerError as error:
+                        budget.answered(size)
+                        refusal, ended = error, True  # read no further: the stream ends after the answers
+                        continue
+                    self.metrics.batch_size.observe(len(columns[0]))
+                    pending.append((request.batch_id, self.writer.submit_batch(columns), size))
                 if stopping.done() and not ended:
                     # Shutting down: read no more; answer what the writer has.
                     if reading is not None:
                         reading.cancel()
                         reading = None
-                        self.ingest_reads -= 1
+                        budget.read_ended()
                     ended = True
                     refusal = Refusal(grpc.StatusCode.UNAVAILABLE,
                                       "the server is shutting down; resend the unanswered batches",
@@ -347,13 +309,12 @@ class LedgerServicer(pb_grpc.LedgerServicer):
             stopping.cancel()
             if reading is not None:
                 reading.cancel()
-                self.ingest_reads -= 1
-                self._release_bytes(0)
+                budget.read_ended()
             if waiter is not None:
                 waiter.cancel()
             for _, future, size in pending:  # the client left: its unanswered batches need not be applied
                 future.cancel()
-                self._release_bytes(size)
+                budget.answered(size)
 
     @staticmethod
     def _take(reading):
