@@ -47,3 +47,23 @@ def open_ledger(tmp_path, engine_name):
             each.close()
         except Exception:  # already closed by the test
             pass
+
+
+# --- the fault simulator's seeds (tests/test_fault_simulator.py) ----------------------------------
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fault simulator")
+    group.addoption("--seeds", type=int, default=None, metavar="N",
+                    help="run the fault simulator on seeds 0..N-1 (default: its DEFAULT_SEEDS)")
+    group.addoption("--seed", type=int, action="append", default=None, metavar="S",
+                    help="run the fault simulator on seed S only (repeatable): replays a failure exactly")
+
+
+def pytest_generate_tests(metafunc):
+    if "fault_seed" in metafunc.fixturenames:
+        seeds = metafunc.config.getoption("--seed")
+        if seeds is None:
+            count = metafunc.config.getoption("--seeds") or metafunc.module.DEFAULT_SEEDS
+            seeds = range(count)
+        metafunc.parametrize("fault_seed", list(seeds), ids=[f"seed={seed}" for seed in seeds])

@@ -11,7 +11,7 @@ import sys
 
 import lmdb
 
-from . import limits, program as programs, store_format as fmt
+from . import faults, limits, program as programs, store_format as fmt
 from .errors import LedgerError, StoreFull
 
 
@@ -168,6 +168,8 @@ class Store:
                     txn.abort()
                     return result
                 writer.flush()
+                if faults.hook is not None:
+                    faults.hook("commit")
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
@@ -198,11 +200,15 @@ class Store:
                 self.forget()
                 raise
             writer.committed()
+            if faults.hook is not None:
+                faults.hook("committed")
             return result
 
     def _grow_map(self):
         current = self.env.info()["map_size"]
         try:
+            if faults.hook is not None:
+                faults.hook("grow")
             self.env.set_mapsize(current + max(current, limits.map_size_growth_bytes))
         except lmdb.Error as error:
             raise StoreFull(
