@@ -49,10 +49,12 @@ def open_ledger(tmp_path, engine_name):
             pass
 
 
-# --- the fault simulator's seeds (tests/test_fault_simulator.py) ----------------------------------
+# --- options: the slow tier, the fault simulator's seeds ------------------------------------------
 
 
 def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow (the many-kills tier); .ci/run does")
     group = parser.getgroup("fault simulator")
     group.addoption("--seeds", type=int, default=None, metavar="N",
                     help="run the fault simulator on seeds 0..N-1 (default: its DEFAULT_SEEDS)")
@@ -67,3 +69,13 @@ def pytest_generate_tests(metafunc):
             count = metafunc.config.getoption("--seeds") or metafunc.module.DEFAULT_SEEDS
             seeds = range(count)
         metafunc.parametrize("fault_seed", list(seeds), ids=[f"seed={seed}" for seed in seeds])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with --slow (deselected, not skipped, otherwise)."""
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -34,7 +34,7 @@ import pytest
 from pointsledger import Ledger, LedgerError, StoreFull, faults, store_format as fmt
 from support import T_2026_01_01, dump_ledger
 
-DEFAULT_SEEDS = 300
+DEFAULT_SEEDS = 200
 FORK = hasattr(os, "fork")
 CLOCK_S = T_2026_01_01
 # Month starts (expiry instants, promotion bounds, year ends) from 2026-01 to 2028-06.
