@@ -47,6 +47,12 @@ class StoreFull(ResourceExhausted):
     """The map or the disk is full; the batch was not committed."""
 
 
+class StoreDamaged(LedgerError):
+    """The store's files are damaged (a truncated data file): opening it would crash."""
+
+    code = "DATA_LOSS"
+
+
 class InvalidProgram(InvalidArgument):
     """A programme document with one or more problems, all listed."""
 
