@@ -193,6 +193,27 @@ class Ledger:
         with self.store.read() as txn:
             return self.store.last_seq(txn)
 
+    def statistics(self):
+        """Sizes and counts from the store's own statistics (no scan), for `pointsledger info`."""
+        status = os.stat(os.path.join(self.path, "data.mdb"))
+        store = self.store
+        with store.read() as txn:
+            def entries(name):
+                return txn.stat(store.dbs[name])["entries"]
+
+            return {
+                "store_bytes": status.st_size,
+                "store_bytes_on_disk": status.st_blocks * 512,
+                "map_bytes": store.env.info()["map_size"],
+                "journal_entries": store.last_seq(txn),
+                "members": entries(fmt.DB_MEMBERS),
+                "orders": entries(fmt.DB_ORDERS),
+                "refunds": entries(fmt.DB_REFUNDS),
+                "redemptions": entries(fmt.DB_REDEMPTIONS),
+                "adjustments": entries(fmt.DB_ADJUSTMENTS),
+                "programme_versions": store.program_versions(txn),
+            }
+
     def liability(self, as_of_s=None):
         as_of_s = validate_time("as_of_s", self._clock() if as_of_s is None else as_of_s)
         with self.store.read() as txn:
