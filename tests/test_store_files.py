@@ -154,11 +154,10 @@ def test_a_backup_on_a_full_disk_says_so_and_removes_what_it_wrote(tmp_path, eng
     assert whole > 256 * 1024
     with small_tmpfs(tmp_path / "small", 128 * 1024) as small, \
             pointsledger.Ledger(path, engine=engine_name) as ledger:
-        target = (small or tmp_path) / "backup"
-        if small is None:
-            ledger.store.env = _CopyHitsAFullDisk()
+        target = (small or tmp_path / "backups") / "backup"
+        target.parent.mkdir(exist_ok=True)
         with pytest.raises(pointsledger.StoreFull) as refused:
-            store_file.backup(ledger.store.env, target)
+            store_file.backup(ledger.store.env if small else _CopyHitsAFullDisk(), target)
         message = str(refused.value)
         assert message.startswith(f"{target}: no space left on device after writing ")
         assert message.endswith("bytes of the backup; the partial copy was removed and nothing is at the destination")

@@ -7,13 +7,14 @@ with the higher transaction id says how many pages the store uses, and a file
 shorter than that is refused with both sizes.
 """
 
+import contextlib
 import errno
 import os
 import shutil
 import struct
 import tempfile
 
-from .errors import AlreadyExists, StoreDamaged, StoreFull
+from .errors import AlreadyExists, DiskFull, StoreDamaged, StoreFull
 
 DATA_FILE = "data.mdb"
 LMDB_MAGIC = 0xBEEFC0DE
@@ -84,6 +85,17 @@ def is_disk_full(error, path):
     if getattr(error, "errno", None) == errno.EIO or "Input/output error" in str(error):
         return free_bytes(path) < DISK_FULL_FREE_BYTES
     return False
+
+
+@contextlib.contextmanager
+def disk_full_reported(path, what_happened):
+    """Turn a full disk while writing path into DiskFull: "PATH: no space left on device; " + what_happened()."""
+    try:
+        yield
+    except OSError as error:
+        if is_disk_full(error, path):
+            raise DiskFull(f"{path}: no space left on device; {what_happened()}") from error
+        raise
 
 
 def free_bytes(path):

@@ -5,6 +5,7 @@ import os
 
 import pyarrow as pa
 
+from ..store_file import disk_full_reported
 from .common import REJECT_EXTRA_COLUMNS
 
 
@@ -60,6 +61,14 @@ class RejectFile:
         """rejects: (line, fields, code, reason) each."""
         if not rejects:
             return
+        with disk_full_reported(self.path, self._stopped):
+            self._write(rejects)
+
+    def _stopped(self):
+        return (f"the rejects file stopped after {self.count:,} rejects; the ledger keeps every batch "
+                "committed so far, and the ingest resumes where it stopped when run again")
+
+    def _write(self, rejects):
         if self.handle is None:
             self._open()
         width = len(self.names)
@@ -76,12 +85,14 @@ class RejectFile:
         """Flush; the size that holds every reject written so far."""
         if self.handle is None:
             return self.keep_bytes
-        self.handle.flush()
+        with disk_full_reported(self.path, self._stopped):
+            self.handle.flush()
         return self.handle.tell()
 
     def close(self, completed=False):
         if self.handle is not None:
-            self.handle.close()
+            with disk_full_reported(self.path, self._stopped):
+                self.handle.close()
         elif completed and not self.keep_bytes and os.path.exists(self.path):
             os.remove(self.path)  # a stale reject file must not pass for this run's
         elif completed and self.keep_bytes:
