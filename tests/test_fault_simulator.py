@@ -101,7 +101,8 @@ class Workload:
 
     def batch(self):
         rng = self.rng
-        items = [self.purchase() for _ in range(rng.choice([1, 2, 5, 17, 40]))]
+        size = rng.choice([1, 2, 5, 17, 40, 40]) if rng.random() < 0.95 else rng.choice([150, 400])
+        items = [self.purchase() for _ in range(size)]
         if rng.random() < 0.3:
             items.insert(rng.randrange(len(items) + 1), rng.choice(items))  # a duplicate inside the batch
         return ("purchases", tuple(list(column) for column in zip(*items)))
