@@ -26,6 +26,7 @@ import calendar
 import os
 import random
 import signal
+import traceback
 from decimal import Decimal
 
 import lmdb
@@ -188,8 +189,8 @@ class InjectedCrash(RuntimeError):
     """A bug striking inside the write path."""
 
 
-class Strike(Exception):
-    """How the struck write ended (raised by the simulator, not the code under test)."""
+class Strike:
+    """The answer of a struck write: there was none (a sentinel)."""
 
 
 def lmdb_error(kind):
@@ -341,8 +342,8 @@ class Simulation:
     def run_killed(self, operation, plan):
         """Run the write in a forked process that SIGKILLs itself at the strike.
 
-        Whatever happened there (killed, failed, or done with its answer lost),
-        the caller saw no answer: Strike.
+        Killed, or done (the strike not reached) with its answer lost: either way
+        the caller saw no answer (Strike).
         """
         self.subject.close()
         child = os.fork()
@@ -352,9 +353,14 @@ class Simulation:
                 faults.hook = plan
                 apply(self.open_subject(), operation)
             except BaseException:
+                traceback.print_exc()
                 status = 3
             os._exit(status)
-        os.waitpid(child, 0)
+        _, status = os.waitpid(child, 0)
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        if not killed and os.WEXITSTATUS(status) != 0:
+            self.fail(f"{operation[0]} {operation[1]!r}: the forked writer failed (status {status}; "
+                      "its traceback is in the captured stderr)")
         self.subject = self.open_subject()
         return Strike
 
