@@ -402,9 +402,12 @@ class Simulation:
             cached = [(compiled.version, compiled.effective_from_s) for compiled in store.programs]
             if cached != programs:
                 self.fail(f"{where}: cached programmes {cached}, stored {programs}")
-            categories = {bytes(name): fmt.CATEGORY_CODE.unpack(code)[0]
+            # The category cache holds some committed categories (it is bounded), each as stored.
+            categories = {bytes(name): fmt.decode_category_code(code)
                           for name, code in txn.cursor(db=store.dbs[fmt.DB_CATEGORIES])}
-            if store.category_codes != categories:
+            cached = {name: categories.get(name) for name in store.category_codes}
+            if cached != store.category_codes or any(
+                    store.category_codes.get(name) != code for code, name in store.category_names.items()):
                 self.fail(f"{where}: cached categories {store.category_codes}, stored {categories}")
             for key, state in store.member_cache.items():
                 stored = txn.get(key, db=store.dbs[fmt.DB_MEMBERS])

@@ -2,6 +2,7 @@
 
 import time
 
+from ..errors import NotFound
 from .common import EXIT_OK, open_existing, open_ledger
 from .output import emit, format_time, print_json
 
@@ -43,27 +44,40 @@ def write_result(arguments, result):
 
 def cmd_refund(arguments):
     with open_ledger(arguments) as ledger:
-        result = ledger.refund(arguments.refund_id, arguments.order_id, arguments.amount_minor,
-                               now_or(arguments.time))
+        time_s = time_or_recorded(arguments.time, ledger.get_refund, arguments.refund_id)
+        result = ledger.refund(arguments.refund_id, arguments.order_id, arguments.amount_minor, time_s)
     return write_result(arguments, result)
 
 
 def cmd_redeem(arguments):
     with open_ledger(arguments) as ledger:
-        result = ledger.redeem(arguments.redemption_id, arguments.member_id, arguments.points,
-                               now_or(arguments.time))
+        time_s = time_or_recorded(arguments.time, ledger.get_redemption, arguments.redemption_id)
+        result = ledger.redeem(arguments.redemption_id, arguments.member_id, arguments.points, time_s)
     return write_result(arguments, result)
 
 
 def cmd_adjust(arguments):
     with open_ledger(arguments) as ledger:
+        time_s = time_or_recorded(arguments.time, ledger.get_adjustment, arguments.adjustment_id)
         result = ledger.adjust(arguments.adjustment_id, arguments.member_id, arguments.points,
-                               arguments.reason, now_or(arguments.time))
+                               arguments.reason, time_s)
     return write_result(arguments, result)
 
 
-def now_or(time_s):
-    return int(time.time()) if time_s is None else time_s
+def time_or_recorded(time_s, recorded, operation_id):
+    """--time, else the recorded time of an id already used, else now.
+
+    Without --time a retried command must not become a new operation because
+    the clock moved: with the recorded time the ledger answers DUPLICATE with
+    the original result when the other fields match, and ALREADY_EXISTS naming
+    the fields that differ when they do not (issue 9).
+    """
+    if time_s is not None:
+        return time_s
+    try:
+        return recorded(operation_id).time_s
+    except NotFound:
+        return int(time.time())
 
 
 def cmd_expire(arguments):

@@ -17,6 +17,10 @@ from .reports import cmd_report
 from .serve import cmd_serve
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
 
+# A retry without --time is the same operation, not a new one at a later time.
+TIME_HELP = ("event time (default: the recorded time if the id is already used, so a retry answers "
+             "DUPLICATE with the original result; else now)")
+
 
 def add_command(commands, name, run, summary, examples, parents=()):
     parser = commands.add_parser(
@@ -82,14 +86,14 @@ def build_parser():
     refund.add_argument("refund_id")
     refund.add_argument("order_id")
     refund.add_argument("amount_minor", type=integer_argument(limits.amount_minor_min, limits.amount_minor_max))
-    refund.add_argument("--time", type=time_argument, metavar="TIME", help="event time (default now)")
+    refund.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
 
     redeem = add_command(commands, "redeem", cmd_redeem, "spend a member's points, soonest-expiring first",
                          ["pointsledger redeem redemption-9 member-001 500"], both)
     redeem.add_argument("redemption_id")
     redeem.add_argument("member_id")
     redeem.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX))
-    redeem.add_argument("--time", type=time_argument, metavar="TIME", help="event time (default now)")
+    redeem.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
 
     adjust = add_command(commands, "adjust", cmd_adjust, "credit (points > 0) or debit (points < 0) a member",
                          ["pointsledger adjust adjustment-4 member-001 250 --reason goodwill",
@@ -98,7 +102,7 @@ def build_parser():
     adjust.add_argument("member_id")
     adjust.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX))
     adjust.add_argument("--reason", required=True)
-    adjust.add_argument("--time", type=time_argument, metavar="TIME", help="event time (default now)")
+    adjust.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
 
     expire = add_command(commands, "expire", cmd_expire, "expire every member's due points (safe to re-run)",
                          ["pointsledger expire", "pointsledger expire --as-of 2027-04-01"], both)

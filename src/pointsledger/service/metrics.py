@@ -43,6 +43,11 @@ class Metrics:
         self.writes_queued = prometheus_client.Gauge(
             "pointsledger_writes_queued", "Write jobs waiting for the writer", registry=self.registry,
         )
+        # Set to read the ledger's count at scrape time (server.create_server).
+        self.categories = prometheus_client.Gauge(
+            "pointsledger_categories",
+            "Categories in the ledger's dictionary (limits.categories_max at most)", registry=self.registry,
+        )
         self._request_children = {}
         self._seconds_children = {}
         self._commit_children = {}

@@ -11,6 +11,7 @@ import threading
 import time
 
 import grpc
+import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -81,6 +82,14 @@ class LedgerServer:
         await self.grpc_server.wait_for_termination()
 
 
+def _category_count(ledger):
+    """The ledger's category count for a scrape; NaN once the store is closed."""
+    try:
+        return ledger.category_count()
+    except lmdb.Error:
+        return float("nan")
+
+
 def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insecure=False,
                   metrics_port=None, group_items_max=group_items_max_default,
                   batch_merge_items_max=batch_merge_items_max_default,
@@ -101,6 +110,7 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
     if not 1 <= stream_batch_items_max <= limits.batch_items_max:
         raise ValueError(f"stream_batch_items_max must be 1 to {limits.batch_items_max}")
     metrics = Metrics()
+    metrics.categories.set_function(lambda: _category_count(ledger))
     read_pool = concurrent.futures.ThreadPoolExecutor(read_threads, thread_name_prefix="pointsledger-read")
     grpc_server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", message_bytes_max),
