@@ -114,11 +114,13 @@ def test_backup_is_complete_synced_and_leaves_nothing_beside_it(tmp_path, engine
     with pointsledger.Ledger(path, engine=engine_name) as ledger:
         size = ledger.backup(backups / "b1")
         assert ledger.backup(backups / "empty") == size  # an empty directory is taken too
+        assert ledger.backup(tmp_path / "new" / "parents" / "b2") == size  # missing parents are made
         with pytest.raises(pointsledger.AlreadyExists, match="exists and is not an empty directory"):
             ledger.backup(backups / "b1")
     assert sorted(os.listdir(backups)) == ["b1", "empty"]
     assert os.listdir(backups / "b1") == ["data.mdb"]
     assert os.path.getsize(backups / "b1" / "data.mdb") == size
+    assert os.listdir(tmp_path / "new" / "parents") == ["b2"]
     with pointsledger.Ledger(backups / "b1", engine=engine_name, readonly=True) as copy:
         report = copy.verify()
         assert report.ok, report.problems

@@ -124,6 +124,7 @@ def backup(env, destination):
     if os.path.exists(destination) and (not os.path.isdir(destination) or os.listdir(destination)):
         raise AlreadyExists(f"{destination}: exists and is not an empty directory; give a new one")
     parent = os.path.dirname(destination)
+    os.makedirs(parent, exist_ok=True)
     partial = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.partial-", dir=parent)
     try:
         env.copy(partial, compact=True)
