@@ -77,12 +77,14 @@ def test_every_command_on_a_truncated_store_says_so_in_one_line(tmp_path):
 
 
 @contextlib.contextmanager
-def full_tmpfs(directory, size_bytes):
+def full_tmpfs(directory, size_bytes, before_filling=None):
     """A tmpfs of size_bytes at directory, filled up to the last byte; None where it cannot be mounted."""
     directory.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(directory)],
                              capture_output=True).returncode == 0
     try:
+        if before_filling:
+            before_filling(directory)
         if mounted:
             with open(directory / "filler", "wb", buffering=0) as filler:
                 with pytest.raises(OSError) as full:
@@ -220,3 +222,26 @@ def store_full_after_two_commits():
                 raise lmdb.Error("mdb_txn_commit: No space left on device")
 
     return hook
+
+
+def test_sorting_the_rejects_file_on_a_full_disk_keeps_it_as_written(tmp_path, monkeypatch):
+    # `ingest --sort` rewrites the rejects file in line order at the end: on a full disk
+    # the file stays as it was written and the partial rewrite is removed.
+    unsorted = (HEADER + ",reject_line,reject_code,reject_reason\n"
+                + "".join(f"bad{line},m,0,x,{T},{line},INVALID_ARGUMENT,amount_minor: must be positive\n"
+                          for line in (9, 3, 7)))
+
+    def write_rejects(directory):
+        (directory / "rejects.csv").write_text(unsorted)
+
+    with full_tmpfs(tmp_path / "small", 64 * 1024, before_filling=write_rejects) as small:
+        directory = small or tmp_path / "small"
+        if small is None:
+            monkeypatch.setattr(rejects_module.os, "replace", enospc)
+        path = str(directory / "rejects.csv")
+        with pytest.raises(pointsledger.errors.DiskFull) as refused:
+            rejects_module.sort_by_line(path)
+        assert str(refused.value) == (f"{path}: no space left on device; the rejects file is kept as written, "
+                                      "not in line order")
+        assert (directory / "rejects.csv").read_text() == unsorted
+        assert sorted(os.listdir(directory)) == (["filler", "rejects.csv"] if small else ["rejects.csv"])

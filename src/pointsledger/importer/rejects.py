@@ -121,11 +121,17 @@ def sort_by_line(path):
     if body == rows[1:]:
         return
     temporary = path + ".tmp"
-    with open(temporary, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(rows[0])
-        writer.writerows(body)
-    os.replace(temporary, path)
+    try:
+        with disk_full_reported(path, lambda: "the rejects file is kept as written, not in line order"):
+            with open(temporary, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as handle:
+                writer = csv.writer(handle)
+                writer.writerow(rows[0])
+                writer.writerows(body)
+            os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def default_rejects_path(path):
