@@ -85,6 +85,16 @@ class StoreFull(ResourceExhausted):
     """The map or the disk is full; the batch was not committed."""
 
 
+class DiskFull(ResourceExhausted):
+    """A file the command writes (an export, a rejects file) hit a full disk."""
+
+
+class StoreDamaged(LedgerError):
+    """The store's files are damaged (a truncated data file): opening it would crash."""
+
+    code = "DATA_LOSS"
+
+
 class InvalidProgram(InvalidArgument):
     """A programme document with one or more problems, all listed."""
 

@@ -4,11 +4,11 @@ import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, queries, store_format as fmt, verify as verifier
+from . import engine as engines, limits, operations, queries, store_file, store_format as fmt, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
-from .errors import InvalidArgument, LedgerError, NotFound
+from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
 from .program import EXAMPLE_PROGRAM, parse_document
-from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion
+from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion, VerifyReport
 from .store import Store
 
 DEFAULT_PATH = "pointsledger-data"
@@ -183,6 +183,15 @@ class Ledger:
         with self.store.read() as txn:
             return txn.get(order_key, db=self.store.dbs[fmt.DB_ORDERS]) is not None
 
+    def backup(self, destination):
+        """Copy the ledger, compacted, to destination (a new or empty directory); return its bytes.
+
+        One read snapshot, taken while writers go on. The copy is written beside
+        the destination, synced, and renamed into place when complete; a failure
+        (StoreFull on a full disk) removes what it wrote.
+        """
+        return self.store.backup(destination)
+
     # --- recorded operations, by id ---------------------------------------------------------
 
     def get_order(self, order_id):
@@ -255,6 +264,11 @@ class Ledger:
 
     def verify(self):
         """Check every invariant of §7 and the bucket totals; report what is wrong, where."""
+        try:
+            # Truncated since it was opened: reading on would be a SIGBUS.
+            store_file.check_whole(self.path)
+        except StoreDamaged as error:
+            return VerifyReport([error.message], 0, 0)
         with self.store.read() as txn:
             return verifier.verify(self.store, txn)
 
