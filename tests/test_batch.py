@@ -281,8 +281,13 @@ def test_a_full_category_dictionary_refuses_the_purchase_and_writes_nothing(exam
     example.purchases(["o-1", "o-2"], ["a", "a"], [10_000, 10_000], ["books", "toys"], [T, T])
     before = dump_ledger(example)
     results = example.purchases(["o-3"], ["a"], [10_000], ["games"], [T + 1])
-    assert results[0].status == "INVALID_ARGUMENT"
+    # A capacity refusal: RESOURCE_EXHAUSTED (§10), never INVALID_ARGUMENT.
+    assert results[0].status == "RESOURCE_EXHAUSTED"
+    assert isinstance(results[0].error, pointsledger.ResourceExhausted)
     assert results[0].error.field == "category"
+    assert str(results[0].error) == "category 'games': the ledger already holds 2 categories, its most; use one of them"
+    with pytest.raises(pointsledger.ResourceExhausted):
+        example.purchase("o-3", "a", 10_000, "games", T + 1)
     assert dump_ledger(example) == before
     assert example.balance("a", T + 2).balance == 200
     # A known category still works, and the refused order id is free to use.

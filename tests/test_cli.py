@@ -148,6 +148,7 @@ def test_data_directory_from_the_environment_and_after_the_command(tmp_path):
     info = run_json("info", "--data", tmp_path / "env", check=0)
     assert info["journal_entries"] == SAMPLE_ROWS and info["members"] == 52 and info["orders"] == SAMPLE_ROWS
     assert info["engine"] in ("cython", "python") and info["store_bytes"] > 0
+    assert (info["categories"], info["format_version"]) == (8, 1)  # the sample's 8 categories, two-byte codes
 
 
 # --- ingest: bad rows -------------------------------------------------------------------------
@@ -176,7 +177,8 @@ BAD_CSV_REJECTS = [  # (line, code, reason)
                               "(got '2026-02-30T00:00:00Z')"),
     ("8", "INVALID_ARGUMENT", "category: must not contain control characters (got 'elec\\ntronics')"),
     ("11", "INVALID_ARGUMENT", "expected 6 fields, found 7"),
-    ("12", "ALREADY_EXISTS", "order_id 'c1' was already used for a different purchase"),
+    ("12", "ALREADY_EXISTS", "order_id 'c1' was already used for a different purchase: "
+                            "amount_minor stored 1000, sent 999"),
     ("13", "INVALID_ARGUMENT", "member_id: must be 1 to 64 bytes of UTF-8 (got '')"),
     ("14", "INVALID_ARGUMENT", "time_s: must be between 946684800 and 4102444799 (got 631152000)"),
 ]

@@ -1,4 +1,4 @@
-"""The bulk importer in-process (src/pointsledger/importer.py): line numbers, cell
+"""The bulk importer in-process (src/pointsledger/importer/): line numbers, cell
 conversion, chunking, the external sort, the reject file, the resume point and its
 probe, and the server sink's local refusals. The command itself is tested as a
 subprocess in test_cli.py.
@@ -68,7 +68,7 @@ def test_csv_line_numbers_count_the_header_blank_lines_skipped_rows_and_line_bre
 
 
 def test_csv_line_numbers_hold_across_parser_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(importer, "CSV_BLOCK_BYTES", 512)  # many blocks
+    monkeypatch.setattr(importer.common, "CSV_BLOCK_BYTES", 512)  # many blocks
     rows, expected_lines, expected_invalid = [HEADER], [], []
     for number in range(2, 600):
         line = len(rows) + 1

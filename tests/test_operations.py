@@ -229,21 +229,39 @@ def test_purchase_duplicate_returns_the_original_result(example):
     assert dump_ledger(example) == before
 
 
+PURCHASE_USED = "order_id 'o-1' was already used for a different purchase: "
+
+
 @pytest.mark.parametrize(
-    "changed",
+    "changed, message, differences",
     [
-        ("o-1", "other", 12_345, "electronics", T),
-        ("o-1", "m", 12_346, "electronics", T),
-        ("o-1", "m", 12_345, "books", T),
-        ("o-1", "m", 12_345, "electronics", T1),  # only the time differs
+        (("o-1", "other", 12_345, "electronics", T), "member_id stored 'm', sent 'other'",
+         {"member_id": ("m", "other")}),
+        (("o-1", "m", 12_346, "electronics", T), "amount_minor stored 12345, sent 12346",
+         {"amount_minor": (12_345, 12_346)}),
+        (("o-1", "m", 12_345, "books", T), "category stored 'electronics', sent 'books'",
+         {"category": ("electronics", "books")}),
+        (("o-1", "m", 12_345, "electronics", T1), "time_s stored 1773532800, sent 1773532801",
+         {"time_s": (T, T1)}),  # only the time differs
+        (("o-1", "n", 1, "electronics", T2),
+         "member_id stored 'm', sent 'n'; amount_minor stored 12345, sent 1; time_s stored 1773532800, sent 1773532802",
+         {"member_id": ("m", "n"), "amount_minor": (12_345, 1), "time_s": (T, T2)}),
     ],
-    ids=["member", "amount", "category", "time"],
+    ids=["member", "amount", "category", "time", "three"],
 )
-def test_purchase_same_id_different_content_is_a_conflict(example, changed):
+def test_purchase_same_id_different_content_is_a_conflict_naming_what_differs(example, changed, message, differences):
     example.purchase("o-1", "m", 12_345, "electronics", T)
     error = check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
                           lambda: example.purchase(*changed))
-    assert "o-1" in str(error)
+    assert str(error) == PURCHASE_USED + message
+    assert error.differences == differences
+    # In a batch, and against an order of the same batch (the overlay), the same words.
+    in_batch = example.purchases(["o-2", "o-2", "o-1"], ["m", changed[1], changed[1]],
+                                 [12_345, changed[2], changed[2]], ["electronics", changed[3], changed[3]],
+                                 [T, changed[4], changed[4]])
+    assert [each.status for each in in_batch] == ["APPLIED", "ALREADY_EXISTS", "ALREADY_EXISTS"]
+    assert str(in_batch[1].error) == PURCHASE_USED.replace("o-1", "o-2") + message
+    assert str(in_batch[2].error) == PURCHASE_USED + message
 
 
 def test_refund_duplicate_and_conflicts(example):
@@ -255,9 +273,17 @@ def test_refund_duplicate_and_conflicts(example):
     again = example.refund("r-1", "o-1", 5_000, T1)
     assert (again.status, again.seq, again.points, again.balance) == ("DUPLICATE", 3, -99, 393)
     assert dump_ledger(example) == before
-    for changed in [("r-1", "o-2", 5_000, T1), ("r-1", "o-1", 5_001, T1), ("r-1", "o-1", 5_000, T2)]:
-        check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
-                      lambda: example.refund(*changed))
+    used = "refund_id 'r-1' was already used for a different refund: "
+    for changed, message in [
+        (("r-1", "o-2", 5_000, T1), "order_id stored 'o-1', sent 'o-2'"),
+        (("r-1", "o-1", 5_001, T1), "amount_minor stored 5000, sent 5001"),
+        (("r-1", "o-1", 5_000, T2), "time_s stored 1773532801, sent 1773532802"),
+        (("r-1", "o-2", 1, T), "order_id stored 'o-1', sent 'o-2'; amount_minor stored 5000, sent 1; "
+                               "time_s stored 1773532801, sent 1773532800"),
+    ]:
+        error = check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
+                              lambda: example.refund(*changed))
+        assert str(error) == used + message
 
 
 def test_redeem_duplicate_and_conflicts(example):
@@ -270,9 +296,16 @@ def test_redeem_duplicate_and_conflicts(example):
     again = example.redeem("rd-1", "m", 100, T1)
     assert (again.status, again.seq, again.points, again.balance) == ("DUPLICATE", 3, -100, 146)
     assert dump_ledger(example) == before
-    for changed in [("rd-1", "n", 100, T1), ("rd-1", "m", 101, T1), ("rd-1", "m", 100, T2)]:
-        check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
-                      lambda: example.redeem(*changed))
+    used = "redemption_id 'rd-1' was already used for a different redemption: "
+    for changed, message, differences in [
+        (("rd-1", "n", 100, T1), "member_id stored 'm', sent 'n'", {"member_id": ("m", "n")}),
+        (("rd-1", "m", 101, T1), "points stored 100, sent 101", {"points": (100, 101)}),
+        (("rd-1", "m", 100, T2), "time_s stored 1773532801, sent 1773532802", {"time_s": (T1, T2)}),
+    ]:
+        error = check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
+                              lambda: example.redeem(*changed))
+        assert str(error) == used + message
+        assert error.differences == differences
 
 
 def test_adjust_duplicate_and_conflicts(example):
@@ -284,10 +317,16 @@ def test_adjust_duplicate_and_conflicts(example):
     again = example.adjust("adj-1", "m", 10, "goodwill", T1)
     assert (again.status, again.seq, again.points, again.balance) == ("DUPLICATE", 3, 10, 256)
     assert dump_ledger(example) == before
-    for changed in [("adj-1", "n", 10, "goodwill", T1), ("adj-1", "m", 11, "goodwill", T1),
-                    ("adj-1", "m", 10, "apology", T1), ("adj-1", "m", 10, "goodwill", T2)]:
-        check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
-                      lambda: example.adjust(*changed))
+    used = "adjustment_id 'adj-1' was already used for a different adjustment: "
+    for changed, message in [
+        (("adj-1", "n", 10, "goodwill", T1), "member_id stored 'm', sent 'n'"),
+        (("adj-1", "m", 11, "goodwill", T1), "points stored 10, sent 11"),
+        (("adj-1", "m", 10, "apology\nline two", T1), "reason stored 'goodwill', sent 'apology\\nline two'"),
+        (("adj-1", "m", 10, "goodwill", T2), "time_s stored 1773532801, sent 1773532802"),
+    ]:
+        error = check_refused(example, pointsledger.AlreadyExists, "ALREADY_EXISTS",
+                              lambda: example.adjust(*changed))
+        assert str(error) == used + message
 
 
 def test_each_kind_of_id_has_its_own_namespace(example):
@@ -408,3 +447,41 @@ def test_adjust_credit_goes_to_its_own_expiry_bucket(example):
     balance = example.balance("m", T_2027_02_01)
     assert (balance.balance, balance.available) == (120, 70)
     assert (balance.next_expiry_s, balance.next_expiry_points) == (T_2027_04_01, 70)
+
+
+# --- recorded operations, by id --------------------------------------------------------
+
+
+def test_recorded_operations_are_found_by_id_with_their_original_results(example):
+    from pointsledger.results import (
+        OperationResult, RecordedAdjustment, RecordedOrder, RecordedRedemption, RecordedRefund,
+    )
+
+    example.purchase("o-1", "m", 12_345, "electronics", T)  # 246, balance 246
+    example.refund("r-1", "o-1", 5_000, T1)  # floor(246 × 5000 / 12345) = 99 → 147
+    example.redeem("rd-1", "m", 100, T1)  # → 47
+    example.adjust("adj-1", "m", 10, "goodwill", T1)  # → 57
+    example.purchase("o-2", "m", 1_000, "books", T2)  # 10 → 67 (the later balance is not o-1's)
+    assert example.get_order("o-1") == RecordedOrder(
+        "o-1", "m", 12_345, "electronics", T, 5_000, 99, OperationResult("APPLIED", 1, 246, 246))
+    assert example.get_refund("r-1") == RecordedRefund(
+        "r-1", "o-1", 5_000, T1, OperationResult("APPLIED", 2, -99, 147))
+    assert example.get_redemption("rd-1") == RecordedRedemption(
+        "rd-1", "m", 100, T1, OperationResult("APPLIED", 3, -100, 47))
+    assert example.get_adjustment("adj-1") == RecordedAdjustment(
+        "adj-1", "m", 10, "goodwill", T1, OperationResult("APPLIED", 4, 10, 57))
+    # A resend answers with the same entry, marked duplicate.
+    again = example.refund("r-1", "o-1", 5_000, T1)
+    assert again == OperationResult("DUPLICATE", 2, -99, 147)
+
+
+def test_an_unrecorded_or_bad_id_is_refused_by_name(example):
+    for lookup, id_field in [(example.get_order, "order_id"), (example.get_refund, "refund_id"),
+                             (example.get_redemption, "redemption_id"),
+                             (example.get_adjustment, "adjustment_id")]:
+        with pytest.raises(pointsledger.NotFound) as missing:
+            lookup("x-9")
+        assert str(missing.value) == f"{id_field} 'x-9': none recorded"
+        with pytest.raises(pointsledger.InvalidArgument) as bad:
+            lookup("")
+        assert bad.value.field == id_field

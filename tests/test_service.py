@@ -631,6 +631,39 @@ def test_metrics_are_served_over_http(serve):
     assert "pointsledger_journal_entries_total 2.0" in text
 
 
+def test_a_full_category_dictionary_is_resource_exhausted_over_grpc(served, monkeypatch):
+    # The server runs in this process: a dictionary of two categories stands in for 2^32 - 1.
+    monkeypatch.setattr(pointsledger.limits, "categories_max", 2)
+    served.client.record_purchase("o-1", "m-1", 100, "grocery", T)
+    served.client.record_purchase("o-2", "m-1", 100, "toys", T)
+    message = "category 'books': the ledger already holds 2 categories, its most; use one of them"
+    with raises_code(pointsledger.ResourceExhausted, "RESOURCE_EXHAUSTED") as refused:
+        served.client.record_purchase("o-3", "m-1", 100, "books", T)
+    assert message in str(refused.value)
+    (batch,) = served.client.ingest([columns(["o-3", "o-4"], ["m-1", "m-1"], [100, 100], ["books", "toys"], [T, T])])
+    assert [item.status for item in batch] == ["RESOURCE_EXHAUSTED", "APPLIED"]
+    assert message in str(batch[0].error)
+    assert [row[3] for row in journal_tuples(served)] == ["o-1", "o-2", "o-4"]
+
+
+def test_already_exists_over_grpc_names_the_fields_that_differ(served):
+    served.client.record_purchase("o-1", "m-1", 12_345, "grocery", T)
+    with raises_code(pointsledger.AlreadyExists, "ALREADY_EXISTS") as refused:
+        served.client.record_purchase("o-1", "m-2", 12_346, "grocery", T)
+    assert ("order_id 'o-1' was already used for a different purchase: member_id stored 'm-1', sent 'm-2'; "
+            "amount_minor stored 12345, sent 12346") in str(refused.value)
+
+
+def test_the_category_count_is_a_metric(serve):
+    served = serve(metrics_port=0)
+    list(served.client.ingest([columns(["o-1", "o-2", "o-3"], ["m-1", "m-1", "m-2"], [100, 200, 300],
+                                       ["grocery", "toys", "grocery"], [T, T, T])]))
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served.server.metrics_port}/metrics", timeout=5).read().decode()
+    assert "\npointsledger_categories 2.0\n" in text
+    served.client.record_purchase("o-4", "m-2", 100, "books", T)
+    assert served.server.metrics.registry.get_sample_value("pointsledger_categories") == 3
+
+
 def test_log_lines_are_json():
     formatter = JsonLogFormatter()
     record = logging.LogRecord("pointsledger.service", logging.INFO, __file__, 1, "serving", (), None)

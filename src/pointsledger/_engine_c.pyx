@@ -125,7 +125,8 @@ cdef enum:
     MEMBER_HEAD_SIZE = 85
     BUCKET_SIZE = 16
     JOURNAL_HEAD_SIZE = 39
-    ORDER_SIZE = 42
+    ORDER_HEAD_SIZE = 40  # then the category code: two bytes below NARROW_CODES, else four
+    NARROW_CODES = 65536
     COUNTER_COUNT = 7
     RULES_MAX = 64  # tiers and promotions: both are 64-bit masks (limits)
     CHUNK_ITEMS = 256  # purchases whose members are looked up together
@@ -156,8 +157,10 @@ if (fmt.BUCKET.format, fmt.BUCKET.size) != (">qq", BUCKET_SIZE):
     raise ImportError("store_format.BUCKET changed: update _engine_c.pyx")
 if (fmt.JOURNAL_HEAD.format, fmt.JOURNAL_HEAD.size) != (">BqqqIQBB", JOURNAL_HEAD_SIZE):
     raise ImportError("store_format.JOURNAL_HEAD changed: update _engine_c.pyx")
-if (fmt.ORDER.format, fmt.ORDER.size) != (">qqQqqH", ORDER_SIZE):
-    raise ImportError("store_format.ORDER changed: update _engine_c.pyx")
+if (fmt.ORDER_HEAD.format, fmt.ORDER_HEAD.size) != (">qqQqq", ORDER_HEAD_SIZE):
+    raise ImportError("store_format.ORDER_HEAD changed: update _engine_c.pyx")
+if fmt.NARROW_CODES != NARROW_CODES:
+    raise ImportError("store_format.NARROW_CODES changed: update _engine_c.pyx")
 if len(fmt.COUNTER_FIELDS) != COUNTER_COUNT:
     raise ImportError("store_format.COUNTER_FIELDS changed: update _engine_c.pyx")
 if limits.basis_points_per_unit != BASIS_POINTS_PER_UNIT:
@@ -831,15 +834,22 @@ cdef bytes _encode_entry(int kind, int64_t points, int64_t balance, int64_t time
 
 
 cdef bytes _encode_order(int64_t amount_minor, int64_t time_s, int64_t seq, int64_t code):
-    cdef bytes value = PyBytes_FromStringAndSize(NULL, ORDER_SIZE)
+    """store_format.encode_order(amount_minor, time_s, seq, 0, 0, code)."""
+    cdef Py_ssize_t code_size = 2 if code < NARROW_CODES else 4
+    cdef bytes value = PyBytes_FromStringAndSize(NULL, ORDER_HEAD_SIZE + code_size)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
     pl_put64(p, <uint64_t>amount_minor)
     pl_put64(p + 8, <uint64_t>time_s)
     pl_put64(p + 16, <uint64_t>seq)
     pl_put64(p + 24, 0)  # refunded so far
     pl_put64(p + 32, 0)  # clawed back so far
-    p[40] = <unsigned char>(code >> 8)
-    p[41] = <unsigned char>code
+    p += ORDER_HEAD_SIZE
+    if code_size == 4:
+        p[0] = <unsigned char>(code >> 24)
+        p[1] = <unsigned char>(code >> 16)
+        p += 2
+    p[0] = <unsigned char>(code >> 8)
+    p[1] = <unsigned char>code
     return value
 
 

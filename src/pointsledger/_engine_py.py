@@ -7,7 +7,7 @@ purchases inside one write transaction (`writer.Writer`).
 """
 
 from . import calendar, limits, store_format as fmt
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, LedgerError
+from .errors import FailedPrecondition, InvalidArgument, LedgerError, already_used
 
 __all__ = [
     "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
@@ -285,22 +285,28 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
     writer.count(time_s, fmt.COUNTER_EARNED, points)
     writer.count(time_s, fmt.COUNTER_PURCHASES, 1)
     category_code = writer.category_code(category_key)
-    writer.put(fmt.DB_ORDERS, order_key, fmt.ORDER.pack(amount_minor, time_s, seq, 0, 0, category_code))
+    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
     return ("APPLIED", seq, points, state.balance, None)
 
 
 def _duplicate_purchase(writer, order_id, existing, member_key, amount_minor, category_key, time_s):
-    amount, time, seq, _, _, category_code = fmt.ORDER.unpack(existing)
+    amount, time, seq, _, _, category_code = fmt.decode_order(existing)
     entry = writer.entry(seq)
     _, points, balance, _, _, _, entry_member, _ = entry
+    stored_category = writer.category_name(category_code)
     same = (
         entry_member == member_key
         and amount == amount_minor
         and time == time_s
-        and writer.category_name(category_code) == category_key
+        and stored_category == category_key
     )
     if not same:
-        raise AlreadyExists(f"order_id {order_id!r} was already used for a different purchase")
+        raise already_used("order_id", order_id, "purchase", (
+            ("member_id", entry_member.decode(), member_key.decode()),
+            ("amount_minor", amount, amount_minor),
+            ("category", stored_category.decode(), category_key.decode()),
+            ("time_s", time, time_s),
+        ))
     return ("DUPLICATE", seq, points, balance, None)
 
 

@@ -33,10 +33,40 @@ class FailedPrecondition(LedgerError):
     code = "FAILED_PRECONDITION"
 
 
+class StoreFormatUnknown(FailedPrecondition):
+    """The store was written in a format this release does not read (a newer release's)."""
+
+
 class AlreadyExists(LedgerError):
-    """The same id was used before with different content."""
+    """The same id was used before with different content.
+
+    `differences` maps each field that differs to (stored value, sent value).
+    """
 
     code = "ALREADY_EXISTS"
+
+    def __init__(self, message, field=None, value=None, differences=None):
+        super().__init__(message, field, value)
+        self.differences = dict(differences or {})
+
+
+def already_used(id_field, id_value, what, fields):
+    """ALREADY_EXISTS naming every field that differs, stored value then sent value.
+
+    fields: (name, stored, sent) in the operation's argument order; strings are
+    shown quoted, integers as they are, e.g. "refund_id 'r-1' was already used
+    for a different refund: amount_minor stored 5000, sent 5001".
+    """
+    differences = {name: (stored, sent) for name, stored, sent in fields if stored != sent}
+    shown = "; ".join(
+        f"{name} stored {_shown(stored)}, sent {_shown(sent)}" for name, (stored, sent) in differences.items()
+    )
+    return AlreadyExists(f"{id_field} {id_value!r} was already used for a different {what}: {shown}",
+                         differences=differences)
+
+
+def _shown(value):
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 class ResourceExhausted(LedgerError):

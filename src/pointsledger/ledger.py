@@ -176,6 +176,34 @@ class Ledger:
         with self.store.read() as txn:
             return txn.get(order_key, db=self.store.dbs[fmt.DB_ORDERS]) is not None
 
+    # --- recorded operations, by id ---------------------------------------------------------
+
+    def get_order(self, order_id):
+        """The purchase recorded under order_id (RecordedOrder); NOT_FOUND if none."""
+        return self._recorded(queries.recorded_order, "order_id", order_id)
+
+    def get_refund(self, refund_id):
+        """The refund recorded under refund_id (RecordedRefund); NOT_FOUND if none."""
+        return self._recorded(queries.recorded_refund, "refund_id", refund_id)
+
+    def get_redemption(self, redemption_id):
+        """The redemption recorded under redemption_id (RecordedRedemption); NOT_FOUND if none."""
+        return self._recorded(queries.recorded_redemption, "redemption_id", redemption_id)
+
+    def get_adjustment(self, adjustment_id):
+        """The adjustment recorded under adjustment_id (RecordedAdjustment); NOT_FOUND if none."""
+        return self._recorded(queries.recorded_adjustment, "adjustment_id", adjustment_id)
+
+    def _recorded(self, query, id_field, id_value):
+        key = validate_id(id_field, id_value)
+        with self.store.read() as txn:
+            return query(self.store, txn, id_value, key)
+
+    def category_count(self):
+        """How many categories the ledger holds (at most limits.categories_max); no scan."""
+        with self.store.read() as txn:
+            return self.store.category_count(txn)
+
     def release_mapped_pages(self):
         """Unmap the store's pages from this process (RSS only; nothing is lost)."""
         self.store.release_mapped_pages()
@@ -183,6 +211,29 @@ class Ledger:
     def last_seq(self):
         with self.store.read() as txn:
             return self.store.last_seq(txn)
+
+    def statistics(self):
+        """Sizes and counts from the store's own statistics (no scan), for `pointsledger info`."""
+        status = os.stat(os.path.join(self.path, "data.mdb"))
+        store = self.store
+        with store.read() as txn:
+            def entries(name):
+                return txn.stat(store.dbs[name])["entries"]
+
+            return {
+                "store_bytes": status.st_size,
+                "store_bytes_on_disk": status.st_blocks * 512,
+                "map_bytes": store.env.info()["map_size"],
+                "journal_entries": store.last_seq(txn),
+                "members": entries(fmt.DB_MEMBERS),
+                "orders": entries(fmt.DB_ORDERS),
+                "refunds": entries(fmt.DB_REFUNDS),
+                "redemptions": entries(fmt.DB_REDEMPTIONS),
+                "adjustments": entries(fmt.DB_ADJUSTMENTS),
+                "programme_versions": store.program_versions(txn),
+                "categories": store.category_count(txn),
+                "format_version": fmt.U32.unpack(txn.get(fmt.META_FORMAT, db=store.dbs[fmt.DB_META]))[0],
+            }
 
     def liability(self, as_of_s=None):
         as_of_s = validate_time("as_of_s", self._clock() if as_of_s is None else as_of_s)

@@ -35,7 +35,12 @@ currency_length = 3
 promotion_time_s_max = time_s_max_exclusive
 
 # Store.
-categories_max = 65_535
+# Category codes are two bytes below 2^16 and four bytes from there on
+# (store_format), so the dictionary holds up to 2^32 - 1 names: at 32 bytes a
+# name that is about 400 GB of dictionary, far past any real catalogue or any
+# client's patience. Only this many are kept in memory at once.
+categories_max = (1 << 32) - 1
+category_cache_entries_max = 1 << 17
 batch_items_max = 1_000_000
 history_limit_max = 10_000
 journal_limit_max = 100_000
@@ -50,7 +55,7 @@ never_expires_s = INT64_MAX
 assert id_bytes_max < 256, "id lengths are stored in one byte"
 assert category_bytes_max < 256, "category lengths are stored in one byte"
 assert tiers_max <= 64 and promotions_max <= 64, "filters are 64-bit masks"
-assert categories_max < (1 << 16), "category codes are stored in two bytes"
+assert categories_max <= (1 << 32), "category codes 0 .. categories_max - 1 are stored in at most four bytes"
 assert amount_minor_max * earn_value_max <= INT64_MAX, (
     "amount x earn.points must fit int64 before the multipliers apply"
 )

@@ -8,7 +8,7 @@ written until every check has passed.
 
 from . import calendar, limits, program as programs, store_format as fmt
 from ._engine_py import validate_amount, validate_id, validate_int, validate_time
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound, already_used
 
 REASON_FIELD = "reason"
 
@@ -41,9 +41,13 @@ def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
     state.roll_to(calendar.year_of(time_s), program)
 
 
-def _duplicate(writer, kind_name, ref_id, seq, same):
-    if not same:
-        raise AlreadyExists(f"{kind_name} {ref_id!r} was already used with different content")
+def _duplicate(writer, id_field, ref_id, what, seq, fields):
+    """The recorded result of a resent operation, or ALREADY_EXISTS naming what differs.
+
+    fields: (name, stored, sent) of every field but the id, in argument order.
+    """
+    if any(stored != sent for _, stored, sent in fields):
+        raise already_used(id_field, ref_id, what, fields)
     _, points, balance, *_ = writer.entry(seq)
     return ("DUPLICATE", seq, points, balance)
 
@@ -57,13 +61,16 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     existing = writer.get(fmt.DB_REFUNDS, refund_key)
     if existing is not None:
         (amount, time, seq), stored_order, _ = fmt.decode_tail(fmt.REFUND_HEAD, existing)
-        same = (stored_order, amount, time) == (order_key, amount_minor, time_s)
-        return _duplicate(writer, "refund_id", refund_id, seq, same)
+        return _duplicate(writer, "refund_id", refund_id, "refund", seq, (
+            ("order_id", stored_order.decode(), order_key.decode()),
+            ("amount_minor", amount, amount_minor),
+            ("time_s", time, time_s),
+        ))
 
     order = writer.get(fmt.DB_ORDERS, order_key)
     if order is None:
         raise NotFound(f"order_id {order_id!r}: no such order")
-    order_amount, order_time, earn_seq, refunded, clawed, category_code = fmt.ORDER.unpack(order)
+    order_amount, order_time, earn_seq, refunded, clawed, category_code = fmt.decode_order(order)
     if refunded + amount_minor > order_amount:
         raise FailedPrecondition(
             f"amount_minor {amount_minor}: order {order_id!r} of {order_amount} has "
@@ -88,7 +95,7 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     seq = writer.append_entry(fmt.KIND_CLAWBACK, -clawback, state, member_key, refund_key, time_s, program.version)
     writer.mark_dirty(member_key, state)
     writer.count(time_s, fmt.COUNTER_CLAWED_BACK, clawback)
-    writer.put(fmt.DB_ORDERS, order_key, fmt.ORDER.pack(
+    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(
         order_amount, order_time, earn_seq, refunded_total, clawed + clawback, category_code))
     writer.put(fmt.DB_REFUNDS, refund_key, fmt.encode_tail(fmt.REFUND_HEAD, (amount_minor, time_s, seq), order_key))
     return ("APPLIED", seq, -clawback, state.balance)
@@ -110,8 +117,11 @@ def redeem(writer, redemption_id, member_id, points, time_s):
     existing = writer.get(fmt.DB_REDEMPTIONS, redemption_key)
     if existing is not None:
         (stored_points, time, seq), stored_member, _ = fmt.decode_tail(fmt.REDEMPTION_HEAD, existing)
-        same = (stored_member, stored_points, time) == (member_key, points, time_s)
-        return _duplicate(writer, "redemption_id", redemption_id, seq, same)
+        return _duplicate(writer, "redemption_id", redemption_id, "redemption", seq, (
+            ("member_id", stored_member.decode(), member_key.decode()),
+            ("points", stored_points, points),
+            ("time_s", time, time_s),
+        ))
 
     state = _member_or_not_found(writer, member_key, member_id)
     available = state.unexpired_points(time_s)
@@ -142,8 +152,12 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
     existing = writer.get(fmt.DB_ADJUSTMENTS, adjustment_key)
     if existing is not None:
         (stored_points, time, seq), stored_member, stored_reason = fmt.decode_tail(fmt.ADJUSTMENT_HEAD, existing)
-        same = (stored_member, stored_points, stored_reason, time) == (member_key, points, reason_key, time_s)
-        return _duplicate(writer, "adjustment_id", adjustment_id, seq, same)
+        return _duplicate(writer, "adjustment_id", adjustment_id, "adjustment", seq, (
+            ("member_id", stored_member.decode(), member_key.decode()),
+            ("points", stored_points, points),
+            ("reason", stored_reason.decode(), reason_key.decode()),
+            ("time_s", time, time_s),
+        ))
 
     state = _member_or_not_found(writer, member_key, member_id)
     program = writer.program_at(time_s)

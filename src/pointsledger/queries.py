@@ -4,7 +4,10 @@ import fractions
 
 from . import calendar, limits, store_format as fmt
 from .errors import NotFound
-from .results import Balance, Entry, HistoryPage, Liability, Rollforward
+from .results import (
+    Balance, Entry, HistoryPage, Liability, OperationResult, RecordedAdjustment, RecordedOrder,
+    RecordedRedemption, RecordedRefund, Rollforward,
+)
 
 NEVER = limits.never_expires_s
 
@@ -13,6 +16,52 @@ def entry_from_value(seq, value):
     kind, points, balance, time_s, version, _, member_key, ref_key = fmt.decode_entry(value)
     return Entry(seq, fmt.KIND_NAMES[kind], member_key.decode(), ref_key.decode(),
                  points, balance, time_s, version)
+
+
+def _recorded(store, txn, db_name, key, id_field, id_value):
+    value = txn.get(key, db=store.dbs[db_name])
+    if value is None:
+        raise NotFound(f"{id_field} {id_value!r}: none recorded")
+    return value
+
+
+def _original_result(store, txn, seq):
+    """The result the operation got when it was applied, from its journal entry."""
+    _, points, balance, *_ = fmt.decode_entry(txn.get(fmt.seq_key(seq), db=store.dbs[fmt.DB_JOURNAL]))
+    return OperationResult("APPLIED", seq, points, balance)
+
+
+def recorded_order(store, txn, order_id, order_key):
+    amount, time_s, seq, refunded, clawed, code = fmt.decode_order(
+        _recorded(store, txn, fmt.DB_ORDERS, order_key, "order_id", order_id))
+    member_key = fmt.decode_entry(txn.get(fmt.seq_key(seq), db=store.dbs[fmt.DB_JOURNAL]))[6]
+    # Read from the transaction, not the writer's category cache (readers never touch it).
+    category = txn.get(fmt.encode_category_code(code), db=store.dbs[fmt.DB_CATEGORY_NAMES])
+    return RecordedOrder(order_key.decode(), member_key.decode(), amount, bytes(category).decode(), time_s,
+                         refunded, clawed, _original_result(store, txn, seq))
+
+
+def recorded_refund(store, txn, refund_id, refund_key):
+    (amount, time_s, seq), order_key, _ = fmt.decode_tail(
+        fmt.REFUND_HEAD, _recorded(store, txn, fmt.DB_REFUNDS, refund_key, "refund_id", refund_id))
+    return RecordedRefund(refund_key.decode(), order_key.decode(), amount, time_s,
+                          _original_result(store, txn, seq))
+
+
+def recorded_redemption(store, txn, redemption_id, redemption_key):
+    (points, time_s, seq), member_key, _ = fmt.decode_tail(
+        fmt.REDEMPTION_HEAD,
+        _recorded(store, txn, fmt.DB_REDEMPTIONS, redemption_key, "redemption_id", redemption_id))
+    return RecordedRedemption(redemption_key.decode(), member_key.decode(), points, time_s,
+                              _original_result(store, txn, seq))
+
+
+def recorded_adjustment(store, txn, adjustment_id, adjustment_key):
+    (points, time_s, seq), member_key, reason = fmt.decode_tail(
+        fmt.ADJUSTMENT_HEAD,
+        _recorded(store, txn, fmt.DB_ADJUSTMENTS, adjustment_key, "adjustment_id", adjustment_id))
+    return RecordedAdjustment(adjustment_key.decode(), member_key.decode(), points, reason.decode(), time_s,
+                              _original_result(store, txn, seq))
 
 
 def program_for_tier(store, txn, state, as_of_s):

@@ -18,6 +18,48 @@ class OperationResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordedOrder:
+    """A purchase as recorded: what was sent, what is refunded so far, and its original result."""
+
+    order_id: str
+    member_id: str
+    amount_minor: int
+    category: str
+    time_s: int
+    refunded_minor: int
+    clawed_back: int
+    result: OperationResult  # APPLIED, with the EARN entry's seq, points and balance after
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRefund:
+    refund_id: str
+    order_id: str
+    amount_minor: int
+    time_s: int
+    result: OperationResult  # APPLIED, with the CLAWBACK entry
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRedemption:
+    redemption_id: str
+    member_id: str
+    points: int
+    time_s: int
+    result: OperationResult  # APPLIED, with the REDEEM entry
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedAdjustment:
+    adjustment_id: str
+    member_id: str
+    points: int
+    reason: str
+    time_s: int
+    result: OperationResult  # APPLIED, with the ADJUST entry
+
+
+@dataclasses.dataclass(frozen=True)
 class ItemResult:
     """One item of a purchase batch: applied, duplicate, or refused with `error`."""
 

@@ -12,7 +12,7 @@ import sys
 import lmdb
 
 from . import limits, program as programs, store_format as fmt
-from .errors import LedgerError, StoreFull
+from .errors import LedgerError, StoreFormatUnknown, StoreFull
 
 
 # After an order id taken as new turned out to be stored, this many writes look
@@ -38,28 +38,17 @@ class Store:
             # One writer at a time; readers never wait for it (§9).
             lock=True,
         )
-        self.dbs = {}
-        if readonly:
-            # Handles opened inside a read transaction die with it; let py-lmdb
-            # open each in its own transaction instead.
-            for name in fmt.ALL_DBS:
-                self.dbs[name] = self.env.open_db(name, create=False)
-        else:
-            with self.env.begin(write=True) as txn:
-                for name in fmt.ALL_DBS:
-                    self.dbs[name] = self.env.open_db(name, txn=txn)
-                meta = self.dbs[fmt.DB_META]
-                stored = txn.get(fmt.META_FORMAT, db=meta)
-                if stored is None:
-                    txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION), db=meta)
-                elif fmt.U32.unpack(stored)[0] != fmt.FORMAT_VERSION:
-                    raise RuntimeError(
-                        f"{self.path}: store format {fmt.U32.unpack(stored)[0]} is not "
-                        f"{fmt.FORMAT_VERSION}"
-                    )
+        try:
+            self._open_dbs(readonly)
+        except StoreFormatUnknown:
+            self.env.close()
+            raise
         self.cached_commit_count = None
         self.programs = []
         self.program_starts = []
+        # Category codes never change once committed, so these caches (name ->
+        # code, code -> name) are never stale; they are bounded because a
+        # ledger may hold millions of categories (limits.categories_max).
         self.category_codes = {}
         self.category_names = {}
         self.member_cache = {}
@@ -68,6 +57,27 @@ class Store:
         self.careful_writes_left = 0
         with self.env.begin() as txn:
             self.refresh(txn)
+
+    def _open_dbs(self, readonly):
+        """Open the sub-databases; check (or, new, write) the format version."""
+        self.dbs = {}
+        if readonly:
+            # Handles opened inside a read transaction die with it; let py-lmdb
+            # open each in its own transaction instead.
+            for name in fmt.ALL_DBS:
+                self.dbs[name] = self.env.open_db(name, create=False)
+            with self.env.begin() as txn:
+                self._check_format(txn.get(fmt.META_FORMAT, db=self.dbs[fmt.DB_META]))
+            return
+        with self.env.begin(write=True) as txn:
+            for name in fmt.ALL_DBS:
+                self.dbs[name] = self.env.open_db(name, txn=txn)
+            meta = self.dbs[fmt.DB_META]
+            stored = txn.get(fmt.META_FORMAT, db=meta)
+            if stored is None:
+                txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION), db=meta)
+            else:
+                self._check_format(stored)
 
     # --- cache coherence ----------------------------------------------------------
 
@@ -83,12 +93,29 @@ class Store:
         self.member_cache.clear()
         self.programs = self._load_programs(txn)
         self.program_starts = [compiled.effective_from_s for compiled in self.programs]
-        self.category_codes, self.category_names = {}, {}
-        for name, code in txn.cursor(db=self.dbs[fmt.DB_CATEGORIES]):
-            code = fmt.CATEGORY_CODE.unpack(code)[0]
-            self.category_codes[bytes(name)] = code
-            self.category_names[code] = bytes(name)
         self.cached_commit_count = count
+
+    def _check_format(self, stored):
+        version = fmt.U32.unpack(stored)[0] if stored is not None and len(stored) == fmt.U32.size else None
+        if version not in fmt.FORMAT_VERSIONS_READ:
+            readable = " or ".join(str(each) for each in fmt.FORMAT_VERSIONS_READ)
+            raise StoreFormatUnknown(
+                f"{self.path}: store format {version} is not one this release reads ({readable}); "
+                "a newer release wrote it"
+            )
+
+    def remember_category(self, name_key, code):
+        """Cache a committed category; the cache is emptied when it reaches its bound."""
+        if len(self.category_codes) >= limits.category_cache_entries_max:
+            # Clear in place: an engine's batch holds a reference to the dict.
+            self.category_codes.clear()
+            self.category_names.clear()
+        self.category_codes[name_key] = code
+        self.category_names[code] = name_key
+
+    def category_count(self, txn):
+        """How many categories the transaction sees (LMDB keeps the count: no scan)."""
+        return txn.stat(self.dbs[fmt.DB_CATEGORIES])["entries"]
 
     def forget(self):
         """Drop every cache: a write transaction failed after mutating them."""

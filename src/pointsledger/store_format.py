@@ -9,7 +9,16 @@ length (ids are at most 64 bytes, limits.id_bytes_max).
 
 import struct
 
-FORMAT_VERSION = 1
+# Format 1: every category code is two bytes (the release before wide codes).
+# Format 2: codes from 2^16 on are four bytes; the smaller ones keep their two
+# bytes, so a format-1 store is already a valid format-2 store. A store stays
+# format 1 until the commit that allocates its first wide code writes 2: a
+# release that knows only format 1 refuses it from then on, and can still open
+# every store that does not need wide codes.
+FORMAT_VERSION_NARROW_CODES = 1
+FORMAT_VERSION_WIDE_CODES = 2
+FORMAT_VERSIONS_READ = (FORMAT_VERSION_NARROW_CODES, FORMAT_VERSION_WIDE_CODES)
+FORMAT_VERSION = FORMAT_VERSION_NARROW_CODES  # what a new store starts as
 
 # Sub-databases of the one LMDB environment.
 DB_META = b"meta"
@@ -67,8 +76,9 @@ MEMBER_HEAD = struct.Struct(">BqqiqiqqqqqQI")
 BUCKET = struct.Struct(">qq")
 
 # orders: order id -> amount, time, EARN entry seq, refunded so far, clawed back
-# so far, category code. Member, points and balance live in the EARN entry.
-ORDER = struct.Struct(">qqQqqH")
+# so far, then the category code (two or four bytes, see encode_category_code).
+# Member, points and balance live in the EARN entry.
+ORDER_HEAD = struct.Struct(">qqQqq")
 # refunds: refund id -> amount, time, CLAWBACK entry seq, order id length; order id
 REFUND_HEAD = struct.Struct(">qqQB")
 # redemptions: redemption id -> points, time, REDEEM entry seq, member id length; member id
@@ -93,8 +103,35 @@ EXPIRY_TOTAL = I64
 # programs: version (U32 key) -> effective_from, then canonical JSON.
 PROGRAM_HEAD = I64
 
-# categories: name -> code (U16); category_names: code (U16) -> name.
-CATEGORY_CODE = struct.Struct(">H")
+# categories: name -> code; category_names: code -> name. A code below 2^16 is
+# two bytes (U16), a larger one four (U32): the length tells which. Ledgers with
+# fewer than 65,536 categories (nearly all) keep two-byte codes in every order,
+# and the orders written by format 1 never need rewriting.
+CATEGORY_CODE_NARROW = struct.Struct(">H")
+CATEGORY_CODE_WIDE = struct.Struct(">I")
+NARROW_CODES = 1 << 16  # codes below this are two bytes
+
+
+def encode_category_code(code):
+    return (CATEGORY_CODE_NARROW if code < NARROW_CODES else CATEGORY_CODE_WIDE).pack(code)
+
+
+def decode_category_code(value):
+    if len(value) == CATEGORY_CODE_NARROW.size:
+        return CATEGORY_CODE_NARROW.unpack(value)[0]
+    if len(value) == CATEGORY_CODE_WIDE.size:
+        return CATEGORY_CODE_WIDE.unpack(value)[0]
+    raise ValueError(f"a category code of {len(value)} bytes (2 or 4 expected)")
+
+
+def encode_order(amount_minor, time_s, earn_seq, refunded_minor, clawed_back, category_code):
+    return (ORDER_HEAD.pack(amount_minor, time_s, earn_seq, refunded_minor, clawed_back)
+            + encode_category_code(category_code))
+
+
+def decode_order(value):
+    """(amount, time, EARN seq, refunded so far, clawed back so far, category code)."""
+    return ORDER_HEAD.unpack_from(value) + (decode_category_code(value[ORDER_HEAD.size:]),)
 
 
 def seq_key(seq):

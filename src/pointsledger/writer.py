@@ -6,7 +6,7 @@ so a batch touches each member record once, however many purchases it holds.
 """
 
 from . import calendar, limits, store_format as fmt
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
 OVERLAY_DBS = (fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS)
@@ -39,6 +39,8 @@ class Writer:
         self.dirty_members = {}
         self.new_member_count = 0
         self.new_categories = {}  # name -> code, not yet committed
+        self.new_category_names = {}  # code -> name, the same ones
+        self.stored_category_count = None  # read from the transaction when first needed
         self.expiry_deltas = {}  # instant -> change of the points expiring then
         self.day_deltas = {}  # day -> [counter deltas]
         stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
@@ -87,31 +89,53 @@ class Writer:
 
     def category_code(self, name_key):
         """The category's code, allocating the next one for a new category."""
+        code = self.known_category_code(name_key)
+        if code is None:
+            self.check_category(name_key)
+            code = self.category_total()
+            self.new_categories[name_key] = code
+            self.new_category_names[code] = name_key
+        return code
+
+    def known_category_code(self, name_key):
+        """The code of a category stored or new in this transaction; None for an unknown one."""
         code = self.store.category_codes.get(name_key)
         if code is None:
             code = self.new_categories.get(name_key)
         if code is None:
-            self.check_category(name_key)
-            code = len(self.store.category_codes) + len(self.new_categories)
-            self.new_categories[name_key] = code
+            value = self.txn.get(name_key, db=self.dbs[fmt.DB_CATEGORIES])
+            if value is not None:
+                code = fmt.decode_category_code(value)
+                self.store.remember_category(name_key, code)
         return code
+
+    def category_total(self):
+        """Categories stored plus those new in this transaction (codes are 0 .. total - 1)."""
+        if self.stored_category_count is None:
+            self.stored_category_count = self.store.category_count(self.txn)
+        return self.stored_category_count + len(self.new_categories)
 
     def check_category(self, name_key):
         """Refuse a new category when the dictionary is full, before anything is written."""
-        if name_key in self.store.category_codes or name_key in self.new_categories:
+        if self.known_category_code(name_key) is not None:
             return
-        if len(self.store.category_codes) + len(self.new_categories) >= limits.categories_max:
-            raise InvalidArgument(
-                "category", name_key.decode("utf-8"),
-                f"the ledger already has {limits.categories_max} categories",
+        if self.category_total() >= limits.categories_max:
+            name = name_key.decode("utf-8")
+            raise ResourceExhausted(
+                f"category {name!r}: the ledger already holds {limits.categories_max:,} categories, "
+                "its most; use one of them",
+                "category", name,
             )
 
     def category_name(self, code):
         name = self.store.category_names.get(code)
         if name is None:
-            for pending_name, pending_code in self.new_categories.items():
-                if pending_code == code:
-                    return pending_name
+            name = self.new_category_names.get(code)
+        if name is None:
+            value = self.txn.get(fmt.encode_category_code(code), db=self.dbs[fmt.DB_CATEGORY_NAMES])
+            if value is not None:
+                name = bytes(value)
+                self.store.remember_category(name, code)
         return name
 
     # --- journal and counters -----------------------------------------------------------
@@ -171,12 +195,18 @@ class Writer:
                     self._put_unchecked_orders(items)
                     continue
                 _put_all(txn, dbs[name], items, len(items), append=append)
+        wide_codes = False
         for name, code in self.new_categories.items():
-            txn.put(name, fmt.CATEGORY_CODE.pack(code), db=dbs[fmt.DB_CATEGORIES])
-            txn.put(fmt.CATEGORY_CODE.pack(code), name, db=dbs[fmt.DB_CATEGORY_NAMES])
+            code_key = fmt.encode_category_code(code)
+            txn.put(name, code_key, db=dbs[fmt.DB_CATEGORIES])
+            txn.put(code_key, name, db=dbs[fmt.DB_CATEGORY_NAMES])
+            wide_codes = wide_codes or code >= fmt.NARROW_CODES
         self._flush_days()
         self._flush_expiry()
         meta = dbs[fmt.DB_META]
+        if wide_codes:
+            # The first four-byte code: from this commit on a format-1 reader must refuse the store.
+            txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION_WIDE_CODES), db=meta)
         txn.put(fmt.META_TOTALS, fmt.COUNTERS.pack(*self.totals), db=meta)
         if self.new_member_count:
             stored = txn.get(fmt.META_MEMBER_COUNT, db=meta)
@@ -230,8 +260,7 @@ class Writer:
         """After commit: what this transaction added becomes the cached truth."""
         store = self.store
         for name, code in self.new_categories.items():
-            store.category_codes[name] = code
-            store.category_names[code] = name
+            store.remember_category(name, code)
         if self.new_programs:
             store.programs = store.programs + self.new_programs
             store.program_starts = [compiled.effective_from_s for compiled in store.programs]

@@ -1,0 +1,60 @@
+"""What the command modules share: exit statuses, defaults, and opening the ledger."""
+
+import os
+
+from .. import limits
+from ..errors import NotFound
+from ..ledger import Ledger, open_with_example_program
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+SAMPLES = {"csv": "sample_purchases.csv", "parquet": "sample_purchases.parquet"}
+DATA_ENVIRONMENT = "POINTSLEDGER_DATA"
+# Test hook: seconds to pause after each committed ingest batch (interruption tests).
+INGEST_DELAY_ENVIRONMENT = "POINTSLEDGER_INGEST_DELAY_S"
+SERVE_ADDRESS_DEFAULT = "127.0.0.1:50051"
+EXPORT_CHUNK_ENTRIES = 50_000
+INGEST_WINDOW_DEFAULT = 4
+BENCH_COUNT_DEFAULT = 200_000
+BENCH_COUNT_MAX = 100_000_000
+HISTORY_LIMIT_DEFAULT = 20
+# The importer (pyarrow, numpy) is imported by the commands that use it only: the
+# others start in a fraction of the time. Its defaults are repeated here for --help.
+INGEST_BATCH_ROWS_DEFAULT = 50_000
+SORT_RUN_ROWS_DEFAULT = 1_000_000
+JOURNAL_FIELDS = ("seq", "kind", "member_id", "ref_id", "points", "balance", "time_s", "program_version")
+
+assert EXPORT_CHUNK_ENTRIES <= limits.journal_limit_max
+assert HISTORY_LIMIT_DEFAULT <= limits.history_limit_max
+
+
+class Usage(Exception):
+    """Bad usage found after parsing (exit status 2)."""
+
+
+def data_directory(arguments):
+    return arguments.data
+
+
+# --- opening the ledger ---------------------------------------------------------------------
+
+
+def open_ledger(arguments, *, sync=True):
+    """The ledger at --data, created with the example programme when it is new."""
+    return open_with_example_program(data_directory(arguments), sync=sync)
+
+
+def store_exists(path):
+    return os.path.exists(os.path.join(path, "data.mdb"))
+
+
+def open_existing(arguments):
+    """The ledger at --data, read-only; refused when there is none (reads never create one)."""
+    path = data_directory(arguments)
+    if not store_exists(path):
+        raise NotFound(f"no ledger at {os.path.abspath(path)} (`pointsledger ingest` or `serve` creates one)")
+    return Ledger(path, readonly=True)
+
+
+def one_line(text):
+    return " ".join(str(text).split())

@@ -1,0 +1,221 @@
+"""The argument parser: every command, its options and its --help example."""
+
+import argparse
+import os
+
+from .. import engine as engines, limits
+from ..ledger import DEFAULT_PATH
+from .arguments import integer_argument, positive_seconds, time_argument
+from .bench import cmd_bench
+from .common import (
+    BENCH_COUNT_DEFAULT, BENCH_COUNT_MAX, DATA_ENVIRONMENT, HISTORY_LIMIT_DEFAULT, INGEST_BATCH_ROWS_DEFAULT, INGEST_WINDOW_DEFAULT, SAMPLES, SERVE_ADDRESS_DEFAULT, SORT_RUN_ROWS_DEFAULT,
+)
+from .ingest import cmd_ingest
+from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_redeem, cmd_refund
+from .program_commands import cmd_program_set, cmd_program_show
+from .reports import cmd_report
+from .serve import cmd_serve
+from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
+
+# A retry without --time is the same operation, not a new one at a later time.
+TIME_HELP = ("event time (default: the recorded time if the id is already used, so a retry answers "
+             "DUPLICATE with the original result; else now)")
+
+
+def add_command(commands, name, run, summary, examples, parents=()):
+    parser = commands.add_parser(
+        name, help=summary, description=summary, parents=list(parents),
+        epilog="example:\n  " + "\n  ".join(examples), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def build_parser():
+    data_default = os.environ.get(DATA_ENVIRONMENT) or DEFAULT_PATH
+    parser = argparse.ArgumentParser(
+        prog="pointsledger", description="The loyalty points ledger: purchases in, exact balances out.",
+        epilog="example:\n  pointsledger ingest --sample && pointsledger balance member-001\n\n"
+               "exit status: 0 success, 1 refused or failed, 2 bad usage",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", default=data_default, metavar="DIR",
+                        help=f"ledger directory (default ${DATA_ENVIRONMENT} or ./{DEFAULT_PATH})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    # --data is also taken after the command (`pointsledger balance m1 --data DIR`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="ledger directory")
+    with_json = argparse.ArgumentParser(add_help=False)
+    with_json.add_argument("--json", action="store_true", help="print one JSON document")
+    both = (common, with_json)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add_command(commands, "info", cmd_info, "version, engine, store path, size and counts",
+                       ["pointsledger info --json"], both)
+
+    add_ingest_parser(commands, both)
+
+    serve = add_command(commands, "serve", cmd_serve, "run the gRPC service over the ledger",
+                        ["pointsledger serve", "pointsledger serve --address 0.0.0.0:50051 --tokens-file tokens.json "
+                         "--tls-cert server.pem --tls-key server.key"], (common,))
+    serve.add_argument("--address", default=SERVE_ADDRESS_DEFAULT, help=f"host:port (default {SERVE_ADDRESS_DEFAULT})")
+    serve.add_argument("--tokens-file", metavar="FILE", help="bearer tokens and their scopes")
+    serve.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
+    serve.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
+    serve.add_argument("--tls-client-ca", metavar="FILE", help="CA of client certificates (mutual TLS)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback address without tokens (say it out loud)")
+    serve.add_argument("--metrics-port", type=integer_argument(1, 65_535), metavar="PORT")
+    serve.add_argument("--no-sync", action="store_true", help="relaxed sync (not durable per call; tests only)")
+
+    balance = add_command(commands, "balance", cmd_balance, "a member's balance, tier and expiring points",
+                          ["pointsledger balance member-001", "pointsledger balance member-001 --as-of 2027-01-01"],
+                          both)
+    balance.add_argument("member_id")
+    balance.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
+
+    history = add_command(commands, "history", cmd_history, "a member's journal entries, newest first",
+                          ["pointsledger history member-001 --limit 10"], both)
+    history.add_argument("member_id")
+    history.add_argument("--limit", type=integer_argument(1, limits.history_limit_max), default=HISTORY_LIMIT_DEFAULT)
+    history.add_argument("--before-seq", type=integer_argument(1, limits.INT64_MAX), dest="before_seq",
+                         metavar="SEQ", help="page on: the cursor the previous page printed")
+
+    refund = add_command(commands, "refund", cmd_refund, "refund (part of) an order: claws its points back",
+                         ["pointsledger refund refund-17 sample-00003 5000 --time 2026-03-01"], both)
+    refund.add_argument("refund_id")
+    refund.add_argument("order_id")
+    refund.add_argument("amount_minor", type=integer_argument(limits.amount_minor_min, limits.amount_minor_max))
+    refund.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
+
+    redeem = add_command(commands, "redeem", cmd_redeem, "spend a member's points, soonest-expiring first",
+                         ["pointsledger redeem redemption-9 member-001 500"], both)
+    redeem.add_argument("redemption_id")
+    redeem.add_argument("member_id")
+    redeem.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX))
+    redeem.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
+
+    adjust = add_command(commands, "adjust", cmd_adjust, "credit (points > 0) or debit (points < 0) a member",
+                         ["pointsledger adjust adjustment-4 member-001 250 --reason goodwill",
+                          "pointsledger adjust adjustment-5 member-001 -100 --reason 'duplicate credit'"], both)
+    adjust.add_argument("adjustment_id")
+    adjust.add_argument("member_id")
+    adjust.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX))
+    adjust.add_argument("--reason", required=True)
+    adjust.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
+
+    expire = add_command(commands, "expire", cmd_expire, "expire every member's due points (safe to re-run)",
+                         ["pointsledger expire", "pointsledger expire --as-of 2027-04-01"], both)
+    expire.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
+
+    add_program_parser(commands, common, with_json)
+
+    report = add_command(commands, "report", cmd_report, "finance reports: liability, rollforward",
+                         ["pointsledger report liability", "pointsledger report liability --as-of 2027-01-01 --json",
+                          "pointsledger report rollforward --from 2026-01-01 --to 2027-01-01"], both)
+    report.add_argument("name", choices=["liability", "rollforward"])
+    report.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="liability: default now")
+    report.add_argument("--from", type=time_argument, dest="from_time", metavar="TIME", help="rollforward: start")
+    report.add_argument("--to", type=time_argument, dest="to_time", metavar="TIME", help="rollforward: end")
+
+    export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
+                         ["pointsledger export --output journal.parquet",
+                          "pointsledger export --from-seq 1000001 > journal.csv"], both)
+    export.add_argument("--output", default="-", metavar="FILE", help="default - (CSV on stdout)")
+    export.add_argument("--format", choices=["csv", "parquet"], help="default: from the file name")
+    export.add_argument("--from-seq", type=integer_argument(1, limits.INT64_MAX), default=1, metavar="SEQ")
+    export.add_argument("--to-seq", type=integer_argument(1, limits.INT64_MAX), metavar="SEQ",
+                        help="last seq (default: the last entry when the export starts)")
+
+    add_command(commands, "verify", cmd_verify, "check every invariant; exit 1 and list the problems if any fails",
+                ["pointsledger verify"], both)
+
+    backup = add_command(commands, "backup", cmd_backup,
+                         "a consistent, compacted copy of the ledger, taken while it is in use",
+                         ["pointsledger backup /backups/ledger-2026-03-15 --verify"], both)
+    backup.add_argument("destination", metavar="DIR", help="a new (or empty) directory")
+    backup.add_argument("--verify", action="store_true", help="verify the copy afterwards")
+
+    bench = add_command(commands, "bench", cmd_bench,
+                        "embedded backfill benchmark (the standard workload when benchmarks/ is here)",
+                        ["pointsledger bench --count 1000000",
+                         "pointsledger bench --suite -- --smoke   # benchmarks/run.py, source checkout only"],
+                        (common,))
+    bench.add_argument("--count", type=integer_argument(1, BENCH_COUNT_MAX), default=BENCH_COUNT_DEFAULT)
+    bench.add_argument("--order-ids", choices=["seq", "rand"], default="seq")
+    bench.add_argument("--engine", choices=sorted(engines.ENGINES), default=None, help="default: the default engine")
+    bench.add_argument("--batch-size", type=integer_argument(1, limits.batch_items_max),
+                       default=INGEST_BATCH_ROWS_DEFAULT)
+    bench.add_argument("--scratch-dir", metavar="DIR", help="where the scratch ledger goes (default: temp)")
+    bench.add_argument("--suite", action="store_true", help="run benchmarks/run.py with the arguments after --")
+    bench.add_argument("suite_arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def add_ingest_parser(commands, parents):
+    ingest = add_command(
+        commands, "ingest", cmd_ingest,
+        "ingest purchases from a CSV or Parquet file (columns order_id, member_id, amount_minor, category, "
+        "time_s; time_s in Unix seconds or ISO 8601 UTC)",
+        ["pointsledger ingest purchases-2025.parquet",
+         "pointsledger ingest --sample",
+         "pointsledger ingest late-orders.csv --sort --rejects late-orders.bad.csv",
+         "pointsledger ingest orders.csv --server ledger.internal:50051 --token-file token.txt"],
+        parents,
+    )
+    ingest.add_argument("file", nargs="?", metavar="FILE")
+    ingest.add_argument("--sample", nargs="?", const="csv", choices=sorted(SAMPLES),
+                        help="ingest the bundled sample purchases (csv, or parquet)")
+    ingest.add_argument("--format", choices=["csv", "parquet"], help="default: from the file name")
+    ingest.add_argument("--batch-size", type=integer_argument(1, limits.batch_items_max),
+                        default=INGEST_BATCH_ROWS_DEFAULT, metavar="ROWS",
+                        help=f"rows per committed batch (default {INGEST_BATCH_ROWS_DEFAULT:,})")
+    ingest.add_argument("--rejects", metavar="FILE", help="reject file (default FILE.rejects.csv)")
+    ingest.add_argument("--sort", action="store_true",
+                        help="sort the rows by time first (external sort: runs on disk, --sort-run-rows in memory)")
+    ingest.add_argument("--sort-run-rows", type=integer_argument(1_000, 100_000_000),
+                        default=SORT_RUN_ROWS_DEFAULT, metavar="ROWS",
+                        help=f"rows sorted in memory at a time (default {SORT_RUN_ROWS_DEFAULT:,})")
+    ingest.add_argument("--scratch-dir", metavar="DIR", help="where --sort writes its runs (default: temp)")
+    ingest.add_argument("--no-resume", action="store_true", help="ignore and do not keep a resume point")
+    ingest.add_argument("--resume-file", metavar="FILE",
+                        help="where the resume point is kept (default: in the ledger directory; "
+                             "with --server, in ~/.cache/pointsledger)")
+    ingest.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
+                        help="auto: a bar on a terminal, periodic lines otherwise")
+    ingest.add_argument("--progress-interval", type=positive_seconds, default=5.0, metavar="SECONDS",
+                        help="seconds between progress lines (default 5)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress output")
+    ingest.add_argument("--server", metavar="ADDRESS", help="send to a running server (host:port) instead")
+    ingest.add_argument("--token", help="bearer token for --server (or $POINTSLEDGER_TOKEN)")
+    ingest.add_argument("--token-file", metavar="FILE", help="file holding the bearer token")
+    ingest.add_argument("--tls-ca", metavar="FILE", help="CA certificate to trust the server's TLS")
+    ingest.add_argument("--window", type=integer_argument(1, 64), default=INGEST_WINDOW_DEFAULT,
+                        help=f"batches in flight to the server (default {INGEST_WINDOW_DEFAULT})")
+
+
+def add_program_parser(commands, common, with_json):
+    program_parser = commands.add_parser(
+        "program", help="set or show the earning programme", description="set or show the earning programme",
+        epilog="example:\n  pointsledger program set programme.json --effective-from 2027-01-01\n"
+               "  pointsledger program show --version 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = program_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    set_parser = add_command(actions, "set", cmd_program_set,
+                             "store a programme (JSON) as a new version; every problem is listed",
+                             ["pointsledger program set programme.json --effective-from 2027-01-01"],
+                             (common, with_json))
+    set_parser.add_argument("file", metavar="FILE", help="the JSON document, or - for stdin")
+    set_parser.add_argument("--effective-from", type=time_argument, dest="effective_from", metavar="TIME",
+                            help="default: the document's effective_from, else now")
+    show = add_command(actions, "show", cmd_program_show, "print a programme version (default: the latest)",
+                       ["pointsledger program show", "pointsledger program show --version 1 --json"],
+                       (common, with_json))
+    show.add_argument("--version", type=integer_argument(1, limits.INT64_MAX), metavar="N")
+
+
+def _version():
+    import pointsledger
+
+    return pointsledger.__version__

@@ -1,0 +1,149 @@
+"""info, export, verify, backup: the store as a whole."""
+
+import csv
+import os
+import sys
+import time
+
+import lmdb
+
+from .. import engine as engines
+from ..errors import AlreadyExists
+from ..ledger import Ledger
+from .common import (
+    data_directory, EXIT_OK, EXIT_REFUSED, EXPORT_CHUNK_ENTRIES, JOURNAL_FIELDS, open_existing, store_exists, Usage,
+)
+from .output import emit, print_json
+
+
+def cmd_info(arguments):
+    import pointsledger
+
+    path = data_directory(arguments)
+    info = {
+        "version": pointsledger.__version__,
+        "engine": engines.ENGINE,
+        "engines_available": ", ".join(sorted(engines.ENGINES)),
+        "extension_error": str(engines.EXTENSION_IMPORT_ERROR) if engines.EXTENSION_IMPORT_ERROR else None,
+        "data": os.path.abspath(path),
+        "store_exists": store_exists(path),
+    }
+    if info["store_exists"]:
+        with Ledger(path, readonly=True) as ledger:
+            info.update(ledger.statistics())
+    emit(arguments, info)
+    return EXIT_OK
+
+
+def cmd_export(arguments):
+    file_format = arguments.format or ("parquet" if arguments.output.endswith((".parquet", ".pq")) else "csv")
+    if file_format == "parquet" and arguments.output == "-":
+        raise Usage("Parquet export needs --output FILE")
+    with open_existing(arguments) as ledger:
+        last_seq = ledger.last_seq()
+        to_seq = last_seq if arguments.to_seq is None else min(arguments.to_seq, last_seq)
+        chunks = journal_chunks(ledger, arguments.from_seq, to_seq)
+        count = (write_parquet if file_format == "parquet" else write_csv)(arguments.output, chunks)
+    fields = {"entries": count, "from_seq": arguments.from_seq, "to_seq": to_seq, "output": arguments.output,
+              "format": file_format}
+    if arguments.output == "-":
+        print(f"exported {count:,} entries", file=sys.stderr)
+    else:
+        emit(arguments, fields)
+    return EXIT_OK
+
+
+def journal_chunks(ledger, from_seq, to_seq):
+    """Lists of entries from from_seq through to_seq; each chunk is one read snapshot.
+
+    The journal only grows, so chunks read from later snapshots still form one
+    consistent prefix: the entries up to to_seq, fixed when the export began.
+    """
+    seq = from_seq
+    while seq <= to_seq:
+        entries = read_adopting_map_growth(ledger, ledger.journal, seq, min(EXPORT_CHUNK_ENTRIES, to_seq - seq + 1))
+        entries = [entry for entry in entries if entry.seq <= to_seq]
+        if not entries:
+            return
+        yield entries
+        seq = entries[-1].seq + 1
+
+
+def read_adopting_map_growth(ledger, read, *arguments):
+    """read(*arguments); if a writer in another process grew the map meanwhile, adopt its size and read again."""
+    try:
+        return read(*arguments)
+    except lmdb.MapResizedError:
+        ledger.store.env.set_mapsize(0)  # 0: take the size the environment has now
+        return read(*arguments)
+
+
+def write_csv(output, chunks):
+    handle = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
+    count = 0
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(JOURNAL_FIELDS)
+        for entries in chunks:
+            writer.writerows([getattr(entry, name) for name in JOURNAL_FIELDS] for entry in entries)
+            count += len(entries)
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+        else:
+            handle.flush()
+    return count
+
+
+def write_parquet(output, chunks):
+    import pyarrow as pa
+    import pyarrow.parquet as pa_parquet
+
+    schema = pa.schema([("seq", pa.int64()), ("kind", pa.string()), ("member_id", pa.string()),
+                        ("ref_id", pa.string()), ("points", pa.int64()), ("balance", pa.int64()),
+                        ("time_s", pa.int64()), ("program_version", pa.int64())])
+    count = 0
+    with pa_parquet.ParquetWriter(output, schema) as writer:
+        for entries in chunks:
+            columns = {name: [getattr(entry, name) for entry in entries] for name in JOURNAL_FIELDS}
+            writer.write_table(pa.table(columns, schema=schema))
+            count += len(entries)
+    return count
+
+
+def cmd_verify(arguments):
+    with open_existing(arguments) as ledger:
+        report = ledger.verify()
+    if arguments.json:
+        print_json({"ok": report.ok, "entries": report.entries, "members": report.members,
+                    "problems": report.problems})
+    elif report.ok:
+        print(f"ok: {report.entries:,} journal entries, {report.members:,} members, every invariant holds")
+    else:
+        print(f"{len(report.problems)} problem(s) in {os.path.abspath(ledger.path)}:")
+        for problem in report.problems:
+            print(f"  {problem}")
+    return EXIT_OK if report.ok else EXIT_REFUSED
+
+
+def cmd_backup(arguments):
+    destination = arguments.destination
+    if os.path.exists(destination) and (not os.path.isdir(destination) or os.listdir(destination)):
+        raise AlreadyExists(f"{destination}: exists and is not an empty directory; give a new one")
+    started = time.perf_counter()
+    with open_existing(arguments) as ledger:
+        os.makedirs(destination, exist_ok=True)
+        # One read transaction: a consistent snapshot, while writers go on (LMDB copy, compacted).
+        ledger.store.env.copy(destination, compact=True)
+    fields = {"backup": os.path.abspath(destination),
+              "bytes": os.path.getsize(os.path.join(destination, "data.mdb")),
+              "seconds": round(time.perf_counter() - started, 3)}
+    if arguments.verify:
+        with Ledger(destination, readonly=True) as copy:
+            report = copy.verify()
+        fields.update(verified=report.ok, entries=report.entries, problems=report.problems)
+        if not report.ok:
+            emit(arguments, fields)
+            return EXIT_REFUSED
+    emit(arguments, fields)
+    return EXIT_OK

@@ -1,0 +1,92 @@
+"""The reject file: rejected rows with their line, code and reason."""
+
+import csv
+import os
+
+import pyarrow as pa
+
+from .common import REJECT_EXTRA_COLUMNS
+
+
+def _cell_text(value):
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def _original_fields(batch, index):
+    return _original_rows(batch, [index])[0]
+
+
+def _original_rows(batch, indices):
+    """The fields of rows `indices` as text, the file's columns only."""
+    names = [name for name in batch.schema.names if not name.startswith("__")]
+    taken = batch.select(names).take(pa.array(indices, pa.int64()))
+    columns = [[_cell_text(value) for value in column.to_pylist()] for column in taken.columns]
+    return [list(row) for row in zip(*columns)] if columns else [[] for _ in indices]
+
+
+class RejectFile:
+    """The rejected rows: the original fields, then reject_line, reject_code, reject_reason.
+
+    Opened on the first reject, so a run that rejects nothing leaves no file
+    (a stale one from an earlier run is removed when the run completes). The
+    original columns come first: a fixed reject file can be ingested as it is.
+    Resuming keeps the first `keep_bytes` (what the committed batches wrote).
+    """
+
+    def __init__(self, path, names, keep_bytes=0):
+        self.path = path
+        self.names = [name for name in names if not name.startswith("__")]
+        self.keep_bytes = keep_bytes
+        self.handle = None
+        self.writer = None
+        self.count = 0
+
+    def _open(self):
+        if self.keep_bytes:
+            self.handle = open(self.path, "r+", newline="", encoding="utf-8")
+            self.handle.truncate(self.keep_bytes)
+            self.handle.seek(self.keep_bytes)
+            self.writer = csv.writer(self.handle)
+        else:
+            self.handle = open(self.path, "w", newline="", encoding="utf-8")
+            self.writer = csv.writer(self.handle)
+            self.writer.writerow(list(self.names) + list(REJECT_EXTRA_COLUMNS))
+
+    def write(self, rejects):
+        """rejects: (line, fields, code, reason) each."""
+        if not rejects:
+            return
+        if self.handle is None:
+            self._open()
+        width = len(self.names)
+        for line, fields, code, reason in rejects:
+            row = list(fields) + [""] * max(0, width - len(fields))
+            if len(row) > width:
+                # A row with too many fields: the extra ones stay in the last column, so
+                # reject_line and the reason are always in their columns.
+                row = row[:width - 1] + [",".join(row[width - 1:])]
+            self.writer.writerow(row + [line, code, reason])
+        self.count += len(rejects)
+
+    def flush(self):
+        """Flush; the size that holds every reject written so far."""
+        if self.handle is None:
+            return self.keep_bytes
+        self.handle.flush()
+        return self.handle.tell()
+
+    def close(self, completed=False):
+        if self.handle is not None:
+            self.handle.close()
+        elif completed and not self.keep_bytes and os.path.exists(self.path):
+            os.remove(self.path)  # a stale reject file must not pass for this run's
+        elif completed and self.keep_bytes:
+            os.truncate(self.path, self.keep_bytes)
+
+
+def default_rejects_path(path):
+    return os.fspath(path) + ".rejects.csv"
