@@ -116,9 +116,9 @@ class Raw:
 
     def order(self, order_id, **changes):
         key = order_id.encode()
-        fields = dict(zip(ORDER_FIELDS, fmt.ORDER.unpack(self.get(fmt.DB_ORDERS, key))))
+        fields = dict(zip(ORDER_FIELDS, fmt.decode_order(self.get(fmt.DB_ORDERS, key))))
         fields.update(changes)
-        self.put(fmt.DB_ORDERS, key, fmt.ORDER.pack(*fields.values()))
+        self.put(fmt.DB_ORDERS, key, fmt.encode_order(*fields.values()))
 
     def tail(self, db, head, record_id, name=None, rest=None, **changes):
         """Change a refund, redemption or adjustment: fields (amount_or_points, time, seq)."""
@@ -375,7 +375,7 @@ CASES = {
     ),
     # The category dictionary: both directions one bijection onto codes 0 … n−1.
     "category name of a code": (
-        lambda raw: raw.put(fmt.DB_CATEGORY_NAMES, fmt.CATEGORY_CODE.pack(1), b"w"),
+        lambda raw: raw.put(fmt.DB_CATEGORY_NAMES, fmt.encode_category_code(1), b"w"),
         ["categories: 'y' has code 1, but code 1 names 'w'",
          "categories: code 1 names 'w', which has no code"],
     ),
@@ -384,15 +384,15 @@ CASES = {
         ["categories: code 2 names 'z', which has no code"],
     ),
     "code without category name": (
-        lambda raw: raw.delete(fmt.DB_CATEGORY_NAMES, fmt.CATEGORY_CODE.pack(2)),
+        lambda raw: raw.delete(fmt.DB_CATEGORY_NAMES, fmt.encode_category_code(2)),
         ["categories: 'z' has code 2, but code 2 names missing",
          "order 'o-4': category code 2 is not in the dictionary",
          "order 'o-6': category code 2 is not in the dictionary"],
     ),
     "category codes with a hole": (
-        lambda raw: (raw.put(fmt.DB_CATEGORIES, b"z", fmt.CATEGORY_CODE.pack(5)),
-                     raw.delete(fmt.DB_CATEGORY_NAMES, fmt.CATEGORY_CODE.pack(2)),
-                     raw.put(fmt.DB_CATEGORY_NAMES, fmt.CATEGORY_CODE.pack(5), b"z"),
+        lambda raw: (raw.put(fmt.DB_CATEGORIES, b"z", fmt.encode_category_code(5)),
+                     raw.delete(fmt.DB_CATEGORY_NAMES, fmt.encode_category_code(2)),
+                     raw.put(fmt.DB_CATEGORY_NAMES, fmt.encode_category_code(5), b"z"),
                      raw.order("o-4", category=5), raw.order("o-6", category=5)),
         ["categories: codes [0, 1, 5] are not 0 to 2"],
     ),

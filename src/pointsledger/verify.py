@@ -260,9 +260,9 @@ def _verify_counters(store, txn, problems, journal, members):
 
 def _verify_categories(store, txn, problems):
     """The two directions of the dictionary are one bijection; return code -> name."""
-    codes = {bytes(name): fmt.CATEGORY_CODE.unpack(code)[0]
+    codes = {bytes(name): fmt.decode_category_code(code)
              for name, code in txn.cursor(db=store.dbs[fmt.DB_CATEGORIES])}
-    names = {fmt.CATEGORY_CODE.unpack(code)[0]: bytes(name)
+    names = {fmt.decode_category_code(code): bytes(name)
              for code, name in txn.cursor(db=store.dbs[fmt.DB_CATEGORY_NAMES])}
     for name, code in sorted(codes.items()):
         if names.get(code) != name:
@@ -344,7 +344,7 @@ def _verify_orders(store, txn, problems, journal_db, refunds_of, categories):
         count += 1
         order_key = bytes(key)
         where = f"order {_text(order_key)}"
-        amount, time_s, seq, refunded, clawed, category_code = fmt.ORDER.unpack(value)
+        amount, time_s, seq, refunded, clawed, category_code = fmt.decode_order(value)
         if category_code not in categories:
             problems.add(f"{where}: category code {category_code} is not in the dictionary")
         entry = _linked_entry(txn, journal_db, problems, where, seq, fmt.KIND_EARN, order_key)
@@ -411,7 +411,7 @@ def _find_entries_without_record(store, txn, problems):
                          f"which has no record")
         else:
             # Every record layout holds its entry's seq third (store_format).
-            named = (fmt.ORDER if db_name == fmt.DB_ORDERS else fmt.REFUND_HEAD).unpack_from(record)[2]
+            named = (fmt.ORDER_HEAD if db_name == fmt.DB_ORDERS else fmt.REFUND_HEAD).unpack_from(record)[2]
             if named != seq:
                 problems.add(f"journal seq {seq}: {fmt.KIND_NAMES[entry[0]]} of {noun} "
                              f"{_text(entry[7])}, whose record names entry {named}")
