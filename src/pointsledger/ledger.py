@@ -247,7 +247,8 @@ class Ledger:
             return queries.rollforward(self.store, txn, from_s, to_s)
 
     def verify(self):
-        """Check every invariant of §7 and the bucket totals; report what is wrong, where."""
+        """Check every invariant of §7, the buckets, the counters, the id records and the
+        category dictionary (verify.py); report what is wrong, where."""
         with self.store.read() as txn:
             return verifier.verify(self.store, txn)
 
