@@ -8,6 +8,7 @@ CI catches a silent miss by setting POINTSLEDGER_REQUIRE_EXTENSION=1 at run time
 """
 
 import os
+import re
 import sys
 
 from setuptools import Extension, setup
@@ -29,6 +30,11 @@ def warn(message):
     print(f"WARNING: {message}; pointsledger will use the pure-Python engine", file=sys.stderr)
 
 
+# Left in the installed package when the engine could not be built, so that the
+# runtime warning can say why (pointsledger/engine.py reads it).
+BUILD_NOTE = "_engine_c.build-error.txt"
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that turns a failed compile into a warning instead of a failed install."""
 
@@ -37,12 +43,33 @@ class OptionalBuildExt(build_ext):
             super().run()
         except Exception as error:  # no compiler at all (DistutilsPlatformError and kin)
             warn(f"could not build C extensions: {error}")
+            self.note_failure(f"could not build C extensions: {error}")
 
     def build_extension(self, extension):
         try:
             super().build_extension(extension)
         except Exception as error:  # CCompilerError, CompileError, LinkError...
             warn(f"could not compile {extension.name}: {error}")
+            self.note_failure(f"could not compile {extension.name}: {error}")
+        else:
+            self.note_failure(None)
+
+    def note_failure(self, text):
+        """Write (or, after a good build, remove) the note beside where the extension goes."""
+        try:
+            note = os.path.join(os.path.dirname(self.get_ext_fullpath("pointsledger._engine_c")), BUILD_NOTE)
+            if text is None:
+                if os.path.exists(note):
+                    os.remove(note)
+                return
+            os.makedirs(os.path.dirname(note), exist_ok=True)
+            # "Command '['/bin/false', ...200 flags...]' returned non-zero exit status 1." says less in fewer words:
+            text = re.sub(r"Command '\['([^']*)'.*?\]' returned non-zero exit status (-?[0-9]+)\.?",
+                          r"the C compiler \1 exited with status \2", " ".join(text.split()))
+            with open(note, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        except OSError:
+            pass  # the note is a courtesy; the build goes on without it
 
 
 def engine_extensions():

@@ -129,8 +129,8 @@ def test_time_cells_take_unix_seconds_or_iso_8601_utc():
     assert values[:2] == [T_2026_01_01, T_2026_03_15]
     assert values[2:] == ["2026-02-30T00:00:00Z", "yesterday", "2026-03-15T00:00:00.5Z", "2026-03-15T01:00:00+01:00"]
     assert sorted(overrides) == [2, 3, 4, 5]
-    assert overrides[2] == ("time_s", "time_s: must be Unix seconds or ISO 8601 UTC like 2026-03-15T00:00:00Z "
-                                      "(got '2026-02-30T00:00:00Z')")
+    assert overrides[2] == ("time_s", "time_s: must be Unix seconds, ISO 8601 UTC like 2026-03-15T00:00:00Z "
+                                      "or a date like 2026-03-15 (got '2026-02-30T00:00:00Z')")
 
 
 def test_parquet_timestamps_and_dates_convert_when_whole_seconds():
@@ -183,7 +183,7 @@ def test_external_sort_orders_by_time_then_line_over_many_runs(tmp_path):
     sorter.sort(rejects.extend)
     assert len(sorter.runs) == 3
     assert [(line, reason) for line, _, _, reason in rejects] == [
-        (1502, "time_s: must be Unix seconds or ISO 8601 UTC like 2026-03-15T00:00:00Z (got 'tomorrow')")]
+        (1502, "time_s: must be Unix seconds, ISO 8601 UTC like 2026-03-15T00:00:00Z or a date like 2026-03-15 (got 'tomorrow')")]
     pieces = list(sorter.pieces())
     lines = np.concatenate([piece.lines for piece in pieces]).tolist()
     times = np.concatenate([piece.batch.column(piece.batch.schema.get_field_index("__time_s")).to_numpy()
@@ -245,7 +245,8 @@ def test_an_interrupted_ingest_resumes_after_its_last_committed_batch(tmp_path):
             run.run()
         saved = json.load(open(resume_path))
         assert saved["records_done"] == 300 and saved["last_line"] == 301
-        assert saved["totals"] == {"applied": 297, "duplicates": 0, "rejected": 3, "points": saved["totals"]["points"]}
+        assert saved["totals"] == {"applied": 297, "duplicates": 0, "rejected": 3, "points": saved["totals"]["points"],
+                                   "out_of_order": 0}
         resumed = importer.Ingest(importer.open_source(path), importer.EmbeddedSink(ledger),
                                   options(batch_rows=100, rejects_path=rejects_path, resume_path=resume_path)).run()
         assert journal(ledger) == expected
@@ -384,3 +385,57 @@ def test_the_probe_of_a_write_only_client_trusts_the_resume_point():
     assert issubclass(PermissionDenied, Exception)
     assert importer.ServerSink(WriteOnlyClient(), "a:1", 4).holds("m1", "o1") is None
     assert importer.ServerSink(ReadingClient(), "a:1", 4).holds("m1", "o1") is False
+
+
+def test_a_date_in_time_s_is_its_midnight_utc():
+    assert importer.time_values(pa.array(["2026-03-15", "2026-03-15T00:00:01Z"]), {}).tolist() == [
+        T_2026_03_15, T_2026_03_15 + 1]
+    overrides = {}
+    assert importer.time_values(pa.array(["2026-03-15", "2026-02-30", "15/03/2026"]), overrides) == [
+        T_2026_03_15, "2026-02-30", "15/03/2026"]
+    assert sorted(overrides) == [1, 2]
+
+
+def test_rows_out_of_time_order_are_counted_against_the_previous_row_and_the_member():
+    from pointsledger.importer.order import OrderWatch
+
+    watch = OrderWatch()
+    # A+5, B+1 (before the previous row), A+3 (before A's +5), C+4, A+6, B+2 (before the previous row)
+    assert watch.count(["A", "B", "A", "C", "A", "B"],
+                       np.array([5, 1, 3, 4, 6, 2], dtype=np.int64) + T_2026_03_15) == 3
+    # The next batch goes on from there: B+2 is in order (B's latest is +2), A+5 is before A's +6.
+    assert watch.count(["B", "A"], [T_2026_03_15 + 2, T_2026_03_15 + 5]) == 1
+    # Rows without a member, or a time in range, take no part; Z at +0 is before the previous row (+5),
+    # and the member that is not UTF-8 (compared as the file has it) at -10 before Z's +0.
+    assert watch.count(["Z", b"x\xff", None, "Y"], [T_2026_03_15, T_2026_03_15 - 10, T_2026_03_15, 5]) == 2
+    # A file sorted by member but not by time: only the first rule sees it.
+    by_member = OrderWatch()
+    assert by_member.count(["A", "A", "B", "B"], np.array([1, 9, 2, 3], dtype=np.int64) + T_2026_03_15) == 1
+
+
+def test_out_of_order_counts_match_the_definition_across_batches_and_folds(monkeypatch):
+    """The vectorised count (order.py) against the definition, row by row, with folds forced often."""
+    from pointsledger.importer import order
+
+    monkeypatch.setattr(order, "KEPT_ROWS_MAX", 16)
+    monkeypatch.setattr(order, "LOOKUP_FOLD_ROWS", 8)
+
+    def by_definition(members, times):
+        latest, previous, late = {}, None, 0
+        for member, time_s in zip(members, times):
+            late += (previous is not None and time_s < previous) or time_s < latest.get(member, time_s)
+            latest[member] = max(latest.get(member, time_s), time_s)
+            previous = time_s
+        return late
+
+    rng = random.Random(9)
+    for _ in range(100):
+        count = rng.randrange(1, 300)
+        members = [f"m{rng.randrange(20)}" for _ in range(count)]
+        times = [T_2026_03_15 + rng.randrange(50) for _ in range(count)]
+        cuts = sorted(rng.randrange(count + 1) for _ in range(5)) + [count]
+        watch, start, counted = order.OrderWatch(), 0, 0
+        for cut in cuts:
+            counted += watch.count(pa.array(members[start:cut]), np.array(times[start:cut], dtype=np.int64))
+            start = cut
+        assert counted == by_definition(members, times)

@@ -261,3 +261,16 @@ def test_release_mapped_pages_loses_nothing(ledger):
     ledger.release_mapped_pages()
     assert ledger.balance("m", T_2026_03_15).balance == 100
     assert ledger.verify().ok
+
+
+@pytest.mark.parametrize("from_s,to_s,field,value,inside", [
+    (T_2026_03_01 + 43_200, T_2026_04_01, "from_s", T_2026_03_01 + 43_200, "2026-03-01T12:00:00Z is inside 2026-03-01"),
+    (T_2026_03_01, T_2026_04_01 - 1, "to_s", T_2026_04_01 - 1, "2026-03-31T23:59:59Z is inside 2026-03-31"),
+], ids=["from-noon", "to-a-second-before-midnight"])
+def test_rollforward_boundaries_must_be_utc_midnights(rolled, from_s, to_s, field, value, inside):
+    """SPEC §17: the rollforward sums whole days; a time inside a day is refused, not moved to its midnight."""
+    with pytest.raises(pointsledger.InvalidArgument) as refused:
+        rolled.rollforward(from_s, to_s)
+    assert (refused.value.field, refused.value.value) == (field, value)
+    assert str(refused.value) == (f"{field}: must be a UTC midnight: the rollforward sums whole UTC days, "
+                                  f"and {inside} (got {value})")

@@ -241,8 +241,8 @@ class Ledger:
             return queries.liability(self.store, txn, as_of_s)
 
     def rollforward(self, from_s, to_s):
-        from_s = validate_time("from_s", from_s)
-        to_s = validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive)
+        from_s = queries.require_midnight("from_s", validate_time("from_s", from_s))
+        to_s = queries.require_midnight("to_s", validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive))
         with self.store.read() as txn:
             return queries.rollforward(self.store, txn, from_s, to_s)
 

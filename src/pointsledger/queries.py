@@ -3,7 +3,7 @@
 import fractions
 
 from . import calendar, limits, store_format as fmt
-from .errors import NotFound
+from .errors import InvalidArgument, NotFound
 from .results import (
     Balance, Entry, HistoryPage, Liability, OperationResult, RecordedAdjustment, RecordedOrder,
     RecordedRedemption, RecordedRefund, Rollforward,
@@ -202,6 +202,20 @@ def liability(store, txn, as_of_s):
         expiring_30_days=horizons[30], expiring_60_days=horizons[60], expiring_90_days=horizons[90],
         overdue=overdue,
     )
+
+
+def require_midnight(field, time_s):
+    """A rollforward boundary: a UTC midnight, since the report sums whole days' counters (SPEC §17).
+
+    Anything else would be silently moved to its day's midnight while the
+    report printed the time given: refused instead, naming the field and why.
+    """
+    if time_s % calendar.SECONDS_PER_DAY:
+        day = calendar.format_utc(time_s - time_s % calendar.SECONDS_PER_DAY)[:10]
+        raise InvalidArgument(
+            field, time_s, f"must be a UTC midnight: the rollforward sums whole UTC days, and "
+                           f"{calendar.format_utc(time_s)} is inside {day}")
+    return time_s
 
 
 def rollforward(store, txn, from_s, to_s):

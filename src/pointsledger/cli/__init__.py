@@ -4,8 +4,11 @@ Conventions, for every command:
 - `--data DIR` (or POINTSLEDGER_DATA) picks the ledger, default ./pointsledger-data;
   commands that write create it with the example programme when it is new.
 - `--help` shows an example; `--json` prints one JSON document for scripts.
-- Exit status: 0 success, 1 refused or failed (a LedgerError, an unreadable
-  file, rows rejected by ingest, problems found by verify), 2 bad usage.
+- Exit status (EXIT_STATUS_HELP, in every --help): 0 done; 1 the ledger refused
+  or the command failed (a LedgerError, an unreadable file, problems found by
+  verify); 2 bad usage or a bad argument value, found before the ledger is
+  touched (argparse types, Usage); 3 an ingest that finished with rejected rows;
+  130 interrupted.
 - Errors go to stderr in one line that names the problem.
 """
 
@@ -15,7 +18,11 @@ import sys
 import lmdb
 
 from ..errors import InvalidProgram, LedgerError
-from .common import EXIT_INTERRUPTED, EXIT_REFUSED, INGEST_DELAY_ENVIRONMENT, JOURNAL_FIELDS, one_line, Usage
+from .common import (
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, INGEST_DELAY_ENVIRONMENT, JOURNAL_FIELDS, Failed, Interrupted, one_line,
+    Usage,
+)
+from .output import plural
 from .parser import build_parser
 
 __all__ = ["main", "build_parser", "INGEST_DELAY_ENVIRONMENT", "JOURNAL_FIELDS"]
@@ -29,23 +36,27 @@ def main(argv=None):
     except Usage as error:
         parser.error(str(error))  # exits 2
     except BrokenPipeError:
-        # The reader went away (`pointsledger export | head`): stop quietly.
+        # The reader went away (`pointsledger export | head`): what it wanted it got. Stop
+        # quietly; stdout goes to /dev/null so the interpreter's final flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_REFUSED
+        return EXIT_OK
     except InvalidProgram as error:
-        print(f"pointsledger: {error.code}: invalid programme, {len(error.problems)} problem(s):", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        problems = "; ".join(one_line(problem) for problem in error.problems)
+        print(f"pointsledger: {error.code}: invalid programme, {plural(len(error.problems), 'problem')}: {problems}",
+              file=sys.stderr)
         return EXIT_REFUSED
     except LedgerError as error:
         print(f"pointsledger: {error.code}: {one_line(error)}", file=sys.stderr)
         return EXIT_REFUSED
-    except (OSError, lmdb.Error) as error:
+    except (Failed, OSError, lmdb.Error) as error:
         print(f"pointsledger: error: {one_line(error)}", file=sys.stderr)
         return EXIT_REFUSED
     except ImportError as error:  # serve / --server before the service is installed
         print(f"pointsledger: error: {one_line(error)}", file=sys.stderr)
         return EXIT_REFUSED
+    except Interrupted as error:
+        print(f"pointsledger: interrupted: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("pointsledger: interrupted (an ingest resumes where it stopped when run again)", file=sys.stderr)
+        print("pointsledger: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

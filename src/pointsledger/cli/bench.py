@@ -38,11 +38,22 @@ def cmd_bench(arguments):
         finally:
             ledger.close()
         store_bytes = os.stat(os.path.join(scratch, "ledger", "data.mdb")).st_blocks * 512
-    print_json({"workload": label, "engine": ledger.engine_name, "count": arguments.count,
-                "applied": applied, "seconds": round(seconds, 4), "rate": round(arguments.count / seconds, 1),
-                "bytes_per_purchase": round(store_bytes / arguments.count, 1), "peak_rss_mib": peak_rss_mib(),
-                "batch_size": arguments.batch_size})
+    result = {"workload": label, "engine": ledger.engine_name, "count": arguments.count,
+              "applied": applied, "seconds": round(seconds, 4), "rate": round(arguments.count / seconds, 1),
+              "bytes_per_purchase": round(store_bytes / arguments.count, 1), "peak_rss_mib": peak_rss_mib(),
+              "batch_size": arguments.batch_size}
+    if arguments.json:
+        print_json(result)
+    else:
+        print(bench_text(result))
     return EXIT_OK
+
+
+def bench_text(result):
+    return (f"{result['workload']} on the {result['engine']} engine: {result['count']:,} purchases "
+            f"({result['applied']:,} applied) in {result['seconds']:,.2f} s = {result['rate']:,.0f} purchases/s; "
+            f"{result['bytes_per_purchase']:,.1f} bytes per purchase on disk; peak RSS {result['peak_rss_mib']:,.1f} MiB; "
+            f"batches of {result['batch_size']:,}")
 
 
 def find_benchmarks():

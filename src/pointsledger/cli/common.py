@@ -6,8 +6,13 @@ from .. import limits
 from ..errors import NotFound
 from ..ledger import Ledger, open_with_example_program
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 130
+# One rule for every command, so a scheduler can act on the status alone.
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_REJECTED_ROWS = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+EXIT_STATUS_HELP = (
+    "exit status: 0 done; 1 the ledger refused or the command failed; 2 bad usage or a bad argument\n"
+    "value (found before the ledger is touched); 3 an ingest finished with rejected rows; 130 interrupted"
+)
 SAMPLES = {"csv": "sample_purchases.csv", "parquet": "sample_purchases.parquet"}
 DATA_ENVIRONMENT = "POINTSLEDGER_DATA"
 # Test hook: seconds to pause after each committed ingest batch (interruption tests).
@@ -29,7 +34,15 @@ assert HISTORY_LIMIT_DEFAULT <= limits.history_limit_max
 
 
 class Usage(Exception):
-    """Bad usage found after parsing (exit status 2)."""
+    """Bad usage or a bad argument value found after parsing, before the ledger is touched (exit status 2)."""
+
+
+class Failed(Exception):
+    """The command failed for a reason that is not the ledger's (exit status 1, one line)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, with what the command had done by then (exit status 130)."""
 
 
 def data_directory(arguments):

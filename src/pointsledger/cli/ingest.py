@@ -3,7 +3,7 @@
 import importlib.resources
 import os
 
-from .common import EXIT_OK, EXIT_REFUSED, INGEST_DELAY_ENVIRONMENT, open_ledger, SAMPLES, Usage
+from .common import EXIT_OK, EXIT_REJECTED_ROWS, INGEST_DELAY_ENVIRONMENT, Interrupted, open_ledger, SAMPLES, Usage
 from .output import plural, print_json
 
 
@@ -25,9 +25,17 @@ def cmd_ingest(arguments):
         with open_ledger(arguments, sync=False) as ledger:
             sink = importer.EmbeddedSink(ledger)
             options.resume_path = resume_path(arguments, path, sink.target, ledger.path)
-            summary = importer.Ingest(source, sink, options).run()
+            summary = run_ingest(importer.Ingest(source, sink, options))
     report_ingest(arguments, summary)
-    return EXIT_OK if summary.rejected == 0 else EXIT_REFUSED
+    return EXIT_OK if summary.rejected == 0 else EXIT_REJECTED_ROWS
+
+
+def run_ingest(ingest):
+    """ingest.run(); on Ctrl-C, say how far it got (what is committed stays committed)."""
+    try:
+        return ingest.run()
+    except KeyboardInterrupt:
+        raise Interrupted(ingest.stopped_at()) from None
 
 
 def ingest_input(arguments):
@@ -38,6 +46,8 @@ def ingest_input(arguments):
         return str(resource), arguments.sample
     if not arguments.file:
         raise Usage("ingest needs FILE (or --sample)")
+    if not os.path.exists(arguments.file):
+        raise Usage(f"{arguments.file}: no such file")
     return arguments.file, arguments.format
 
 
@@ -59,7 +69,7 @@ def ingest_through_server(arguments, source, options):
     try:
         sink = importer.ServerSink(client, arguments.server, arguments.window)
         options.resume_path = resume_path(arguments, source.path, sink.target)
-        return importer.Ingest(source, sink, options).run()
+        return run_ingest(importer.Ingest(source, sink, options))
     finally:
         close = getattr(client, "close", None)
         if close is not None:
@@ -86,5 +96,15 @@ def report_ingest(arguments, summary):
     elif summary.resumed_after_rows:
         text += f"; resumed after {plural(summary.resumed_after_rows, 'row')}"
     print(text)
+    if summary.out_of_order:
+        print(out_of_order_note(summary))
     if summary.rejects_file:
         print(f"rejected rows (with line numbers and reasons): {summary.rejects_file}")
+
+
+def out_of_order_note(summary):
+    counted = (f"{plural(summary.out_of_order, 'row')} out of time order (earlier than the row before, "
+               "or than an earlier row of the same member)")
+    if summary.sorted:
+        return f"{counted} in the file; applied in time order (--sort)"
+    return f"{counted}: tiers and expiry followed the file's order; --sort applies the rows in time order"

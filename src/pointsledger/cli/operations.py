@@ -4,16 +4,28 @@ import time
 
 from ..errors import NotFound
 from .common import EXIT_OK, open_existing, open_ledger
-from .output import emit, format_time, print_json
+from .output import ALL_TIME_LABEL, emit, format_time, print_fields, print_json, split_fields
 
 
 BALANCE_TIMES = ("as_of_s", "next_expiry_s")
+# What balance(as_of) computes at as_of (§15); the rest is the member's record as it is now.
+BALANCE_AS_OF = ("available", "next_expiry_s", "next_expiry_points", "tier", "tier_year", "spend_minor",
+                 "milestones")
 
 
 def cmd_balance(arguments):
     with open_existing(arguments) as ledger:
         balance = ledger.balance(arguments.member_id, arguments.as_of)
-    emit(arguments, vars(balance), BALANCE_TIMES)
+    header, as_of, all_time = split_fields(vars(balance), BALANCE_AS_OF, ("member_id", "as_of_s"))
+    if arguments.json:
+        print_json(dict(header, as_of=as_of, all_time=all_time))
+        return EXIT_OK
+    width = max(len(name) for name in vars(balance))
+    print_fields(header, BALANCE_TIMES, width=width + 2)
+    print(f"as of {format_time(balance.as_of_s)}:")
+    print_fields(as_of, BALANCE_TIMES, indent="  ", width=width)
+    print(f"{ALL_TIME_LABEL}:")
+    print_fields(all_time, BALANCE_TIMES, indent="  ", width=width)
     return EXIT_OK
 
 

@@ -5,10 +5,13 @@ import os
 
 from .. import engine as engines, limits
 from ..ledger import DEFAULT_PATH
-from .arguments import integer_argument, positive_seconds, time_argument
+from .arguments import (
+    address_argument, date_argument, id_argument, integer_argument, positive_seconds, reason_argument, time_argument,
+)
 from .bench import cmd_bench
 from .common import (
-    BENCH_COUNT_DEFAULT, BENCH_COUNT_MAX, DATA_ENVIRONMENT, HISTORY_LIMIT_DEFAULT, INGEST_BATCH_ROWS_DEFAULT, INGEST_WINDOW_DEFAULT, SAMPLES, SERVE_ADDRESS_DEFAULT, SORT_RUN_ROWS_DEFAULT,
+    BENCH_COUNT_DEFAULT, BENCH_COUNT_MAX, DATA_ENVIRONMENT, EXIT_STATUS_HELP, HISTORY_LIMIT_DEFAULT,
+    INGEST_BATCH_ROWS_DEFAULT, INGEST_WINDOW_DEFAULT, SAMPLES, SERVE_ADDRESS_DEFAULT, SORT_RUN_ROWS_DEFAULT,
 )
 from .ingest import cmd_ingest
 from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_redeem, cmd_refund
@@ -25,7 +28,8 @@ TIME_HELP = ("event time (default: the recorded time if the id is already used, 
 def add_command(commands, name, run, summary, examples, parents=()):
     parser = commands.add_parser(
         name, help=summary, description=summary, parents=list(parents),
-        epilog="example:\n  " + "\n  ".join(examples), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  " + "\n  ".join(examples) + "\n\n" + EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)
     return parser
@@ -36,7 +40,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="pointsledger", description="The loyalty points ledger: purchases in, exact balances out.",
         epilog="example:\n  pointsledger ingest --sample && pointsledger balance member-001\n\n"
-               "exit status: 0 success, 1 refused or failed, 2 bad usage",
+               + EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", default=data_default, metavar="DIR",
@@ -58,7 +62,8 @@ def build_parser():
     serve = add_command(commands, "serve", cmd_serve, "run the gRPC service over the ledger",
                         ["pointsledger serve", "pointsledger serve --address 0.0.0.0:50051 --tokens-file tokens.json "
                          "--tls-cert server.pem --tls-key server.key"], (common,))
-    serve.add_argument("--address", default=SERVE_ADDRESS_DEFAULT, help=f"host:port (default {SERVE_ADDRESS_DEFAULT})")
+    serve.add_argument("--address", type=address_argument, default=SERVE_ADDRESS_DEFAULT,
+                       help=f"host:port, port 0 to 65535, 0 for any free one (default {SERVE_ADDRESS_DEFAULT})")
     serve.add_argument("--tokens-file", metavar="FILE", help="bearer tokens and their scopes")
     serve.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
     serve.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
@@ -68,40 +73,41 @@ def build_parser():
     serve.add_argument("--metrics-port", type=integer_argument(1, 65_535), metavar="PORT")
     serve.add_argument("--no-sync", action="store_true", help="relaxed sync (not durable per call; tests only)")
 
-    balance = add_command(commands, "balance", cmd_balance, "a member's balance, tier and expiring points",
+    balance = add_command(commands, "balance", cmd_balance, "a member's balance, tier and expiring points (figures as of --as-of and all-time "
+                          "totals, labelled apart)",
                           ["pointsledger balance member-001", "pointsledger balance member-001 --as-of 2027-01-01"],
                           both)
-    balance.add_argument("member_id")
+    balance.add_argument("member_id", type=id_argument("member_id"))
     balance.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
 
     history = add_command(commands, "history", cmd_history, "a member's journal entries, newest first",
                           ["pointsledger history member-001 --limit 10"], both)
-    history.add_argument("member_id")
+    history.add_argument("member_id", type=id_argument("member_id"))
     history.add_argument("--limit", type=integer_argument(1, limits.history_limit_max), default=HISTORY_LIMIT_DEFAULT)
     history.add_argument("--before-seq", type=integer_argument(1, limits.INT64_MAX), dest="before_seq",
                          metavar="SEQ", help="page on: the cursor the previous page printed")
 
     refund = add_command(commands, "refund", cmd_refund, "refund (part of) an order: claws its points back",
                          ["pointsledger refund refund-17 sample-00003 5000 --time 2026-03-01"], both)
-    refund.add_argument("refund_id")
-    refund.add_argument("order_id")
+    refund.add_argument("refund_id", type=id_argument("refund_id"))
+    refund.add_argument("order_id", type=id_argument("order_id"))
     refund.add_argument("amount_minor", type=integer_argument(limits.amount_minor_min, limits.amount_minor_max))
     refund.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
 
     redeem = add_command(commands, "redeem", cmd_redeem, "spend a member's points, soonest-expiring first",
                          ["pointsledger redeem redemption-9 member-001 500"], both)
-    redeem.add_argument("redemption_id")
-    redeem.add_argument("member_id")
-    redeem.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX))
+    redeem.add_argument("redemption_id", type=id_argument("redemption_id"))
+    redeem.add_argument("member_id", type=id_argument("member_id"))
+    redeem.add_argument("points", type=integer_argument(1, limits.INT64_MAX))
     redeem.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
 
     adjust = add_command(commands, "adjust", cmd_adjust, "credit (points > 0) or debit (points < 0) a member",
                          ["pointsledger adjust adjustment-4 member-001 250 --reason goodwill",
                           "pointsledger adjust adjustment-5 member-001 -100 --reason 'duplicate credit'"], both)
-    adjust.add_argument("adjustment_id")
-    adjust.add_argument("member_id")
-    adjust.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX))
-    adjust.add_argument("--reason", required=True)
+    adjust.add_argument("adjustment_id", type=id_argument("adjustment_id"))
+    adjust.add_argument("member_id", type=id_argument("member_id"))
+    adjust.add_argument("points", type=integer_argument(limits.INT64_MIN, limits.INT64_MAX, nonzero=True))
+    adjust.add_argument("--reason", type=reason_argument, required=True)
     adjust.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
 
     expire = add_command(commands, "expire", cmd_expire, "expire every member's due points (safe to re-run)",
@@ -110,13 +116,16 @@ def build_parser():
 
     add_program_parser(commands, common, with_json)
 
-    report = add_command(commands, "report", cmd_report, "finance reports: liability, rollforward",
+    report = add_command(commands, "report", cmd_report, "finance reports: liability (all-time totals, and figures as of --as-of, labelled "
+                         "apart), rollforward (whole UTC days, --from up to --to)",
                          ["pointsledger report liability", "pointsledger report liability --as-of 2027-01-01 --json",
                           "pointsledger report rollforward --from 2026-01-01 --to 2027-01-01"], both)
     report.add_argument("name", choices=["liability", "rollforward"])
     report.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="liability: default now")
-    report.add_argument("--from", type=time_argument, dest="from_time", metavar="TIME", help="rollforward: start")
-    report.add_argument("--to", type=time_argument, dest="to_time", metavar="TIME", help="rollforward: end")
+    report.add_argument("--from", type=date_argument, dest="from_time", metavar="DATE",
+                        help="rollforward: the first UTC day covered (YYYY-MM-DD)")
+    report.add_argument("--to", type=date_argument, dest="to_time", metavar="DATE",
+                        help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive)")
 
     export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
                          ["pointsledger export --output journal.parquet",
@@ -139,8 +148,9 @@ def build_parser():
     bench = add_command(commands, "bench", cmd_bench,
                         "embedded backfill benchmark (the standard workload when benchmarks/ is here)",
                         ["pointsledger bench --count 1000000",
+                         "pointsledger bench --count 1000000 --json",
                          "pointsledger bench --suite -- --smoke   # benchmarks/run.py, source checkout only"],
-                        (common,))
+                        both)
     bench.add_argument("--count", type=integer_argument(1, BENCH_COUNT_MAX), default=BENCH_COUNT_DEFAULT)
     bench.add_argument("--order-ids", choices=["seq", "rand"], default="seq")
     bench.add_argument("--engine", choices=sorted(engines.ENGINES), default=None, help="default: the default engine")
@@ -156,7 +166,9 @@ def add_ingest_parser(commands, parents):
     ingest = add_command(
         commands, "ingest", cmd_ingest,
         "ingest purchases from a CSV or Parquet file (columns order_id, member_id, amount_minor, category, "
-        "time_s; time_s in Unix seconds or ISO 8601 UTC)",
+        "time_s; time_s in Unix seconds, ISO 8601 UTC or a date, midnight UTC); rows go in file order, and the "
+        "summary counts those out of time order (--sort applies them in time order); exit status 3 when "
+        "rows were rejected",
         ["pointsledger ingest purchases-2025.parquet",
          "pointsledger ingest --sample",
          "pointsledger ingest late-orders.csv --sort --rejects late-orders.bad.csv",
@@ -198,7 +210,9 @@ def add_program_parser(commands, common, with_json):
     program_parser = commands.add_parser(
         "program", help="set or show the earning programme", description="set or show the earning programme",
         epilog="example:\n  pointsledger program set programme.json --effective-from 2027-01-01\n"
-               "  pointsledger program show --version 1",
+               "  pointsledger program show --version 1\n"
+               "  pointsledger program show > programme.json   # what `program set` reads back\n\n"
+               + EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = program_parser.add_subparsers(dest="action", required=True, metavar="ACTION")

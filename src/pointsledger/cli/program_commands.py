@@ -1,10 +1,11 @@
 """program set / program show."""
 
 import json
+import os
 import sys
 
 from .. import program
-from .common import EXIT_OK, open_existing, open_ledger
+from .common import EXIT_OK, open_existing, open_ledger, Usage
 from .output import emit, format_time, print_json
 
 
@@ -12,6 +13,8 @@ def cmd_program_set(arguments):
     if arguments.file == "-":
         text = sys.stdin.read()
     else:
+        if not os.path.exists(arguments.file):
+            raise Usage(f"{arguments.file}: no such file")
         with open(arguments.file, encoding="utf-8") as handle:
             text = handle.read()
     with open_ledger(arguments) as ledger:
@@ -29,6 +32,8 @@ def cmd_program_show(arguments):
     if arguments.json:
         print_json({"version": stored.version, "effective_from_s": stored.effective_from_s, "document": document})
     else:
-        print(f"# version {stored.version}, effective from {format_time(stored.effective_from_s)}")
+        # stdout is the document alone, so `program show > p.json` gives what `program set p.json` takes;
+        # which version it is goes to stderr, for the reader at a terminal.
+        print(f"# version {stored.version}, effective from {format_time(stored.effective_from_s)}", file=sys.stderr)
         print(json.dumps(document, indent=2, sort_keys=True))
     return EXIT_OK

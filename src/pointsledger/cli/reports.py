@@ -1,11 +1,17 @@
 """report liability / report rollforward."""
 
+from .. import calendar
 from .common import EXIT_OK, open_existing, Usage
-from .output import emit, format_time, print_json
+from .output import ALL_TIME_LABEL, emit, format_time, plural, print_json, split_fields
 
-
-LIABILITY_LINES = ("earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired",
-                   "outstanding", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue")
+LIABILITY_HEADER = ("as_of_s", "currency", "point_value")
+# The only figures cut at as_of (§15): bucket points by expiry instant relative to it.
+LIABILITY_AS_OF = ("expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue")
+LIABILITY_AS_OF_LABELS = {
+    "expiring_30_days": "expiring in 30 days", "expiring_60_days": "expiring in 60 days",
+    "expiring_90_days": "expiring in 90 days", "overdue": "overdue (due, not yet expired)",
+}
+ROLLFORWARD_TIMES = ("from_s", "to_s")
 
 
 def cmd_report(arguments):
@@ -17,27 +23,53 @@ def cmd_report(arguments):
         report = ledger.liability(arguments.as_of)
     fields = dict(vars(report))
     fields["issued"] = report.issued
+    header, as_of, all_time = split_fields(fields, LIABILITY_AS_OF, LIABILITY_HEADER)
     if arguments.json:
-        print_json(fields)
+        print_json(dict(header, all_time=all_time, as_of=as_of))
         return EXIT_OK
-    print(f"Points liability as of {format_time(report.as_of_s)} ({report.currency}, "
-          f"one point = {report.point_value} {report.currency})")
-    print(f"  {'':<22}{'points':>20}{'value':>20}")
-    for name in LIABILITY_LINES:
-        value = report.point_value * fields[name]
-        print(f"  {name.replace('_', ' '):<22}{fields[name]:>20,}{value:>20,.2f}")
-    print("  outstanding by tier")
+    as_of_text = format_time(report.as_of_s)
+    print(f"Points liability ({report.currency}, one point = {report.point_value} {report.currency} "
+          f"in the programme in force at {as_of_text})")
+    print(f"  {ALL_TIME_LABEL}")
+    print(f"  {'':<30}{'points':>20}{'value':>20}")
+    for name, points in all_time.items():
+        if isinstance(points, int):
+            print_line(name.replace("_", " "), points, report.point_value)
+    print(f"  outstanding by tier (tiers as of {as_of_text})")
     for tier, points in report.outstanding_by_tier.items():
-        print(f"    {tier:<20}{points:>20,}{report.point_value * points:>20,.2f}")
+        print_line(f"  {tier}", points, report.point_value)
+    print(f"  as of {as_of_text}: points held now, by expiry date")
+    for name in LIABILITY_AS_OF:
+        print_line(LIABILITY_AS_OF_LABELS[name], as_of[name], report.point_value)
     return EXIT_OK
+
+
+def print_line(label, points, point_value):
+    print(f"    {label:<28}{points:>20,}{point_value * points:>20,.2f}")
 
 
 def report_rollforward(arguments):
     if arguments.from_time is None or arguments.to_time is None:
         raise Usage("report rollforward needs --from and --to")
+    if arguments.to_time <= arguments.from_time:
+        raise Usage("--to must be a later date than --from: the period is the days from --from up to, "
+                    "not including, --to")
     with open_existing(arguments) as ledger:
         report = ledger.rollforward(arguments.from_time, arguments.to_time)
     fields = dict(vars(report))
     fields["breakage_rate"] = None if report.breakage_rate is None else float(report.breakage_rate)
-    emit(arguments, fields, ("from_s", "to_s"))
+    first_day, last_day, days = period_days(report.from_s, report.to_s)
+    if arguments.json:
+        print_json(dict(fields, first_day=first_day, last_day=last_day, days=days))
+        return EXIT_OK
+    print(f"Points rollforward for the UTC days {first_day} through {last_day} ({plural(days, 'day')}: "
+          f"{format_time(report.from_s)} up to {format_time(report.to_s)})")
+    emit(arguments, fields, ROLLFORWARD_TIMES)
     return EXIT_OK
+
+
+def period_days(from_s, to_s):
+    """(first day, last day, number of days) of the UTC days [from_s, to_s) a rollforward covers."""
+    days = (to_s - from_s) // calendar.SECONDS_PER_DAY
+    last_day = calendar.format_utc(to_s - calendar.SECONDS_PER_DAY)[:10]
+    return calendar.format_utc(from_s)[:10], last_day, days

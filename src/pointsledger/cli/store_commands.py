@@ -24,7 +24,7 @@ def cmd_info(arguments):
         "version": pointsledger.__version__,
         "engine": engines.ENGINE,
         "engines_available": ", ".join(sorted(engines.ENGINES)),
-        "extension_error": str(engines.EXTENSION_IMPORT_ERROR) if engines.EXTENSION_IMPORT_ERROR else None,
+        "extension_error": engines.EXTENSION_PROBLEM,
         "data": os.path.abspath(path),
         "store_exists": store_exists(path),
     }

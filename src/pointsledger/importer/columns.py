@@ -8,8 +8,8 @@ import pyarrow.compute as pc
 
 from .. import calendar
 from .common import (
-    COLUMNS, INTEGER_PATTERN, INTEGER_TEXT, ISO_FORMAT, ISO_PATTERN, TEXT_COLUMNS, TIME_REASON,
-    TIMESTAMP_UNITS_PER_S,
+    COLUMNS, DATE_PATTERN, DATE_TEXT, INTEGER_PATTERN, INTEGER_TEXT, ISO_FORMAT, ISO_OR_DATE_PATTERN, MIDNIGHT_SUFFIX,
+    TEXT_COLUMNS, TIME_REASON, TIMESTAMP_UNITS_PER_S,
 )
 
 
@@ -23,6 +23,7 @@ class Batch:
     overrides: dict  # row index -> (field, reason): a better reason when that field is refused
     invalid: list  # unsplittable rows before or among these: (line, fields, reason)
     first_record: int = 0  # position of the first row in the stream of rows sent
+    out_of_order: int = 0  # rows out of time order among these (order.py), in file order only
 
     def __len__(self):
         return len(self.lines)
@@ -142,7 +143,8 @@ def time_values(array, overrides):
 
     A cell is Unix seconds (an integer) or ISO 8601 UTC, YYYY-MM-DDTHH:MM:SSZ or
     with +00:00 (no fractions); Parquet timestamps (tz-naive ones are taken as
-    UTC) and dates (midnight UTC) convert when they are whole seconds.
+    UTC) and dates (midnight UTC) convert when they are whole seconds. A text
+    date, YYYY-MM-DD, is its midnight UTC (as the CLI's --time takes it).
     """
     field = "time_s"
     kind = array.type
@@ -166,8 +168,11 @@ def time_values(array, overrides):
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         if _all_match(array, INTEGER_PATTERN):
             return pc.cast(array, pa.int64()).to_numpy()
-        if _all_match(array, ISO_PATTERN):
+        if _all_match(array, ISO_OR_DATE_PATTERN):
             normal = pc.replace_substring(array, "+00:00", "Z")
+            is_date = pc.match_substring_regex(normal, DATE_PATTERN)
+            if pc.any(is_date).as_py():  # a date is its midnight UTC, as `--time 2026-03-15` is
+                normal = pc.if_else(is_date, pc.binary_join_element_wise(normal, MIDNIGHT_SUFFIX, ""), normal)
             parsed = pc.strptime(normal, format=ISO_FORMAT, unit="s")
             # strptime rolls 2026-02-30 over into March: only a round trip proves the date exists.
             if pc.all(pc.equal(pc.strftime(parsed, format=ISO_FORMAT), normal)).as_py():
@@ -205,7 +210,7 @@ def _time_cells(cells, overrides):
             if INTEGER_TEXT.fullmatch(cell):
                 values.append(int(cell))
                 continue
-            parsed = calendar.parse_utc(cell)
+            parsed = calendar.parse_utc(cell + MIDNIGHT_SUFFIX if DATE_TEXT.fullmatch(cell) else cell)
             if parsed is not None:
                 values.append(parsed)
                 continue

@@ -25,11 +25,14 @@ SORT_LINE_BITS = 31
 SORT_TIME_MAX = (1 << 32) - 1
 
 INTEGER_PATTERN = r"^-?[0-9]{1,18}$"  # 18 digits always fit int64
-ISO_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|\+00:00)$"
+ISO_OR_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|\+00:00))?$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MIDNIGHT_SUFFIX = "T00:00:00Z"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 INTEGER_TEXT = re.compile(r"-?[0-9]+")
 NUMPY_SCALAR = re.compile(r"np\.u?int(?:8|16|32|64)\((-?[0-9]+)\)")
-TIME_REASON = "must be Unix seconds or ISO 8601 UTC like 2026-03-15T00:00:00Z"
+TIME_REASON = "must be Unix seconds, ISO 8601 UTC like 2026-03-15T00:00:00Z or a date like 2026-03-15"
 TIMESTAMP_UNITS_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 assert BATCH_ROWS_DEFAULT <= limits.batch_items_max

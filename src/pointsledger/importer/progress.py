@@ -62,6 +62,14 @@ class Progress:
             text += f", {rejected:,} rejected"
         return text
 
+    def write(self, text):
+        """A line of its own, above the bar: tqdm clears the bar, writes the line and redraws it."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def complete(self):
         """The end: the estimate gives way to the count."""
         self.total_rows = self.rows

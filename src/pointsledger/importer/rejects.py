@@ -7,12 +7,15 @@ import pyarrow as pa
 
 from .common import REJECT_EXTRA_COLUMNS
 
+ENCODING_ERRORS = "surrogateescape"
+
 
 def _cell_text(value):
     if value is None:
         return ""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
+        # Undecodable bytes ride as surrogates and are written back as the same bytes.
+        return value.decode("utf-8", ENCODING_ERRORS)
     return str(value)
 
 
@@ -35,6 +38,9 @@ class RejectFile:
     (a stale one from an earlier run is removed when the run completes). The
     original columns come first: a fixed reject file can be ingested as it is.
     Resuming keeps the first `keep_bytes` (what the committed batches wrote).
+    Cells are written as the file had them, bytes that are not UTF-8 included.
+    Rows are written as they are committed; with --sort that is time order, so
+    a completed sorted run puts the file in line order (sort_by_line).
     """
 
     def __init__(self, path, names, keep_bytes=0):
@@ -47,12 +53,12 @@ class RejectFile:
 
     def _open(self):
         if self.keep_bytes:
-            self.handle = open(self.path, "r+", newline="", encoding="utf-8")
+            self.handle = open(self.path, "r+", newline="", encoding="utf-8", errors=ENCODING_ERRORS)
             self.handle.truncate(self.keep_bytes)
             self.handle.seek(self.keep_bytes)
             self.writer = csv.writer(self.handle)
         else:
-            self.handle = open(self.path, "w", newline="", encoding="utf-8")
+            self.handle = open(self.path, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS)
             self.writer = csv.writer(self.handle)
             self.writer.writerow(list(self.names) + list(REJECT_EXTRA_COLUMNS))
 
@@ -86,6 +92,29 @@ class RejectFile:
             os.remove(self.path)  # a stale reject file must not pass for this run's
         elif completed and self.keep_bytes:
             os.truncate(self.path, self.keep_bytes)
+
+
+def sort_by_line(path):
+    """Rewrite a reject file in line order (stable), byte for byte the same rows; a no-op when absent.
+
+    The whole file is read into memory: rejects are the exceptions of a file.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path, newline="", encoding="utf-8", errors=ENCODING_ERRORS) as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 3:
+        return
+    line_column = len(rows[0]) - len(REJECT_EXTRA_COLUMNS)
+    body = sorted(rows[1:], key=lambda row: int(row[line_column]))
+    if body == rows[1:]:
+        return
+    temporary = path + ".tmp"
+    with open(temporary, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(rows[0])
+        writer.writerows(body)
+    os.replace(temporary, path)
 
 
 def default_rejects_path(path):

@@ -36,7 +36,7 @@ class ResumePoint:
             "format": RESUME_FORMAT, "file": identity, "target": target, "sort": bool(sort),
             "rejects_path": os.path.abspath(rejects_path), "rejects_bytes": 0,
             "records_done": 0, "last_line": 0, "probe": None,
-            "totals": {"applied": 0, "duplicates": 0, "rejected": 0, "points": 0},
+            "totals": {"applied": 0, "duplicates": 0, "rejected": 0, "points": 0, "out_of_order": 0},
         }
 
     def load(self):

@@ -7,9 +7,10 @@ import time
 
 from .columns import make_batch
 from .common import ACCEPTED, BATCH_ROWS_DEFAULT, NUMPY_SCALAR, SORT_RUN_ROWS_DEFAULT
+from .order import OrderWatch, member_column
 from .prefetch import Prefetch
 from .progress import Progress
-from .rejects import RejectFile, _original_rows, default_rejects_path
+from .rejects import RejectFile, _original_rows, default_rejects_path, sort_by_line
 from .resume import ResumePoint, file_identity
 from .sort import ExternalSort, sorted_batch
 from .sources import ParquetSource, Piece, rechunk
@@ -45,6 +46,8 @@ class Summary:
     resumed_after_rows: int | None  # rows a resume point said were committed already
     resumed_from_line: int | None  # the first line this run read (not with --sort)
     rejects_file: str | None
+    out_of_order: int  # rows out of time order in the file (order.py); applied so unless `sorted`
+    sorted: bool  # --sort: applied in time order
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -64,6 +67,7 @@ class Ingest:
                                   options.sort, self.rejects_path)
         self.printed_rejects = 0
         self.rows_this_run = 0
+        self.showing = None  # the Progress on screen, if any: reject lines go above its bar
 
     def run(self):
         started = time.perf_counter()
@@ -87,12 +91,13 @@ class Ingest:
                      f"({resumed_after_rows:,} rows already committed)")
         self.rejects = RejectFile(self.rejects_path, self.source.names,
                                   keep_bytes=state["rejects_bytes"] if saved is not None else 0)
-        sorter = None
+        sorter, out_of_order = None, None
         try:
             if self.options.sort:
                 sorter = ExternalSort(self.source, self.options.sort_run_rows, self.options.scratch_directory,
                                       self.options.batch_rows)
                 self._sort_pass(sorter, already_reported=saved is not None)
+                out_of_order = sorter.out_of_order
                 batches = self._sorted_batches(sorter, state["records_done"])
                 total_rows = sorter.total_rows
             else:
@@ -101,6 +106,7 @@ class Ingest:
             self.progress = Progress(self.options.progress, self.label, total_rows,
                                      self.options.progress_interval_s, initial_rows=state["records_done"],
                                      estimated=sorter is None and self.source.total_rows is None)
+            self.showing = self.progress
             reader = Prefetch(batches)
             try:
                 for batch, outcomes in self.sink.apply(reader):
@@ -109,6 +115,7 @@ class Ingest:
             finally:
                 reader.close()
                 self.progress.close()
+                self.showing = None
             self.sink.finish()
         except BaseException:
             self.rejects.close()
@@ -117,6 +124,8 @@ class Ingest:
             if sorter is not None:
                 sorter.close()
         self.rejects.close(completed=True)
+        if self.options.sort:
+            sort_by_line(self.rejects_path)
         self.resume.remove()
         seconds = time.perf_counter() - started
         totals = state["totals"]
@@ -129,7 +138,23 @@ class Ingest:
             rows_this_run=self.rows_this_run, resumed_after_rows=resumed_after_rows,
             resumed_from_line=resumed_from_line,
             rejects_file=self.rejects_path if totals["rejected"] else None,
+            out_of_order=totals.get("out_of_order", 0) if out_of_order is None else out_of_order,
+            sorted=bool(self.options.sort),
         )
+
+    def stopped_at(self):
+        """How far an interrupted run got: what is committed, and what running it again does."""
+        state = self.resume.state
+        totals = state["totals"]
+        done = state["records_done"]
+        if not done and not totals["rejected"]:
+            return f"{self.label}: nothing committed yet"
+        where = ("in time order" if self.options.sort
+                 else f"through {'line' if self.source.format == 'csv' else 'row'} {state['last_line']:,}")
+        again = ("run the same command again to resume after them" if self.resume.path is not None
+                 else "run it again: committed rows come back as duplicates")
+        return (f"{self.label}: {done:,} rows committed {where} ({totals['applied']:,} applied, "
+                f"{totals['duplicates']:,} duplicates, {totals['rejected']:,} rejected); {again}")
 
     def _probe_holds(self, saved):
         probe = saved.get("probe")
@@ -146,6 +171,7 @@ class Ingest:
         else:
             pieces = self.source.pieces()
             position = 0
+        watch = OrderWatch()
         for piece in rechunk(pieces, self.options.batch_rows):
             count = len(piece.lines)
             if position + count <= records_done:
@@ -158,7 +184,9 @@ class Ingest:
                 position = records_done
             else:
                 piece = Piece(piece.batch, piece.lines, invalid)
-            yield make_batch(piece, position)
+            batch = make_batch(piece, position)
+            batch.out_of_order = watch.count(member_column(piece.batch), batch.columns[4])
+            yield batch
             position += len(piece.lines)
 
     def _sort_pass(self, sorter, already_reported):
@@ -170,10 +198,12 @@ class Ingest:
             if not already_reported:
                 self._report_rejects(rejects)
 
+        self.showing = progress
         try:
             sorter.sort(on_rejects, progress.update)
         finally:
             progress.close()
+            self.showing = None
         if not already_reported:
             self.resume.state["rejects_bytes"] = self.rejects.flush()
             self.resume.save()
@@ -192,10 +222,17 @@ class Ingest:
         for line, _, _, reason in rejects:
             if self.printed_rejects < self.options.rejects_printed_max:
                 where = f"line {line}" if self.source.format == "csv" else f"row {line}"
-                self.log(f"{self.source.path}: {where}: {reason}")
+                self._say(f"{self.source.path}: {where}: {reason}")
             elif self.printed_rejects == self.options.rejects_printed_max:
-                self.log(f"{self.source.path}: more rejected rows: see {self.rejects_path}")
+                self._say(f"{self.source.path}: more rejected rows: see {self.rejects_path}")
             self.printed_rejects += 1
+
+    def _say(self, text):
+        """A line while rows go by: never in the middle of a progress bar."""
+        if self.showing is not None and self.showing.bar is not None:
+            self.showing.write(text)
+        else:
+            self.log(text)
 
     def _committed(self, batch, outcomes):
         """One batch is committed: count it, write its rejects, then move the resume point."""
@@ -228,6 +265,7 @@ class Ingest:
                 rejects.sort(key=lambda reject: reject[0])
         totals["applied"] += applied
         totals["duplicates"] += duplicates
+        totals["out_of_order"] = totals.get("out_of_order", 0) + batch.out_of_order
         totals["points"] += points
         self.rows_this_run += applied + duplicates
         self._report_rejects(rejects)

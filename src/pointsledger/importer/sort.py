@@ -11,6 +11,7 @@ import pyarrow.ipc as pa_ipc
 from .. import limits
 from .columns import make_batch
 from .common import BATCH_ROWS_DEFAULT, SORT_LINE_BITS, SORT_RUN_BATCH_ROWS, SORT_TIME_MAX, TIME_REASON
+from .order import OrderWatch, member_column
 from .rejects import _original_fields
 from .sources import Piece, rechunk
 
@@ -34,6 +35,7 @@ class ExternalSort:
         self.scratch = tempfile.TemporaryDirectory(prefix="pointsledger-sort-", dir=scratch_directory)
         self.runs = []
         self.total_rows = 0
+        self.out_of_order = 0  # rows out of time order in the file (order.py)
 
     def close(self):
         self.scratch.cleanup()
@@ -41,9 +43,11 @@ class ExternalSort:
     def sort(self, on_rejects, on_progress=None):
         """Pass 1. on_rejects(list of (line, fields, code, reason)); on_progress(rows)."""
         held, held_rows = [], 0
+        watch = OrderWatch()
         for piece in rechunk(self.source.pieces(), min(SORT_RUN_BATCH_ROWS, self.run_rows)):
             rejects = [(line, fields, "INVALID_ARGUMENT", reason) for line, fields, reason in piece.invalid]
             batch = make_batch(piece)
+            self.out_of_order += watch.count(member_column(piece.batch), batch.columns[4])
             times = batch.columns[4]
             if not isinstance(times, np.ndarray):
                 good = np.array([isinstance(value, int) for value in times], dtype=bool)
