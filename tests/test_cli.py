@@ -146,7 +146,7 @@ def test_the_readme_first_command_works_with_no_set_up(tmp_path):
     balance = run("balance", "member-001", cwd=tmp_path, check=0)
     assert f"balance             {member_001_balance:,}\n" in balance.stdout
     report = run_json("report", "liability", cwd=tmp_path, check=0)
-    assert (report["issued"], report["outstanding"]) == (points, points)
+    assert (report["all_time"]["issued"], report["all_time"]["outstanding"]) == (points, points)
     # The Parquet sample holds the same purchases: all duplicates, nothing changes.
     again = run_json("ingest", "--sample", "parquet", cwd=tmp_path, check=0)
     assert (again["applied"], again["duplicates"], again["points"]) == (0, SAMPLE_ROWS, 0)

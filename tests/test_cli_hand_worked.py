@@ -83,13 +83,16 @@ def test_ingest_again_changes_nothing(ledger):
 
 def test_balance(ledger):
     assert run_json(ledger, "balance", "ann", "--as-of", "2026-12-31") == {
-        "member_id": "ann", "as_of_s": T_2026_12_31, "balance": 1_297, "available": 1_297, "debt": 0,
-        "next_expiry_s": T_2027_04_01, "next_expiry_points": 1_048, "tier": "silver", "tier_year": 2026,
-        "spend_minor": 77_344, "earned": 1_297, "redeemed": 0, "expired": 0, "clawed_back": 0, "adjusted": 0,
+        "member_id": "ann", "as_of_s": T_2026_12_31,
+        "as_of": {"available": 1_297, "next_expiry_s": T_2027_04_01, "next_expiry_points": 1_048,
+                  "tier": "silver", "tier_year": 2026, "spend_minor": 77_344},
+        "all_time": {"balance": 1_297, "debt": 0, "earned": 1_297, "redeemed": 0, "expired": 0,
+                     "clawed_back": 0, "adjusted": 0},
     }
     text = run(ledger, "balance", "bob", "--as-of", "2026-12-31").stdout.splitlines()
-    assert "balance             401" in text and "tier                member" in text
-    assert "next_expiry_s       1830297600 (2028-01-01T00:00:00Z)" in text
+    assert "  balance             401" in text and "  tier                member" in text
+    assert "  next_expiry_s       1830297600 (2028-01-01T00:00:00Z)" in text
+    assert "  spend_minor         20,050" in text
 
 
 def test_history(ledger):
@@ -126,15 +129,16 @@ def test_redeem_adjust_expire(ledger):
 def test_reports(ledger):
     # As of 2027-03-01: ann's 1,048 expire 2027-04-01 (within 60 and 90 days, not 30).
     assert run_json(ledger, "report", "liability", "--as-of", "2027-03-01") == {
-        "as_of_s": T_2027_03_01, "currency": "USD", "point_value": "0.01", "issued": 1_698, "earned": 1_698,
-        "adjusted_positive": 0, "adjusted_negative": 0, "clawed_back": 0, "redeemed": 0, "expired": 0,
-        "outstanding": 1_698, "outstanding_value": "16.98", "overdue": 0,
-        "expiring_30_days": 0, "expiring_60_days": 1_048, "expiring_90_days": 1_048,
-        "outstanding_by_tier": {"member": 401, "silver": 1_297, "gold": 0},
+        "as_of_s": T_2027_03_01, "currency": "USD", "point_value": "0.01",
+        "all_time": {"issued": 1_698, "earned": 1_698, "adjusted_positive": 0, "adjusted_negative": 0,
+                     "clawed_back": 0, "redeemed": 0, "expired": 0, "outstanding": 1_698,
+                     "outstanding_value": "16.98", "outstanding_by_tier": {"member": 401, "silver": 1_297, "gold": 0}},
+        "as_of": {"overdue": 0, "expiring_30_days": 0, "expiring_60_days": 1_048, "expiring_90_days": 1_048},
     }
     assert run_json(ledger, "report", "rollforward", "--from", "2026-01-01", "--to", "2027-01-01") == {
-        "from_s": 1_767_225_600, "to_s": 1_798_761_600, "opening": 0, "earned": 1_698, "adjusted": 0,
-        "clawed_back": 0, "redeemed": 0, "expired": 0, "closing": 1_698, "breakage_rate": 0.0,
+        "from_s": 1_767_225_600, "to_s": 1_798_761_600, "first_day": "2026-01-01", "last_day": "2026-12-31",
+        "days": 365, "opening": 0, "earned": 1_698, "adjusted": 0, "clawed_back": 0, "redeemed": 0, "expired": 0,
+        "closing": 1_698, "breakage_rate": 0.0,
     }
 
 
