@@ -4,6 +4,8 @@
     python benchmarks/service_workloads.py stream --count 1000000
     python benchmarks/service_workloads.py online --seconds 10 --clients 64
     python benchmarks/service_workloads.py --smoke            # small and quick
+    python benchmarks/service_workloads.py followers --followers 300 --seconds 10
+    python benchmarks/service_workloads.py memory --memory-streams 6 --memory-batches 4
 
 The server runs in its own process (`python -m pointsledger.service`, synced
 commits, the default engine), bound to 127.0.0.1 port 0; the clients run in
@@ -28,6 +30,12 @@ percentiles where they apply, peak RSS of this process, machine; a last
   concurrent grpc.aio calls (in a helper process) while a stream runs; reads/s
   counted over the stream's time ("reads"); and the same with GetBalances of
   `--read-batch` members per call ("reads-batched", balances/s).
+- followers (by name only): one client writing RecordPurchase after RecordPurchase
+  for `--seconds`, p50/p99 latency, with no follower and with `--followers`
+  ReadJournal(follow) calls from a helper process (issue 8, item 6).
+- memory (by name only): `--memory-streams` IngestPurchases streams at once, each
+  of `--memory-batches` batches of 100,000 purchases with 64-byte ids (~15 MB a
+  message); the server's peak anonymous RSS, sampled (issue 8, item 5).
 """
 
 import argparse
@@ -385,13 +393,196 @@ def run_reads(arguments, scratch):
     return {}
 
 
-WORKLOADS = {"stream": run_stream, "online": run_online, "reads": run_reads}
+# --- followers (issue 8, item 6) ------------------------------------------------------------
+
+
+async def _follow_journal(address, followers, stop_flag, results):
+    """`followers` ReadJournal(follow) calls until stop_flag; entries received by all of them."""
+    import grpc
+
+    from pointsledger.v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
+
+    received = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.LedgerStub(channel)
+        await channel.channel_ready()
+        calls = [stub.ReadJournal(pb.ReadJournalRequest(from_seq=1, follow=True)) for _ in range(followers)]
+
+        async def consume(call):
+            nonlocal received
+            try:
+                async for response in call:
+                    received += len(response.entries)
+            except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                pass  # cancelled at the end
+
+        tasks = [asyncio.ensure_future(consume(call)) for call in calls]
+        while not stop_flag.is_set():
+            await asyncio.sleep(0.1)
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*tasks)
+    results.put(received)
+
+
+def _followers_process(address, followers, stop_flag, results):
+    asyncio.run(_follow_journal(address, followers, stop_flag, results))
+
+
+def writer_latencies(address, seconds, prefix):
+    """One client writing RecordPurchase after RecordPurchase for `seconds`; sorted latencies."""
+    import grpc
+
+    from pointsledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    requests = _online_requests(prefix, 0, max(100, int(2_000 * seconds)), workload.MEMBERS_DEFAULT)
+    latencies = []
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.LedgerStub(channel)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stop_at = time.perf_counter() + seconds
+        for request in requests:
+            if time.perf_counter() >= stop_at:
+                break
+            started = time.perf_counter()
+            stub.RecordPurchase(request)
+            latencies.append(time.perf_counter() - started)
+    return sorted(latencies)
+
+
+def run_followers(arguments, scratch):
+    """A single writer's latency with 0 and with `--followers` ReadJournal followers (synced)."""
+    lines = {}
+    for followers in (0, arguments.followers):
+        name = f"writer-with-{followers}-followers"
+        server = ServerProcess(os.path.join(scratch, name), arguments.server_args.split())
+        try:
+            context = multiprocessing.get_context("spawn")
+            stop_flag, results, helper = context.Event(), context.Queue(), None
+            if followers:
+                helper = context.Process(target=_followers_process, args=(server.address, followers, stop_flag, results))
+                helper.start()
+                time.sleep(3.0)  # the followers connect and catch up (the journal is empty)
+            latencies = writer_latencies(server.address, arguments.seconds, name)
+            stop_flag.set()
+            received = results.get(timeout=120) if helper else 0
+            if helper:
+                helper.join()
+        finally:
+            server.stop()
+        lines[name] = emit(result_line(
+            name, len(latencies), sum(latencies), followers=followers, entries_received_by_followers=received,
+            sync=True, p50_ms=percentile_ms(latencies, 0.50), p99_ms=percentile_ms(latencies, 0.99),
+            max_ms=percentile_ms(latencies, 1.0)))
+    with_followers = lines[f"writer-with-{arguments.followers}-followers"]
+    return {"writer_p50_ms_with_followers_over_without": round(
+        with_followers["p50_ms"] / lines["writer-with-0-followers"]["p50_ms"], 3)}
+
+
+# --- memory (issue 8, item 5) ------------------------------------------------------------------
+
+
+def large_batch(stream, number, size):
+    """`size` purchases with 64-byte order and member ids: about 15 MB per 100,000 as a message."""
+    from pointsledger.client import batch_request
+
+    pad = "x" * 52
+    return batch_request({
+        "order_ids": [f"{stream:02d}{number:04d}{item:06d}{pad}" for item in range(size)],
+        "member_ids": [f"{item % 50_000:012d}{pad}" for item in range(size)],
+        "amounts_minor": [1_000 + item % 9_000 for item in range(size)],
+        "categories": ["grocery"] * size, "times_s": [EVENT_TIME_S + item for item in range(size)],
+    }, f"{stream}-{number}")
+
+
+def process_memory_mib(pid):
+    """{"VmHWM": …, "RssAnon": …, "RssFile": …} of a process, MiB (Linux /proc)."""
+    values = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            name = line.split(":")[0]
+            if name in ("VmHWM", "RssAnon", "RssFile"):
+                values[name] = round(int(line.split()[1]) / 1024, 1)
+    return values
+
+
+class MemorySampler:
+    """The peak anonymous RSS of a process, sampled every interval_s. VmHWM alone is not the
+    measure here: it counts the LMDB map's file pages, which grow with the store, not with
+    the batches in flight; the heap (RssAnon) is what many streams could blow up."""
+
+    def __init__(self, pid, interval_s=0.05):
+        self.pid, self.interval_s = pid, interval_s
+        self.peak_anon_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.peak_anon_mib = max(self.peak_anon_mib, process_memory_mib(self.pid).get("RssAnon", 0.0))
+            except OSError:
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.peak_anon_mib
+
+
+def run_memory(arguments, scratch):
+    """`--memory-streams` streams at once, each of `--memory-batches` batches of 100,000
+    purchases with 64-byte ids (~15 MB a message), window 4: the server's peak RSS."""
+    import grpc
+
+    from pointsledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    size = 20_000 if arguments.smoke else 100_000
+    server = ServerProcess(os.path.join(scratch, "memory"), ("--message-bytes-max", str(64 << 20),
+                                                            *arguments.server_args.split()))
+    outcomes = []
+    try:
+        def one_stream(stream):
+            with grpc.insecure_channel(server.address, options=[
+                    ("grpc.max_send_message_length", 64 << 20)]) as channel:
+                stub = pb_grpc.LedgerStub(channel)
+                batches = (large_batch(stream, number, size) for number in range(arguments.memory_batches))
+                try:
+                    applied = sum(response.applied for response in stub.IngestPurchases(batches, timeout=600))
+                    outcomes.append(("OK", applied))
+                except grpc.RpcError as error:
+                    outcomes.append((error.code().name, error.details()))
+
+        sampler = MemorySampler(server.process.pid)
+        started = time.perf_counter()
+        threads = [threading.Thread(target=one_stream, args=(stream,)) for stream in range(arguments.memory_streams)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        peak_anon = sampler.stop()
+        memory = process_memory_mib(server.process.pid)
+    finally:
+        server.stop()
+    applied = sum(outcome[1] for outcome in outcomes if outcome[0] == "OK")
+    emit(result_line("memory", applied, seconds, streams=arguments.memory_streams,
+                     batches_per_stream=arguments.memory_batches, batch_size=size,
+                     outcomes=sorted(outcome[0] for outcome in outcomes), server_peak_rss_anon_mib=peak_anon,
+                     server_vm_hwm_mib=memory.get("VmHWM"), server_rss_file_mib_at_end=memory.get("RssFile")))
+    return {"memory_server_peak_rss_anon_mib": peak_anon}
+
+
+WORKLOADS = {"stream": run_stream, "online": run_online, "reads": run_reads, "followers": run_followers,
+             "memory": run_memory}
+DEFAULT_WORKLOADS = ("stream", "online", "reads")  # followers and memory: by name
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD",
-                        help=f"some of {', '.join(WORKLOADS)} (default: all)")
+                        help=f"some of {', '.join(WORKLOADS)} (default: {', '.join(DEFAULT_WORKLOADS)})")
     parser.add_argument("--count", type=int, default=None,
                         help=f"purchases streamed (default {COUNT_DEFAULT:,}; smoke {SMOKE_COUNT:,})")
     parser.add_argument("--seconds", type=float, default=None,
@@ -404,6 +595,9 @@ def parse_arguments(argv):
                         help="member ids per GetBalances call in reads-batched (1: skip it)")
     parser.add_argument("--server-args", default="",
                         help='more arguments of `python -m pointsledger.service`, e.g. "--switch-interval-ms 5"')
+    parser.add_argument("--followers", type=int, default=300, help="ReadJournal followers (followers)")
+    parser.add_argument("--memory-streams", type=int, default=6, help="concurrent streams (memory)")
+    parser.add_argument("--memory-batches", type=int, default=4, help="batches per stream (memory)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scratch-dir", default=None, help="where the scratch stores go")
     parser.add_argument("--smoke", action="store_true", help="small sizes")
@@ -427,7 +621,7 @@ def main(argv=None):
     summary = {"workload": "summary", "machine": backfill.machine_description()}
     scratch = tempfile.mkdtemp(prefix="pointsledger-service-bench-", dir=arguments.scratch_dir)
     try:
-        for name in arguments.workloads or list(WORKLOADS):
+        for name in arguments.workloads or list(DEFAULT_WORKLOADS):
             summary.update(WORKLOADS[name](arguments, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

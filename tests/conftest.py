@@ -47,3 +47,35 @@ def open_ledger(tmp_path, engine_name):
             each.close()
         except Exception:  # already closed by the test
             pass
+
+
+# --- options: the slow tier, the fault simulator's seeds ------------------------------------------
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow (the many-kills tier); .ci/run does")
+    group = parser.getgroup("fault simulator")
+    group.addoption("--seeds", type=int, default=None, metavar="N",
+                    help="run the fault simulator on seeds 0..N-1 (default: its DEFAULT_SEEDS)")
+    group.addoption("--seed", type=int, action="append", default=None, metavar="S",
+                    help="run the fault simulator on seed S only (repeatable): replays a failure exactly")
+
+
+def pytest_generate_tests(metafunc):
+    if "fault_seed" in metafunc.fixturenames:
+        seeds = metafunc.config.getoption("--seed")
+        if seeds is None:
+            count = metafunc.config.getoption("--seeds") or metafunc.module.DEFAULT_SEEDS
+            seeds = range(count)
+        metafunc.parametrize("fault_seed", list(seeds), ids=[f"seed={seed}" for seed in seeds])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with --slow (deselected, not skipped, otherwise)."""
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -4,7 +4,7 @@ from . import errors
 from .engine import ENGINE
 from .errors import (
     AlreadyExists, FailedPrecondition, InvalidArgument, InvalidProgram, LedgerError,
-    NotFound, ResourceExhausted, StoreFull,
+    NotFound, ResourceExhausted, StoreDamaged, StoreFull,
 )
 from .ledger import DEFAULT_PATH, Ledger
 from .program import EXAMPLE_PROGRAM
@@ -13,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ENGINE", "EXAMPLE_PROGRAM", "DEFAULT_PATH", "Ledger", "errors", "LedgerError",
     "InvalidArgument", "InvalidProgram", "NotFound", "FailedPrecondition", "AlreadyExists",
-    "ResourceExhausted", "StoreFull", "__version__",
+    "ResourceExhausted", "StoreDamaged", "StoreFull", "__version__",
 ]

@@ -1,7 +1,12 @@
-"""Moved to `pointsledger.service.client`; this name stays importable (the same module object)."""
+"""Moved to `pointsledger.service.client`; this name stays importable (the same module object).
+
+The public names are also copied here first: a thread that imports this module
+while another is importing it gets this module object, not the one it becomes.
+"""
 
 import sys
 
 from .service import client as _moved
+from .service.client import *  # noqa: F401,F403
 
 sys.modules[__name__] = _moved

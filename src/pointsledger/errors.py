@@ -6,15 +6,23 @@ and a batch result can carry them per item.
 
 
 class LedgerError(Exception):
-    """Base of every refusal. `code` is the gRPC status name."""
+    """Base of every refusal. `code` is the gRPC status name.
+
+    `reason_code` (UPPER_SNAKE_CASE) and `info` ({str: str}) say what a program
+    reading the error needs beyond the code, e.g. INSUFFICIENT_POINTS with the
+    points available; the service sends them as google.rpc.ErrorInfo (reason,
+    metadata). None: the service names the reason after the code.
+    """
 
     code = "UNKNOWN"
 
-    def __init__(self, message, field=None, value=None):
+    def __init__(self, message, field=None, value=None, *, reason_code=None, info=None):
         super().__init__(message)
         self.message = message
         self.field = field
         self.value = value
+        self.reason_code = reason_code
+        self.info = {key: str(item) for key, item in (info or {}).items()}
 
 
 class InvalidArgument(LedgerError):
@@ -75,6 +83,16 @@ class ResourceExhausted(LedgerError):
 
 class StoreFull(ResourceExhausted):
     """The map or the disk is full; the batch was not committed."""
+
+
+class DiskFull(ResourceExhausted):
+    """A file the command writes (an export, a rejects file) hit a full disk."""
+
+
+class StoreDamaged(LedgerError):
+    """The store's files are damaged (a truncated data file): opening it would crash."""
+
+    code = "DATA_LOSS"
 
 
 class InvalidProgram(InvalidArgument):

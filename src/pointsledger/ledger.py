@@ -1,13 +1,14 @@
 """The Python API of a ledger: the one surface the service and the CLI share."""
 
+import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, queries, store_format as fmt, verify as verifier
+from . import engine as engines, limits, operations, queries, store_file, store_format as fmt, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
-from .errors import InvalidArgument, LedgerError, NotFound
+from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
 from .program import EXAMPLE_PROGRAM, parse_document
-from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion
+from .results import BatchResult, ExpireResult, OperationResult, ProgramVersion, VerifyReport
 from .store import Store
 
 DEFAULT_PATH = "pointsledger-data"
@@ -65,10 +66,11 @@ class Ledger:
             if version is None:
                 version = self.store.program_versions(txn)
                 if not version:
-                    raise NotFound("no programme is set")
+                    raise NotFound("no programme is set", reason_code="NO_PROGRAM")
             value = txn.get(fmt.U32.pack(version), db=self.store.dbs[fmt.DB_PROGRAMS]) if version < 1 << 32 else None
         if value is None:
-            raise NotFound(f"version {version}: no such programme version")
+            raise NotFound(f"version {version}: no such programme version", "version", version,
+                           reason_code="PROGRAM_VERSION_NOT_FOUND")
         effective_from_s = fmt.PROGRAM_HEAD.unpack_from(value)[0]
         return ProgramVersion(version, effective_from_s, parse_document(value[fmt.PROGRAM_HEAD.size:]))
 
@@ -130,12 +132,17 @@ class Ledger:
             for operation, arguments in requests:
                 try:
                     if operation == "purchase":
+                        tier = _tier_before(writer, arguments[1], arguments[4])
                         raw = self.engine.apply_purchases(writer, *([argument] for argument in arguments))[0]
                         if raw[4] is not None:
                             raise raw[4]
-                        outcomes.append(OperationResult(*raw[:4]))
+                        outcomes.append(OperationResult(*raw[:4], tier=tier if raw[0] == "APPLIED" else None))
                     else:
-                        outcomes.append(OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments)))
+                        result = OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments))
+                        if operation == "refund":
+                            order = writer.get(fmt.DB_ORDERS, validate_id("order_id", arguments[1]))
+                            result = dataclasses.replace(result, refunded_minor=fmt.decode_order(order)[3])
+                        outcomes.append(result)
                 except LedgerError as error:
                     outcomes.append(error)
             return outcomes
@@ -175,6 +182,15 @@ class Ledger:
         order_key = validate_id("order_id", order_id)
         with self.store.read() as txn:
             return txn.get(order_key, db=self.store.dbs[fmt.DB_ORDERS]) is not None
+
+    def backup(self, destination):
+        """Copy the ledger, compacted, to destination (a new or empty directory); return its bytes.
+
+        One read snapshot, taken while writers go on. The copy is written beside
+        the destination, synced, and renamed into place when complete; a failure
+        (StoreFull on a full disk) removes what it wrote.
+        """
+        return self.store.backup(destination)
 
     # --- recorded operations, by id ---------------------------------------------------------
 
@@ -249,8 +265,30 @@ class Ledger:
     def verify(self):
         """Check every invariant of §7, the buckets, the counters, the id records and the
         category dictionary (verify.py); report what is wrong, where."""
+        try:
+            # Truncated since it was opened: reading on would be a SIGBUS.
+            store_file.check_whole(self.path)
+        except StoreDamaged as error:
+            return VerifyReport([error.message], 0, 0)
         with self.store.read() as txn:
             return verifier.verify(self.store, txn)
+
+
+def _tier_before(writer, member_id, time_s):
+    """The tier a purchase of member_id at time_s earns at (§4: the one held before it), read in
+    the purchase's own transaction; None when the purchase will be refused anyway."""
+    try:
+        member_key = validate_id("member_id", member_id)
+        time_s = validate_time("time_s", time_s)
+    except LedgerError:
+        return None
+    program = writer.program_at(time_s)
+    if program is None:
+        return None
+    state = writer.member(member_key)
+    if state is None:  # a new member: no spend, nothing carried
+        return program.tier_names[program.tier_rank_for_spend(0)]
+    return queries.tier_as_of(program, state, time_s)[1]
 
 
 def open_with_example_program(path=DEFAULT_PATH, *, sync=True):

@@ -29,6 +29,7 @@ promotions_max = 64  # active promotions are tracked as a 64-bit mask
 tier_name_bytes_max = 32
 expiry_months_max = 1200
 program_document_bytes_max = 1 << 20
+program_document_depth_max = 32  # nesting of objects and arrays; the schema needs 4
 currency_length = 3
 
 # Promotion times may name 2100-01-01 itself (§15), one past the event range.
@@ -48,6 +49,18 @@ map_size_initial_bytes = 1 << 30
 map_size_growth_bytes = 1 << 30
 max_dbs = 16
 max_readers = 1024  # a slot per live read transaction; the service runs many
+
+# Service (the service's tuning defaults are in service/defaults.py).
+ingest_streams_max = 8  # concurrent IngestPurchases streams; one more is RESOURCE_EXHAUSTED
+# Request bytes of stream batches read and not yet answered, all streams together. A stream
+# starts reading its next batch only if these bytes, plus the reads under way (each counted at
+# the size of the latest batch), leave room for one more batch of that size; otherwise it
+# waits (HTTP/2 flow control then holds its client back). A new stream that arrives while the
+# total is at the limit is RESOURCE_EXHAUSTED. The guess can be short only when batch sizes
+# change; then the total exceeds the limit by at most one message per stream.
+ingest_bytes_in_flight_max = 64 << 20
+journal_followers_max = 1_000  # concurrent ReadJournal calls with follow; one more is RESOURCE_EXHAUSTED
+journal_tail_entries_max = 20_000  # newest entries kept in memory for followers (see JournalTail)
 
 # A bucket whose points never expire sorts after every real instant.
 never_expires_s = INT64_MAX

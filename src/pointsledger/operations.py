@@ -69,12 +69,15 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
 
     order = writer.get(fmt.DB_ORDERS, order_key)
     if order is None:
-        raise NotFound(f"order_id {order_id!r}: no such order")
+        raise NotFound(f"order_id {order_id!r}: no such order", "order_id", order_id, reason_code="ORDER_NOT_FOUND")
     order_amount, order_time, earn_seq, refunded, clawed, category_code = fmt.decode_order(order)
     if refunded + amount_minor > order_amount:
         raise FailedPrecondition(
             f"amount_minor {amount_minor}: order {order_id!r} of {order_amount} has "
-            f"{order_amount - refunded} left to refund"
+            f"{order_amount - refunded} left to refund", "amount_minor", amount_minor,
+            reason_code="REFUND_EXCEEDS_AMOUNT",
+            info={"order_amount_minor": order_amount, "refunded_minor": refunded,
+                  "refundable_minor": order_amount - refunded},
         )
     _, earned_points, _, _, _, _, member_key, _ = writer.entry(earn_seq)
     refunded_total = refunded + amount_minor
@@ -104,7 +107,8 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
 def _member_or_not_found(writer, member_key, member_id):
     state = writer.member(member_key)
     if state is None:
-        raise NotFound(f"member_id {member_id!r}: no such member")
+        raise NotFound(f"member_id {member_id!r}: no such member", "member_id", member_id,
+                       reason_code="MEMBER_NOT_FOUND")
     return state
 
 
@@ -126,7 +130,9 @@ def redeem(writer, redemption_id, member_id, points, time_s):
     state = _member_or_not_found(writer, member_key, member_id)
     available = state.unexpired_points(time_s)
     if points > available:
-        raise FailedPrecondition(f"points {points}: member {member_id!r} has {available} points available")
+        raise FailedPrecondition(f"points {points}: member {member_id!r} has {available} points available",
+                                 "points", points, reason_code="INSUFFICIENT_POINTS",
+                                 info={"available_points": available, "requested_points": points})
 
     program = writer.program_at(time_s)
     _roll_and_expire(writer, state, member_key, redemption_key, time_s, program)
@@ -165,7 +171,8 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
         available = state.unexpired_points(time_s)
         if -points > available:
             raise FailedPrecondition(
-                f"points {points}: member {member_id!r} has {available} points available"
+                f"points {points}: member {member_id!r} has {available} points available", "points", points,
+                reason_code="INSUFFICIENT_POINTS", info={"available_points": available, "requested_points": -points},
             )
     else:
         due = state.due_points(time_s)
@@ -248,7 +255,9 @@ def set_program(writer, document, effective_from_s, now_s):
     if existing and effective_from_s < existing[-1].effective_from_s:
         raise FailedPrecondition(
             f"effective_from {effective_from_s}: earlier than version {existing[-1].version}'s "
-            f"({existing[-1].effective_from_s})"
+            f"({existing[-1].effective_from_s})", "effective_from", effective_from_s,
+            reason_code="EFFECTIVE_FROM_BEFORE_LATEST",
+            info={"latest_version": existing[-1].version, "latest_effective_from_s": existing[-1].effective_from_s},
         )
     version = len(existing) + 1
     compiled = programs.compile_program(parsed, version, effective_from_s)

@@ -128,11 +128,36 @@ def parse_document(document):
     if isinstance(document, str):
         if len(document.encode("utf-8")) > limits.program_document_bytes_max:
             raise InvalidProgram([f"document: larger than {limits.program_document_bytes_max} bytes"])
+        too_deep = InvalidProgram([f"document: nested deeper than {limits.program_document_depth_max} levels"])
         try:
-            return json.loads(document, parse_float=decimal.Decimal, parse_int=int)
+            parsed = json.loads(document, parse_float=decimal.Decimal, parse_int=int)
         except ValueError as error:
             raise InvalidProgram([f"document: not valid JSON ({error})"]) from None
+        except RecursionError:  # nested deeper than the parser's stack can follow
+            raise too_deep from None
+        if _depth_exceeds(parsed, limits.program_document_depth_max):
+            raise too_deep
+        return parsed
+    if _depth_exceeds(document, limits.program_document_depth_max):
+        raise InvalidProgram([f"document: nested deeper than {limits.program_document_depth_max} levels"])
     return _floats_to_decimal(document)
+
+
+def _depth_exceeds(value, depth_max):
+    """Whether objects and arrays nest deeper than depth_max (iterative: no recursion to overflow)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > depth_max:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _floats_to_decimal(value):

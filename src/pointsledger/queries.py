@@ -90,7 +90,8 @@ def tier_as_of(program, state, as_of_s):
 def balance(store, txn, member_id, member_key, as_of_s):
     value = txn.get(member_key, db=store.dbs[fmt.DB_MEMBERS])
     if value is None:
-        raise NotFound(f"member_id {member_id!r}: no such member")
+        raise NotFound(f"member_id {member_id!r}: no such member", "member_id", member_id,
+                       reason_code="MEMBER_NOT_FOUND")
     state = store.engine.MemberState.decode(value)
     available = -state.debt
     next_expiry_s, next_expiry_points = None, 0
@@ -112,7 +113,8 @@ def balance(store, txn, member_id, member_key, as_of_s):
 def history(store, txn, member_id, member_key, limit, before_seq):
     value = txn.get(member_key, db=store.dbs[fmt.DB_MEMBERS])
     if value is None:
-        raise NotFound(f"member_id {member_id!r}: no such member")
+        raise NotFound(f"member_id {member_id!r}: no such member", "member_id", member_id,
+                       reason_code="MEMBER_NOT_FOUND")
     journal = store.dbs[fmt.DB_JOURNAL]
     seq = store.engine.MemberState.decode(value).last_seq
     if before_seq is not None:

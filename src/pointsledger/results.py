@@ -11,6 +11,9 @@ class OperationResult:
     seq: int  # the operation's journal entry (EARN, CLAWBACK, REDEEM, ADJUST)
     points: int  # its signed change
     balance: int  # the member's balance after it
+    # Filled by Ledger.apply_group (the service's writes), else None:
+    tier: str | None = None  # an applied purchase: the tier it earned at (held before it, §4)
+    refunded_minor: int | None = None  # a refund: the order's amount refunded so far, this one included
 
     @property
     def duplicate(self):

@@ -11,7 +11,7 @@ import sys
 
 import lmdb
 
-from . import limits, program as programs, store_format as fmt
+from . import faults, limits, program as programs, store_file, store_format as fmt
 from .errors import LedgerError, StoreFormatUnknown, StoreFull
 
 
@@ -27,6 +27,8 @@ class Store:
         self.readonly = readonly
         if not readonly:
             os.makedirs(self.path, exist_ok=True)
+        # A truncated data file would be a SIGBUS at the first read through the map.
+        store_file.check_whole(self.path)
         self.env = lmdb.open(
             self.path,
             map_size=map_size_bytes or limits.map_size_initial_bytes,
@@ -195,6 +197,8 @@ class Store:
                     txn.abort()
                     return result
                 writer.flush()
+                if faults.hook is not None:
+                    faults.hook("commit")
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
@@ -212,8 +216,8 @@ class Store:
             except lmdb.Error as error:
                 txn.abort()
                 self.forget()
-                if "No space left" in str(error) or "ENOSPC" in str(error):
-                    raise StoreFull(f"{self.path}: the disk is full; nothing was written") from error
+                if store_file.is_disk_full(error, self.path):
+                    raise StoreFull(f"{self.path}: no space left on device; {self._not_committed()}") from error
                 raise
             except LedgerError:
                 # Operations check everything before they change anything, so a
@@ -225,16 +229,34 @@ class Store:
                 self.forget()
                 raise
             writer.committed()
+            if faults.hook is not None:
+                faults.hook("committed")
             return result
+
+    def _not_committed(self):
+        """What a failed write leaves: nothing of it, everything before it (the caller retries)."""
+        try:
+            with self.read() as txn:
+                return (f"this write was not committed; the ledger holds every write before it "
+                        f"(journal through seq {self.last_seq(txn):,}); free space and send it again")
+        except lmdb.Error:
+            return "this write was not committed; free space, reopen the ledger and send it again"
 
     def _grow_map(self):
         current = self.env.info()["map_size"]
         try:
+            if faults.hook is not None:
+                faults.hook("grow")
             self.env.set_mapsize(current + max(current, limits.map_size_growth_bytes))
         except lmdb.Error as error:
+            reason = "no space left on device" if store_file.is_disk_full(error, self.path) else str(error)
             raise StoreFull(
-                f"{self.path}: the map is full and cannot grow ({error}); free disk space"
+                f"{self.path}: the map is full and cannot grow ({reason}); {self._not_committed()}"
             ) from error
+
+    def backup(self, destination):
+        """A compacted copy of one snapshot at destination, complete or absent (store_file.backup)."""
+        return store_file.backup(self.env, destination)
 
     def release_mapped_pages(self):
         """Drop this process's page-table entries of the LMDB map (Linux); the data stays in the page cache.

@@ -5,7 +5,7 @@ each sub-database's changes as one sorted `putmulti` (journal keys appended),
 so a batch touches each member record once, however many purchases it holds.
 """
 
-from . import calendar, limits, store_format as fmt
+from . import calendar, faults, limits, store_format as fmt
 from .errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
@@ -177,6 +177,8 @@ class Writer:
 
     def flush(self):
         txn, dbs = self.txn, self.dbs
+        if faults.hook is not None:
+            faults.hook("flush")
         # The engine builds the sorted (key, value) streams: in the Cython engine
         # they are lazy C iterators, encoding member records as LMDB asks for them.
         engine = self.store.engine
@@ -221,6 +223,8 @@ class Writer:
         if len(self.unchecked_order_keys) == len(items):
             # Every order of the overlay is unchecked: LMDB checks them as it inserts.
             consumed, added = txn.cursor(db=db).putmulti(items, overwrite=False)
+            if faults.hook is not None:
+                faults.hook("putmulti")
             if consumed != len(items):
                 raise RuntimeError(f"putmulti wrote {added} of {len(items)} items: a bug")
             if added != consumed:
@@ -278,6 +282,8 @@ def _after_last(txn, db, first_key):
 
 def _put_all(txn, db, items, count, append=False):
     consumed, added = txn.cursor(db=db).putmulti(items, append=append)
+    if faults.hook is not None:
+        faults.hook("putmulti")
     if consumed != count or (append and added != count):
         raise RuntimeError(
             f"putmulti wrote {added} of {count} items: keys out of order or a bug"

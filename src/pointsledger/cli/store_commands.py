@@ -7,9 +7,10 @@ import time
 
 import lmdb
 
-from .. import engine as engines
-from ..errors import AlreadyExists
+from .. import engine as engines, store_file
+from ..errors import DiskFull, StoreDamaged
 from ..ledger import Ledger
+from ..results import VerifyReport
 from .common import (
     data_directory, EXIT_OK, EXIT_REFUSED, EXPORT_CHUNK_ENTRIES, JOURNAL_FIELDS, open_existing, store_exists, Usage,
 )
@@ -43,7 +44,7 @@ def cmd_export(arguments):
         last_seq = ledger.last_seq()
         to_seq = last_seq if arguments.to_seq is None else min(arguments.to_seq, last_seq)
         chunks = journal_chunks(ledger, arguments.from_seq, to_seq)
-        count = (write_parquet if file_format == "parquet" else write_csv)(arguments.output, chunks)
+        count = write_export(arguments.output, file_format, chunks)
     fields = {"entries": count, "from_seq": arguments.from_seq, "to_seq": to_seq, "output": arguments.output,
               "format": file_format}
     if arguments.output == "-":
@@ -76,6 +77,34 @@ def read_adopting_map_growth(ledger, read, *arguments):
     except lmdb.MapResizedError:
         ledger.store.env.set_mapsize(0)  # 0: take the size the environment has now
         return read(*arguments)
+
+
+def write_export(output, file_format, chunks):
+    """Write the export; on a full disk remove the partial file and say how far it got (DiskFull)."""
+    counted = _Counted(chunks)
+    write = write_parquet if file_format == "parquet" else write_csv
+    partial = "" if output == "-" else "; the partial file was removed"
+    try:
+        with store_file.disk_full_reported(
+                output, lambda: f"the export stopped after {counted.entries:,} entries{partial}"):
+            return write(output, counted)
+    except DiskFull:
+        if output != "-" and os.path.exists(output):
+            os.remove(output)
+        raise
+
+
+class _Counted:
+    """The chunks, counting the entries handed out."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.entries = 0
+
+    def __iter__(self):
+        for entries in self.chunks:
+            yield entries
+            self.entries += len(entries)
 
 
 def write_csv(output, chunks):
@@ -112,15 +141,19 @@ def write_parquet(output, chunks):
 
 
 def cmd_verify(arguments):
-    with open_existing(arguments) as ledger:
-        report = ledger.verify()
+    try:
+        with open_existing(arguments) as ledger:
+            report = ledger.verify()
+    except StoreDamaged as error:
+        # A damaged file cannot be opened: that is verify's finding, reported as one.
+        report = VerifyReport([error.message], 0, 0)
     if arguments.json:
         print_json({"ok": report.ok, "entries": report.entries, "members": report.members,
                     "problems": report.problems})
     elif report.ok:
         print(f"ok: {report.entries:,} journal entries, {report.members:,} members, every invariant holds")
     else:
-        print(f"{len(report.problems)} problem(s) in {os.path.abspath(ledger.path)}:")
+        print(f"{len(report.problems)} problem(s) in {os.path.abspath(data_directory(arguments))}:")
         for problem in report.problems:
             print(f"  {problem}")
     return EXIT_OK if report.ok else EXIT_REFUSED
@@ -128,15 +161,11 @@ def cmd_verify(arguments):
 
 def cmd_backup(arguments):
     destination = arguments.destination
-    if os.path.exists(destination) and (not os.path.isdir(destination) or os.listdir(destination)):
-        raise AlreadyExists(f"{destination}: exists and is not an empty directory; give a new one")
     started = time.perf_counter()
     with open_existing(arguments) as ledger:
-        os.makedirs(destination, exist_ok=True)
-        # One read transaction: a consistent snapshot, while writers go on (LMDB copy, compacted).
-        ledger.store.env.copy(destination, compact=True)
-    fields = {"backup": os.path.abspath(destination),
-              "bytes": os.path.getsize(os.path.join(destination, "data.mdb")),
+        # One read snapshot while writers go on; complete and synced, or nothing (Ledger.backup).
+        size = ledger.backup(destination)
+    fields = {"backup": os.path.abspath(destination), "bytes": size,
               "seconds": round(time.perf_counter() - started, 3)}
     if arguments.verify:
         with Ledger(destination, readonly=True) as copy:

@@ -5,6 +5,7 @@ import os
 
 import pyarrow as pa
 
+from ..store_file import disk_full_reported
 from .common import REJECT_EXTRA_COLUMNS
 
 ENCODING_ERRORS = "surrogateescape"
@@ -66,6 +67,14 @@ class RejectFile:
         """rejects: (line, fields, code, reason) each."""
         if not rejects:
             return
+        with disk_full_reported(self.path, self._stopped):
+            self._write(rejects)
+
+    def _stopped(self):
+        return (f"the rejects file stopped after {self.count:,} rejects; the ledger keeps every batch "
+                "committed so far, and the ingest resumes where it stopped when run again")
+
+    def _write(self, rejects):
         if self.handle is None:
             self._open()
         width = len(self.names)
@@ -82,12 +91,14 @@ class RejectFile:
         """Flush; the size that holds every reject written so far."""
         if self.handle is None:
             return self.keep_bytes
-        self.handle.flush()
+        with disk_full_reported(self.path, self._stopped):
+            self.handle.flush()
         return self.handle.tell()
 
     def close(self, completed=False):
         if self.handle is not None:
-            self.handle.close()
+            with disk_full_reported(self.path, self._stopped):
+                self.handle.close()
         elif completed and not self.keep_bytes and os.path.exists(self.path):
             os.remove(self.path)  # a stale reject file must not pass for this run's
         elif completed and self.keep_bytes:
@@ -110,11 +121,17 @@ def sort_by_line(path):
     if body == rows[1:]:
         return
     temporary = path + ".tmp"
-    with open(temporary, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(rows[0])
-        writer.writerows(body)
-    os.replace(temporary, path)
+    try:
+        with disk_full_reported(path, lambda: "the rejects file is kept as written, not in line order"):
+            with open(temporary, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as handle:
+                writer = csv.writer(handle)
+                writer.writerow(rows[0])
+                writer.writerows(body)
+            os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def default_rejects_path(path):

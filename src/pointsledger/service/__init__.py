@@ -4,10 +4,13 @@
 
 Parts (one module each):
 - `server.py`: create_server, LedgerServer, BackgroundServer, `serve` and its flags.
-- `servicer.py`, `group_commit.py`, `messages.py` (proto <-> ledger), `security.py`
-  (TLS, bind policy), `auth.py` (tokens), `metrics.py`, `logs.py`, `defaults.py`
-  (the service's limits), `client.py` (LedgerClient) and `headers.py` (the call
-  metadata both the client and the server read).
+- `servicer.py`, `group_commit.py`, `messages.py` (proto <-> ledger, request
+  decoding), `status.py` (google.rpc.Status on every error), `ingest_budget.py`
+  (what all streams may hold), `journal_tail.py` (the tail followers share),
+  `reflection.py` (v1 and v1alpha), `security.py` (TLS, bind policy), `auth.py`
+  (tokens), `metrics.py`, `logs.py`, `defaults.py` (the service's tuning),
+  `client.py` (LedgerClient) and `headers.py` (the call metadata both the
+  client and the server read).
 
 Shape:
 - `LedgerServicer` subclasses the generated base and stays thin: proto in,
@@ -31,7 +34,9 @@ Shape:
   one GIL with the writer: the pool bounds stalls, it adds no parallelism.)
 - Shutdown (SIGTERM/SIGINT, or `LedgerServer.stop`): new calls get
   UNAVAILABLE, ingest streams stop reading and answer what they sent to the
-  writer, the writer drains its queue and commits, then the store is closed.
+  writer, followers end with UNAVAILABLE; when every call has been answered
+  (LedgerServicer.drain) grpc stops, the writer drains its queue and commits,
+  then the store is closed.
 """
 
 from .defaults import (

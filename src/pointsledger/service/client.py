@@ -17,7 +17,9 @@ import decimal
 import threading
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from ..errors import (  # the service statuses are re-exported here for callers of the client
     AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LedgerError, NotFound,
@@ -45,11 +47,11 @@ ERRORS_BY_CODE = {
 }
 
 
-def ledger_error(code, message, field=None):
+def ledger_error(code, message, field=None, reason_code=None, info=None):
     """The pointsledger exception for a status code name, carrying the server's message."""
     cls = ERRORS_BY_CODE.get(code, ServiceError)
     error = cls.__new__(cls)
-    LedgerError.__init__(error, message, field or None)
+    LedgerError.__init__(error, message, field or None, reason_code=reason_code, info=info)
     if isinstance(error, InvalidArgument):
         error.reason = message
     if cls is ServiceError:
@@ -57,15 +59,43 @@ def ledger_error(code, message, field=None):
     return error
 
 
+def status_details(rpc_error):
+    """(field, reason, metadata) from the google.rpc.Status of a failed call (each None if absent).
+
+    The field is the first field violation of a google.rpc.BadRequest, else the
+    `field` of the google.rpc.ErrorInfo, else the `pointsledger-field` trailer
+    (servers before the status details).
+    """
+    field = reason_code = info = None
+    try:
+        status = rpc_status.from_call(rpc_error)
+    except (ValueError, AttributeError):  # no trailers, or a status that disagrees with the call's
+        status = None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            if bad_request.field_violations and field is None:
+                field = bad_request.field_violations[0].field or None
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            error_info = error_details_pb2.ErrorInfo()
+            detail.Unpack(error_info)
+            reason_code, info = error_info.reason, dict(error_info.metadata)
+    if field is None and info:
+        field = info.get("field")
+    if field is None:
+        trailing = rpc_error.trailing_metadata() if hasattr(rpc_error, "trailing_metadata") else None
+        for key, value in trailing or ():
+            if key == FIELD_METADATA_KEY:
+                field = value
+    return field, reason_code, info
+
+
 def error_from_rpc(rpc_error):
-    """Translate a grpc.RpcError into the matching LedgerError."""
-    field = None
-    trailing = rpc_error.trailing_metadata() if hasattr(rpc_error, "trailing_metadata") else None
-    for key, value in trailing or ():
-        if key == FIELD_METADATA_KEY:
-            field = value
+    """Translate a grpc.RpcError into the matching LedgerError (with field, reason_code, info)."""
+    field, reason_code, info = status_details(rpc_error)
     code = rpc_error.code().name if rpc_error.code() is not None else "UNKNOWN"
-    error = ledger_error(code, rpc_error.details() or code, field)
+    error = ledger_error(code, rpc_error.details() or code, field, reason_code, info)
     error.__cause__ = rpc_error
     return error
 

@@ -13,7 +13,11 @@ stream_batch_items_max_default = 100_000  # purchases in one IngestPurchases bat
 message_bytes_max_default = 16 << 20  # a 100,000-item batch is about 5 MiB
 stream_batches_in_flight_max = 4  # batches of one stream read ahead of their answers
 journal_chunk_entries = 1_000  # entries per ReadJournal message
-journal_follow_poll_s = 1.0  # a follower re-reads this often even without a wake-up (other writers)
+journal_follow_poll_s = 1.0  # the journal tail re-reads this often even without a commit (other writers)
+# The shared journal tail publishes at most this often: followers get new entries within it,
+# and each publication costs one send per follower, however many commits it holds.
+journal_follow_publish_interval_s = 0.2
+journal_follow_message_entries_max = 10_000  # entries in one message to a follower (~1 MB)
 history_limit_default = 100
 balances_max = 10_000  # member ids in one GetBalances call
 read_threads_default = 4
@@ -23,6 +27,11 @@ read_threads_default = 4
 # `serve` shortens the interval for its process; 1 ms measured best (0.1 ms costs more).
 gil_switch_interval_s = 0.001
 shutdown_grace_s_default = 30.0
+# At shutdown the server stops accepting connections only after this long without a new call
+# (each one refused with UNAVAILABLE meanwhile): grpc cancels calls it received but had not
+# yet handed to a handler, and CANCELLED would leave their callers not knowing (see drain).
+shutdown_quiet_s = 0.05
+malformed_log_interval_s = 10.0  # one "malformed request" log line per this interval at most
 
 assert stream_batch_items_max_default <= limits.batch_items_max
 assert batch_merge_items_max_default <= limits.batch_items_max

@@ -3,6 +3,7 @@
 import json
 import logging
 import sys
+import time
 
 log = logging.getLogger("pointsledger.service")
 
@@ -39,3 +40,25 @@ def configure_logging(level=logging.INFO, stream=None):
 def log_event(level, event, **fields):
     if log.isEnabledFor(level):
         log.log(level, event, extra={"fields": fields})
+
+
+class RateLimitedLog:
+    """At most one line per interval_s for one kind of event; the line counts those left out.
+
+    For what a client can cause at any rate (malformed requests): a flood of them
+    must not become a flood of log lines.
+    """
+
+    def __init__(self, interval_s):
+        self.interval_s = interval_s
+        self._next_s = 0.0
+        self._suppressed = 0
+
+    def log(self, level, event, **fields):
+        now = time.monotonic()
+        if now < self._next_s:
+            self._suppressed += 1
+            return
+        self._next_s = now + self.interval_s
+        log_event(level, event, suppressed_since_last=self._suppressed, **fields)
+        self._suppressed = 0

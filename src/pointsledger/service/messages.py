@@ -1,4 +1,8 @@
-"""Conversions between the ledger's results and the protobuf messages of pointsledger.v1."""
+"""Conversions between the ledger's results and the protobuf messages of pointsledger.v1,
+and the registration of the servicer with request decoders that never raise."""
+
+import grpc
+from google.protobuf import message_factory
 
 from .. import program as programs
 from ..v1 import ledger_pb2 as pb
@@ -12,9 +16,12 @@ ITEM_CODES = {name: pb.Code.Value("CODE_" + name) for name in
               ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION")}
 
 
-def operation_result(result):
+def operation_result(result, entry):
+    """The answer to a unary write from its OperationResult and its journal entry."""
     return pb.OperationResult(duplicate=result.status == "DUPLICATE", seq=result.seq,
-                              points=result.points, balance=result.balance)
+                              points=result.points, balance=result.balance, member_id=entry.member_id,
+                              program_version=entry.program_version, tier=result.tier or "",
+                              refunded_minor=result.refunded_minor or 0)
 
 
 def entry_message(entry):
@@ -36,9 +43,22 @@ def balance_message(balance):
     return message
 
 
-def item_error(index, error):
+# The id field a request's ALREADY_EXISTS is about, where the error names none (the engine's).
+ID_FIELDS = {"RecordPurchase": "order_id", "Refund": "refund_id", "Redeem": "redemption_id",
+             "Adjust": "adjustment_id"}
+# Batch requests are columns: an item's error names the request's column, not the Ledger argument.
+PURCHASE_COLUMNS = {"order_id": "order_ids", "member_id": "member_ids", "amount_minor": "amounts_minor",
+                    "category": "categories", "time_s": "times_s"}
+BALANCES_COLUMNS = {"member_id": "member_ids"}
+
+
+def item_error(index, error, columns=PURCHASE_COLUMNS):
+    field = error.field
+    if field is None and error.code == "ALREADY_EXISTS":
+        field = "order_id"  # an order id used before (or earlier in the batch) for another purchase
+    field = columns.get(field, field) if field is not None else ""
     return pb.ItemError(index=index, code=ITEM_CODES.get(error.code, pb.CODE_INTERNAL),
-                        field=error.field or "", message=str(error))
+                        field=field, message=str(error))
 
 
 def batch_response(batch_index, batch_id, raw_results):
@@ -61,17 +81,19 @@ def batch_response(batch_index, batch_id, raw_results):
     )
 
 
+LIABILITY_TOTALS = ("earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired",
+                    "outstanding", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue", "issued")
+
+
 def liability_message(report):
+    """Every total with its money value, points × point_value, exact decimal text (as outstanding_value)."""
+    point_value = report.point_value
+    fields = {name: getattr(report, name) for name in LIABILITY_TOTALS}
+    values = {f"{name}_value": str(points * point_value) for name, points in fields.items()}
     return pb.Liability(
-        as_of_s=report.as_of_s, currency=report.currency, point_value=str(report.point_value),
-        earned=report.earned, adjusted_positive=report.adjusted_positive,
-        adjusted_negative=report.adjusted_negative, clawed_back=report.clawed_back,
-        redeemed=report.redeemed, expired=report.expired, outstanding=report.outstanding,
-        outstanding_value=str(report.outstanding_value),
-        outstanding_by_tier=[pb.TierOutstanding(tier=tier, points=points)
+        as_of_s=report.as_of_s, currency=report.currency, point_value=str(point_value), **fields, **values,
+        outstanding_by_tier=[pb.TierOutstanding(tier=tier, points=points, value=str(points * point_value))
                              for tier, points in report.outstanding_by_tier.items()],
-        expiring_30_days=report.expiring_30_days, expiring_60_days=report.expiring_60_days,
-        expiring_90_days=report.expiring_90_days, overdue=report.overdue, issued=report.issued,
     )
 
 
@@ -82,3 +104,64 @@ def program_message(version):
 
 def _optional(message, field):
     return getattr(message, field) if message.HasField(field) else None
+
+
+# --- request decoding ----------------------------------------------------------------------
+
+
+class Malformed:
+    """What a request decodes to when its bytes are not a valid message (the handler refuses it)."""
+
+    __slots__ = ("type_name", "error")
+
+    def __init__(self, type_name, error):
+        self.type_name = type_name
+        self.error = error
+
+
+def safe_decoder(message_class):
+    """FromString that returns a Malformed instead of raising.
+
+    grpc answers a decoder's exception with UNKNOWN (INTERNAL on a stream) and
+    logs a traceback per message; a malformed request is the caller's mistake,
+    INVALID_ARGUMENT, and the handler decides how to say it (see servicer).
+    """
+    type_name = message_class.DESCRIPTOR.full_name
+    from_string = message_class.FromString
+
+    def decode(data):
+        try:
+            return from_string(data)
+        except Exception as error:  # DecodeError, invalid UTF-8, nesting too deep: all the caller's
+            return Malformed(type_name, f"{type(error).__name__}: {error}"[:200])
+    return decode
+
+
+def _serializer(message_class):
+    serialize = message_class.SerializeToString
+
+    def serialize_or_pass(response):
+        # Bytes are a response serialized already, once for many calls (the journal tail).
+        return response if type(response) is bytes else serialize(response)
+    return serialize_or_pass
+
+
+def add_servicer(servicer, server, service_descriptor=pb.DESCRIPTOR.services_by_name["Ledger"]):
+    """Register the servicer's methods as the generated add_LedgerServicer_to_server does,
+    with safe_decoder request decoders."""
+    handler_kinds = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    handlers = {}
+    for method in service_descriptor.methods:
+        make = handler_kinds[(method.client_streaming, method.server_streaming)]
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = make(getattr(servicer, method.name),
+                                     request_deserializer=safe_decoder(request_class),
+                                     response_serializer=_serializer(response_class))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers),))
+    server.add_registered_method_handlers(service_descriptor.full_name, handlers)

@@ -48,6 +48,21 @@ class Metrics:
             "pointsledger_categories",
             "Categories in the ledger's dictionary (limits.categories_max at most)", registry=self.registry,
         )
+        # Read at scrape time from the servicer (see watch).
+        self.ingest_streams = prometheus_client.Gauge(
+            "pointsledger_ingest_streams", "IngestPurchases streams open", registry=self.registry,
+        )
+        self.ingest_bytes_in_flight = prometheus_client.Gauge(
+            "pointsledger_ingest_bytes_in_flight", "Request bytes of stream batches read and not yet answered",
+            registry=self.registry,
+        )
+        self.journal_followers = prometheus_client.Gauge(
+            "pointsledger_journal_followers", "ReadJournal calls following new commits", registry=self.registry,
+        )
+        self.malformed_requests = prometheus_client.Counter(
+            "pointsledger_malformed_requests", "Requests whose bytes were not a valid message, by method",
+            ("rpc",), registry=self.registry,
+        )
         self._request_children = {}
         self._seconds_children = {}
         self._commit_children = {}
@@ -63,6 +78,15 @@ class Metrics:
         if timer is None:
             timer = self._seconds_children[rpc] = self._rpc_seconds.labels(rpc)
         timer.observe(seconds)
+
+    def watch(self, servicer):
+        """Read the servicer's gauges when scraped."""
+        self.ingest_streams.set_function(lambda: servicer.ingest.streams)
+        self.ingest_bytes_in_flight.set_function(lambda: servicer.ingest.bytes_in_flight)
+        self.journal_followers.set_function(lambda: servicer.tail.followers)
+
+    def malformed(self, rpc):
+        self.malformed_requests.labels(rpc).inc()
 
     def commit(self, kind, seconds):
         child = self._commit_children.get(kind)

@@ -2,8 +2,11 @@
 
 import dataclasses
 import ipaddress
+import logging
 
 import grpc
+
+from .logs import log_event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +44,15 @@ def is_loopback(address):
         return False  # a host name: it may resolve to anything
 
 
-def check_bind_policy(address, tokens, insecure):
-    """Without tokens, only a loopback address, unless the caller says insecure (SPEC §10)."""
-    if tokens is None and not insecure and not is_loopback(address):
-        raise ValueError(
-            f"refusing to serve {address} without tokens: bind to 127.0.0.1, give a token file, "
-            "or say --insecure"
-        )
+def check_bind_policy(address, tokens, insecure, warn=True):
+    """Without tokens, only a loopback address, unless the caller says insecure (SPEC §10);
+    then a warning says that anyone who reaches the address may write."""
+    if tokens is None and not is_loopback(address):
+        if not insecure:
+            raise ValueError(
+                f"refusing to serve {address} without tokens: bind to 127.0.0.1, give a token file, "
+                "or say --insecure"
+            )
+        if warn:
+            log_event(logging.WARNING, "serving without tokens on a non-loopback address", address=address,
+                      hint="--insecure: anyone who can reach this address can read, write and change the programme")

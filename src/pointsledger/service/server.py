@@ -13,11 +13,9 @@ import time
 import grpc
 import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from .. import limits
 from ..ledger import DEFAULT_PATH, open_with_example_program
-from ..v1 import ledger_pb2_grpc as pb_grpc
 from .auth import TokenStore
 from .defaults import (
     batch_merge_items_max_default, gil_switch_interval_s, group_items_max_default, message_bytes_max_default,
@@ -25,8 +23,9 @@ from .defaults import (
 )
 from .group_commit import GroupCommitWriter
 from .logs import configure_logging, log_event
-from .messages import SERVICE_NAME
+from .messages import SERVICE_NAME, add_servicer
 from .metrics import Metrics
+from .reflection import enable_server_reflection
 from .security import TlsConfig, check_bind_policy, is_loopback
 from .servicer import LedgerServicer
 
@@ -70,7 +69,13 @@ class LedgerServer:
         log_event(logging.INFO, "stopping", grace_s=grace_s)
         await self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown()
-        await self.grpc_server.stop(grace_s)
+        # Every call in flight is answered before grpc stops (see LedgerServicer.drain); what
+        # arrives from now on is refused with UNAVAILABLE, and once grpc stops, not accepted.
+        drained = await self.servicer.drain(grace_s)
+        if not drained:
+            log_event(logging.WARNING, "grace period over", grace_s=grace_s,
+                      calls_in_flight=self.servicer.calls_in_flight)
+        await self.grpc_server.stop(max(0.0, grace_s - (time.perf_counter() - started)))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
         self.read_pool.shutdown(wait=True)
@@ -125,11 +130,11 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
     writer = GroupCommitWriter(ledger, metrics, group_items_max, batch_merge_items_max, on_commit)
     servicer = LedgerServicer(ledger, writer, metrics, tokens=tokens, read_pool=read_pool,
                               stream_batch_items_max=stream_batch_items_max)
-    pb_grpc.add_LedgerServicer_to_server(servicer, grpc_server)
+    metrics.watch(servicer)
+    add_servicer(servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                        grpc_server)
+    enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME), grpc_server)
     if tls is not None:
         port = grpc_server.add_secure_port(address, tls.credentials())
     else:
@@ -218,7 +223,7 @@ def serve(data_path=DEFAULT_PATH, address="127.0.0.1:50051", tokens_file=None, t
         raise ValueError("mutual TLS (--tls-client-ca) needs the server's certificate and key")
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca) if tls_cert is not None else None
     tokens = TokenStore.from_file(tokens_file) if tokens_file is not None else None
-    check_bind_policy(address, tokens, insecure)
+    check_bind_policy(address, tokens, insecure, warn=False)  # fail before opening; create_server warns
     if not logging.getLogger("pointsledger").handlers:
         configure_logging()
     sys.setswitchinterval(switch_interval_s)

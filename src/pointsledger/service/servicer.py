@@ -9,30 +9,25 @@ import time
 import grpc
 import numpy
 
+from .. import limits
 from .._engine_py import validate_time
 from ..errors import InvalidArgument, LedgerError, ResourceExhausted
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE
 from .defaults import (
-    balances_max, history_limit_default, journal_chunk_entries, journal_follow_poll_s,
-    stream_batch_items_max_default, stream_batches_in_flight_max,
+    balances_max, history_limit_default, journal_chunk_entries, journal_follow_message_entries_max,
+    journal_follow_poll_s, journal_follow_publish_interval_s, malformed_log_interval_s,
+    message_bytes_max_default, shutdown_quiet_s, stream_batch_items_max_default, stream_batches_in_flight_max,
 )
 from .group_commit import DeadlineExpired
-from .headers import FIELD_METADATA_KEY
-from .logs import log, log_event
+from .ingest_budget import IngestBudget
+from .journal_tail import JournalTail
+from .logs import RateLimitedLog, log, log_event
 from .messages import (
-    _optional, balance_message, batch_response, entry_message, item_error, liability_message,
-    operation_result, program_message,
+    BALANCES_COLUMNS, ID_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message,
+    item_error, liability_message, operation_result, program_message,
 )
-
-
-class _Refused(Exception):
-    """Raised inside a handler to end the call with a status that is not a LedgerError."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+from .status import Refusal, ledger_error_status, refusal_status, rich_status
 
 
 def rpc(scope):
@@ -43,8 +38,11 @@ def rpc(scope):
             async def stream_handler(self, request, context):
                 started = time.perf_counter()
                 code = "OK"
+                self._enter()
                 try:
                     self._admit(context, name, scope)
+                    if isinstance(request, Malformed):
+                        raise self._malformed(name, request)
                     async for response in method(self, request, context):
                         yield response
                 except Exception as error:
@@ -55,6 +53,7 @@ def rpc(scope):
                     code = "CANCELLED"
                     raise
                 finally:
+                    self._leave()
                     self.metrics.request(name, code, time.perf_counter() - started)
             stream_handler.__name__ = name
             return stream_handler
@@ -62,8 +61,11 @@ def rpc(scope):
         async def unary_handler(self, request, context):
             started = time.perf_counter()
             code = "OK"
+            self._enter()
             try:
                 self._admit(context, name, scope)
+                if isinstance(request, Malformed):
+                    raise self._malformed(name, request)
                 return await method(self, request, context)
             except Exception as error:
                 status = self._status_of(name, error)
@@ -73,6 +75,7 @@ def rpc(scope):
                 code = "CANCELLED"
                 raise
             finally:
+                self._leave()
                 self.metrics.request(name, code, time.perf_counter() - started)
         unary_handler.__name__ = name
         return unary_handler
@@ -89,56 +92,107 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         self.read_pool = read_pool
         self.stream_batch_items_max = stream_batch_items_max
         self.stopping = False
-        self._commit_event = asyncio.Event()
         self._stopping_event = asyncio.Event()
+        self.ingest = IngestBudget(message_bytes_max_default)  # shared by every IngestPurchases stream
+        self.tail = JournalTail(ledger, self._read, journal_chunk_entries, journal_follow_publish_interval_s,
+                                journal_follow_poll_s)
+        self.calls_in_flight = 0  # handlers running, refusals included (see drain)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_call_s = 0.0  # time.monotonic() when the last call arrived
+        self._malformed_log = RateLimitedLog(malformed_log_interval_s)
 
     # --- admission and errors (used by @rpc) --------------------------------------------
 
     def _admit(self, context, name, scope):
         if self.stopping:
-            raise _Refused(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+            raise Refusal(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", "SHUTTING_DOWN")
         if self.tokens is None:
             return
         principal = self.tokens.authenticate(context.invocation_metadata())
         if principal is None:
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
-                           "a valid `authorization: Bearer <token>` is required")
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                          "a valid `authorization: Bearer <token>` is required", "TOKEN_MISSING_OR_UNKNOWN")
         if scope not in principal.scopes:
             log_event(logging.WARNING, "permission denied", rpc=name, token=principal.name, scope=scope)
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
-                           f"{name} needs the {scope!r} scope; token {principal.name!r} has "
-                           f"{', '.join(sorted(principal.scopes))}")
+            raise Refusal(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{name} needs the {scope!r} scope; token {principal.name!r} has "
+                          f"{', '.join(sorted(principal.scopes))}", "SCOPE_MISSING", {"scope": scope})
 
     @staticmethod
     def _status_of(name, error):
         """(grpc.StatusCode, message, trailing metadata) for an error raised by a handler."""
-        if isinstance(error, (LedgerError, _Refused, DeadlineExpired)):
+        if isinstance(error, (LedgerError, Refusal, DeadlineExpired)):
             # An expected refusal: its traceback is of no use, and it keeps the frames it
             # passed through alive, with their LMDB read transactions, each holding one of
             # the environment's reader slots until it is freed (py-lmdb frees the slot with
             # the object). grpc keeps the error around a while: with 64 busy clients the 256
             # slots ran out (ReadersFullError) before the garbage collector came by.
             error.__traceback__ = None
-        if isinstance(error, _Refused):
-            return error.code, error.message, ()
+        if isinstance(error, Refusal):
+            return refusal_status(error)
         if isinstance(error, DeadlineExpired):
-            return grpc.StatusCode.DEADLINE_EXCEEDED, str(error), ()
+            return rich_status(grpc.StatusCode.DEADLINE_EXCEEDED, str(error), "NOT_APPLIED_DEADLINE_PASSED")
         if isinstance(error, LedgerError):
-            code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN)
-            metadata = ((FIELD_METADATA_KEY, str(error.field)),) if error.field is not None else ()
-            return code, str(error), metadata
+            # The engine's purchase conflict names no field: the request's id field is meant.
+            field = ID_FIELDS.get(name) if error.code == "ALREADY_EXISTS" and error.field is None else None
+            return ledger_error_status(error, field)
         log.error("internal error", exc_info=error, extra={"fields": {"rpc": name, "error": repr(error)}})
-        return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}", ()
+        return rich_status(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}", "INTERNAL")
+
+    def _malformed(self, name, malformed):
+        """The INVALID_ARGUMENT for a request that did not decode (counted; logged at most once a while)."""
+        self.metrics.malformed(name)
+        self._malformed_log.log(logging.WARNING, "malformed request", rpc=name, error=malformed.error)
+        return Refusal(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"the request is not a valid {malformed.type_name}: {malformed.error}",
+                       "MALFORMED_REQUEST")
+
+    def _enter(self):
+        self.calls_in_flight += 1
+        self._last_call_s = time.monotonic()
+        self._idle.clear()
+
+    def _leave(self):
+        self.calls_in_flight -= 1
+        if self.calls_in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout_s, quiet_s=shutdown_quiet_s):
+        """After begin_shutdown: wait until every call has been answered and none has arrived
+        for quiet_s (True), or until timeout_s passed (False).
+
+        grpc.aio's own grace does not cover this: when its server stops, grpc core
+        cancels the calls it has received but not yet handed to a handler, and the
+        handlers still awaiting the writer were cancelled too, so callers got
+        CANCELLED (not knowing whether their write happened) within milliseconds of
+        SIGTERM. So the server keeps serving until it is quiet: each call still
+        arriving is answered (a refusal, UNAVAILABLE, counts as a call in flight
+        until it is sent), and only then does grpc stop and refuse connections.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            if self.calls_in_flight == 0 and now - self._last_call_s >= quiet_s:
+                return True
+            if now >= deadline:
+                return False
+            if self.calls_in_flight:
+                try:
+                    await asyncio.wait_for(self._idle.wait(), deadline - now)
+                except asyncio.TimeoutError:
+                    return False
+            else:
+                await asyncio.sleep(min(quiet_s - (now - self._last_call_s), deadline - now))
 
     def notify_commit(self):
-        """Wake journal followers (called on the loop after each commit)."""
-        self._commit_event.set()
-        self._commit_event = asyncio.Event()
+        """Tell the journal tail (called on the loop after each commit)."""
+        self.tail.notify_commit()
 
     def begin_shutdown(self):
         self.stopping = True
         self._stopping_event.set()
-        self.notify_commit()
+        self.tail.wake_all()
 
     async def _read(self, function, *arguments):
         return await asyncio.get_running_loop().run_in_executor(self.read_pool, function, *arguments)
@@ -150,7 +204,10 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     async def _write(self, operation, arguments, context):
         outcome = await self.writer.submit_grouped(operation, arguments, self._deadline(context))
-        return operation_result(outcome)
+        # The journal entry names the member (a refund's, too) and the programme version applied;
+        # it never changes once written, so reading it after the commit is exact. A point read.
+        (entry,) = self.ledger.journal(outcome.seq, 1)
+        return operation_result(outcome, entry)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -176,52 +233,88 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     @rpc(SCOPE_WRITE)
     async def IngestPurchases(self, request_iterator, context):
-        """Read ahead up to `stream_batches_in_flight_max` batches; answer each in order once durable."""
-        requests = request_iterator.__aiter__()
-        pending = collections.deque()  # (batch_id, writer future), in stream order
-        reading = asyncio.ensure_future(requests.__anext__())
+        """Read ahead up to `stream_batches_in_flight_max` batches; answer each in order once durable.
+
+        Memory is bounded by the IngestBudget all streams share (see ingest_budget.py).
+        """
+        self.ingest.open_stream()
+        try:
+            async for response in self._ingest(request_iterator.__aiter__()):
+                yield response
+        finally:
+            self.ingest.close_stream()
+
+    async def _ingest(self, requests):
+        budget = self.ingest
+        pending = collections.deque()  # (batch_id, writer future, request bytes), in stream order
+        reading = None  # the read of the next request, started only when the budget has room
+        waiter = None  # resolved when the budget may have room again
+        ended = False  # the client closed its side, or the stream is refused
         stopping = asyncio.ensure_future(self._stopping_event.wait())
         refusal = None  # what ends the stream once every batch before it is answered
         batch_index = 0
         try:
-            while pending or reading is not None:
+            while pending or not ended:
+                room = len(pending) < stream_batches_in_flight_max
+                if reading is None and not ended and room and budget.may_read():
+                    reading = asyncio.ensure_future(requests.__anext__())
+                    budget.read_started()
                 waits = {stopping} if not stopping.done() else set()
                 if pending:
                     waits.add(pending[0][1])
-                if reading is not None and len(pending) < stream_batches_in_flight_max:
+                if reading is not None:
                     waits.add(reading)
+                elif not ended and room:
+                    if waiter is None or waiter.done():
+                        waiter = budget.waiter()
+                    waits.add(waiter)
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if pending and pending[0][1].done():
-                    batch_id, future = pending.popleft()
+                    batch_id, future, size = pending.popleft()
+                    budget.answered(size)
                     yield batch_response(batch_index, batch_id, future.result())
                     batch_index += 1
                     continue
                 if reading is not None and reading.done():
                     request, reading = self._take(reading), None
-                    if request is not None:
-                        try:
-                            columns = self._batch_columns(request)
-                        except LedgerError as error:
-                            refusal = error  # read no further: the stream ends after the answers
-                            continue
-                        self.metrics.batch_size.observe(len(columns[0]))
-                        future = self.writer.submit_batch(columns)
-                        pending.append((request.batch_id, future))
-                        reading = asyncio.ensure_future(requests.__anext__())
-                if stopping.done() and reading is not None:
+                    if request is None or isinstance(request, Malformed):
+                        budget.read_ended()
+                        ended = True  # the end of the stream, or bytes that are no request: read no further
+                        if request is not None:
+                            refusal = self._malformed("IngestPurchases", request)
+                        continue
+                    size = request.ByteSize()
+                    budget.read_ended(size)
+                    try:
+                        columns = self._batch_columns(request)
+                    except LedgerError as error:
+                        budget.answered(size)
+                        refusal, ended = error, True  # read no further: the stream ends after the answers
+                        continue
+                    self.metrics.batch_size.observe(len(columns[0]))
+                    pending.append((request.batch_id, self.writer.submit_batch(columns), size))
+                if stopping.done() and not ended:
                     # Shutting down: read no more; answer what the writer has.
-                    reading.cancel()
-                    reading = None
-                    refusal = _Refused(grpc.StatusCode.UNAVAILABLE,
-                                       "the server is shutting down; resend the unanswered batches")
+                    if reading is not None:
+                        reading.cancel()
+                        reading = None
+                        budget.read_ended()
+                    ended = True
+                    refusal = Refusal(grpc.StatusCode.UNAVAILABLE,
+                                      "the server is shutting down; resend the unanswered batches",
+                                      "SHUTTING_DOWN", {"batches_answered": batch_index + len(pending)})
             if refusal is not None:
                 raise refusal
         finally:
             stopping.cancel()
             if reading is not None:
                 reading.cancel()
-            for _, future in pending:  # the client left: its unanswered batches need not be applied
+                budget.read_ended()
+            if waiter is not None:
+                waiter.cancel()
+            for _, future, size in pending:  # the client left: its unanswered batches need not be applied
                 future.cancel()
+                budget.answered(size)
 
     @staticmethod
     def _take(reading):
@@ -271,7 +364,7 @@ class LedgerServicer(pb_grpc.LedgerServicer):
                 balances.append(balance_message(self.ledger.balance(member_id, as_of_s)))
             except LedgerError as error:
                 balances.add()
-                errors.append(item_error(index, error))
+                errors.append(item_error(index, error, BALANCES_COLUMNS))
         return response
 
     @rpc(SCOPE_READ)
@@ -285,29 +378,71 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     @rpc(SCOPE_READ)
     async def ReadJournal(self, request, context):
-        from_seq = request.from_seq or 1
-        remaining = request.limit or None
-        while True:
-            wake = self._commit_event  # taken before reading, so no commit is missed
+        from_seq, remaining = request.from_seq or 1, request.limit or None
+        if not request.follow:
+            async for response in self._journal_pages(from_seq, remaining):
+                yield response
+            return
+        if self.tail.followers >= limits.journal_followers_max:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"at most {limits.journal_followers_max} journal followers at once; try again later",
+                          "TOO_MANY_FOLLOWERS", {"limit": limits.journal_followers_max})
+        self.tail.join()
+        try:
+            async for response in self._follow(from_seq, remaining):
+                yield response
+        finally:
+            self.tail.leave()
+
+    def _shutting_down(self, from_seq):
+        return Refusal(grpc.StatusCode.UNAVAILABLE, f"the server is shutting down; follow again from seq {from_seq}",
+                       "SHUTTING_DOWN", {"next_seq": from_seq})
+
+    async def _journal_pages(self, from_seq, remaining):
+        """The journal from from_seq as it is now, read by this call alone."""
+        while remaining is None or remaining > 0:
+            if self.stopping:
+                raise self._shutting_down(from_seq)
             chunk = journal_chunk_entries if remaining is None else min(remaining, journal_chunk_entries)
             entries = await self._read(self.ledger.journal, from_seq, chunk)
-            if entries:
-                yield pb.ReadJournalResponse(entries=[entry_message(entry) for entry in entries])
-                from_seq = entries[-1].seq + 1
-                if remaining is not None:
-                    remaining -= len(entries)
-                    if remaining <= 0:
-                        return
-                continue
-            if not request.follow:
+            if not entries:
                 return
+            yield pb.ReadJournalResponse(entries=[entry_message(entry) for entry in entries])
+            from_seq = entries[-1].seq + 1
+            if remaining is not None:
+                remaining -= len(entries)
+
+    async def _follow(self, from_seq, remaining):
+        """The journal from from_seq, then each entry as it commits: from the shared tail once
+        this follower reaches it (see JournalTail), read by itself until then."""
+        tail = self.tail
+        while remaining is None or remaining > 0:
             if self.stopping:
-                raise _Refused(grpc.StatusCode.UNAVAILABLE,
-                               f"the server is shutting down; follow again from seq {from_seq}")
-            try:
-                await asyncio.wait_for(wake.wait(), journal_follow_poll_s)
-            except asyncio.TimeoutError:
-                pass  # another process may have written: read again
+                raise self._shutting_down(from_seq)
+            entries_max = journal_follow_message_entries_max if remaining is None else min(
+                remaining, journal_follow_message_entries_max)
+            shared = tail.take(from_seq, entries_max)
+            if shared is not None:
+                payload, count, last_seq = shared
+                yield payload  # bytes serialized once for every follower
+                from_seq = last_seq + 1
+                remaining = None if remaining is None else remaining - count
+                continue
+            wake = tail.changed  # taken before looking, so no publication is missed
+            if from_seq > tail.last_seq:
+                await wake.wait()  # caught up: the tail wakes us when it has more (or at shutdown)
+                continue
+            end_seq = tail.own_read_end(from_seq)
+            chunk = min(entries_max, journal_chunk_entries)
+            if end_seq is not None:
+                chunk = min(chunk, end_seq - from_seq + 1)
+            entries = await self._read(self.ledger.journal, from_seq, chunk)
+            if not entries:
+                await wake.wait()
+                continue
+            yield pb.ReadJournalResponse(entries=[entry_message(entry) for entry in entries])
+            from_seq = entries[-1].seq + 1
+            remaining = None if remaining is None else remaining - len(entries)
 
     @rpc(SCOPE_READ)
     async def GetProgram(self, request, context):

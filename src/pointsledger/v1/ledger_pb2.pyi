@@ -68,16 +68,24 @@ class RecordPurchaseRequest(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., member_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., category: _Optional[str] = ..., time_s: _Optional[int] = ...) -> None: ...
 
 class OperationResult(_message.Message):
-    __slots__ = ("duplicate", "seq", "points", "balance")
+    __slots__ = ("duplicate", "seq", "points", "balance", "member_id", "program_version", "tier", "refunded_minor")
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_MINOR_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
     seq: int
     points: int
     balance: int
-    def __init__(self, duplicate: _Optional[bool] = ..., seq: _Optional[int] = ..., points: _Optional[int] = ..., balance: _Optional[int] = ...) -> None: ...
+    member_id: str
+    program_version: int
+    tier: str
+    refunded_minor: int
+    def __init__(self, duplicate: _Optional[bool] = ..., seq: _Optional[int] = ..., points: _Optional[int] = ..., balance: _Optional[int] = ..., member_id: _Optional[str] = ..., program_version: _Optional[int] = ..., tier: _Optional[str] = ..., refunded_minor: _Optional[int] = ...) -> None: ...
 
 class IngestPurchasesRequest(_message.Message):
     __slots__ = ("order_ids", "member_ids", "amounts_minor", "categories", "times_s", "batch_id")
@@ -328,15 +336,17 @@ class GetLiabilityRequest(_message.Message):
     def __init__(self, as_of_s: _Optional[int] = ...) -> None: ...
 
 class TierOutstanding(_message.Message):
-    __slots__ = ("tier", "points")
+    __slots__ = ("tier", "points", "value")
     TIER_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     tier: str
     points: int
-    def __init__(self, tier: _Optional[str] = ..., points: _Optional[int] = ...) -> None: ...
+    value: str
+    def __init__(self, tier: _Optional[str] = ..., points: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Liability(_message.Message):
-    __slots__ = ("as_of_s", "currency", "point_value", "earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired", "outstanding", "outstanding_value", "outstanding_by_tier", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue", "issued")
+    __slots__ = ("as_of_s", "currency", "point_value", "earned", "adjusted_positive", "adjusted_negative", "clawed_back", "redeemed", "expired", "outstanding", "outstanding_value", "outstanding_by_tier", "expiring_30_days", "expiring_60_days", "expiring_90_days", "overdue", "issued", "earned_value", "adjusted_positive_value", "adjusted_negative_value", "clawed_back_value", "redeemed_value", "expired_value", "expiring_30_days_value", "expiring_60_days_value", "expiring_90_days_value", "overdue_value", "issued_value")
     AS_OF_S_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     POINT_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +364,17 @@ class Liability(_message.Message):
     EXPIRING_90_DAYS_FIELD_NUMBER: _ClassVar[int]
     OVERDUE_FIELD_NUMBER: _ClassVar[int]
     ISSUED_FIELD_NUMBER: _ClassVar[int]
+    EARNED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_POSITIVE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_NEGATIVE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLAWED_BACK_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_30_DAYS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_60_DAYS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_90_DAYS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_VALUE_FIELD_NUMBER: _ClassVar[int]
     as_of_s: int
     currency: str
     point_value: str
@@ -371,4 +392,15 @@ class Liability(_message.Message):
     expiring_90_days: int
     overdue: int
     issued: int
-    def __init__(self, as_of_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., earned: _Optional[int] = ..., adjusted_positive: _Optional[int] = ..., adjusted_negative: _Optional[int] = ..., clawed_back: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., outstanding: _Optional[int] = ..., outstanding_value: _Optional[str] = ..., outstanding_by_tier: _Optional[_Iterable[_Union[TierOutstanding, _Mapping]]] = ..., expiring_30_days: _Optional[int] = ..., expiring_60_days: _Optional[int] = ..., expiring_90_days: _Optional[int] = ..., overdue: _Optional[int] = ..., issued: _Optional[int] = ...) -> None: ...
+    earned_value: str
+    adjusted_positive_value: str
+    adjusted_negative_value: str
+    clawed_back_value: str
+    redeemed_value: str
+    expired_value: str
+    expiring_30_days_value: str
+    expiring_60_days_value: str
+    expiring_90_days_value: str
+    overdue_value: str
+    issued_value: str
+    def __init__(self, as_of_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., earned: _Optional[int] = ..., adjusted_positive: _Optional[int] = ..., adjusted_negative: _Optional[int] = ..., clawed_back: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., outstanding: _Optional[int] = ..., outstanding_value: _Optional[str] = ..., outstanding_by_tier: _Optional[_Iterable[_Union[TierOutstanding, _Mapping]]] = ..., expiring_30_days: _Optional[int] = ..., expiring_60_days: _Optional[int] = ..., expiring_90_days: _Optional[int] = ..., overdue: _Optional[int] = ..., issued: _Optional[int] = ..., earned_value: _Optional[str] = ..., adjusted_positive_value: _Optional[str] = ..., adjusted_negative_value: _Optional[str] = ..., clawed_back_value: _Optional[str] = ..., redeemed_value: _Optional[str] = ..., expired_value: _Optional[str] = ..., expiring_30_days_value: _Optional[str] = ..., expiring_60_days_value: _Optional[str] = ..., expiring_90_days_value: _Optional[str] = ..., overdue_value: _Optional[str] = ..., issued_value: _Optional[str] = ...) -> None: ...
