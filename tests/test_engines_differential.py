@@ -494,9 +494,9 @@ PINNED_OUTCOMES = {
     # at 03-01 expires m1's 100 (seq 5), the run at 04-01 finds nothing due.
     "expiry instants": [
         ("ok", ("APPLIED", 1, 100, 100)),
-        ("refused", "NotFound", "NOT_FOUND", None),
+        ("refused", "NotFound", "NOT_FOUND", "member_id"),
         ("ok", ("APPLIED", 2, 100, 100)),
-        ("refused", "FailedPrecondition", "FAILED_PRECONDITION", None),
+        ("refused", "FailedPrecondition", "FAILED_PRECONDITION", "points"),
         ("ok", ("APPLIED", 4, 205, 205)),
         ("ok", (T_2026_03_01, 1, 100)),
         ("ok", (T_2026_04_01, 0, 0)),
@@ -512,7 +512,7 @@ PINNED_OUTCOMES = {
     ],
     "refund in parts": [
         ("ok", ("APPLIED", 1, 100, 100)), ("ok", ("APPLIED", 2, -33, 67)), ("ok", ("APPLIED", 3, -33, 34)),
-        ("ok", ("APPLIED", 4, -34, 0)), ("refused", "FailedPrecondition", "FAILED_PRECONDITION", None),
+        ("ok", ("APPLIED", 4, -34, 0)), ("refused", "FailedPrecondition", "FAILED_PRECONDITION", "amount_minor"),
     ],
     # o0 100 × 2 / 100 = 2; o1 200 × 1.2345 / 100 = 2.469 → 2.
     "a batch repeating itself": [

@@ -113,6 +113,7 @@ def test_health_and_reflection_need_no_token(secured):
         database = ProtoReflectionDescriptorDatabase(client.channel)
         assert set(database.get_services()) == {
             "pointsledger.v1.Ledger", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.reflection.v1.ServerReflection",
         }
         assert database.FindFileContainingSymbol("pointsledger.v1.Ledger").package == "pointsledger.v1"
         # ...while the ledger itself still needs one.
