@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 import pointsledger
 from pointsledger import Ledger
@@ -105,12 +106,25 @@ def test_a_token_with_every_scope_does_everything(secured):
     with LedgerClient(secured, token=ALL_TOKEN) as client:
         for rpc in sorted(CALLS):
             CALLS[rpc][1](client)
-        assert client.balance("m-1").balance > 0
+        # o-1 123 (fixture), then in name order: Adjust +5, IngestPurchases o-3 100 grocery → 1,
+        # RecordPurchase o-2 10,000 electronics × 2 → 200, Redeem −10, Refund 100 of o-1:
+        # floor(123 × 100 / 12,345) = 0 → 123 + 5 + 1 + 200 − 10 − 0 = 319.
+        assert client.balance("m-1").balance == 319
 
 
 def test_health_and_reflection_need_no_token(secured):
     with LedgerClient(secured) as client:
         assert client.health() == "SERVING"
+        # Reflection answers without a token too (grpcurl works before any token is set up).
+        database = ProtoReflectionDescriptorDatabase(client.channel)
+        assert set(database.get_services()) == {
+            "pointsledger.v1.Ledger", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.reflection.v1.ServerReflection",
+        }
+        assert database.FindFileContainingSymbol("pointsledger.v1.Ledger").package == "pointsledger.v1"
+        # ...while the ledger itself still needs one.
+        with pytest.raises(Unauthenticated):
+            client.balance("m-1")
 
 
 def test_token_files_json_and_lines(tmp_path):

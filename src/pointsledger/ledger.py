@@ -287,7 +287,8 @@ class Ledger:
             return queries.rollforward(self.store, txn, from_s, to_s)
 
     def verify(self):
-        """Check every invariant of §7 and the bucket totals; report what is wrong, where."""
+        """Check every invariant of §7, the buckets, the counters, the id records and the
+        category dictionary (verify.py); report what is wrong, where."""
         try:
             # Truncated since it was opened: reading on would be a SIGBUS.
             store_file.check_whole(self.path)

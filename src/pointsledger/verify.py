@@ -1,7 +1,9 @@
-"""verify(): every invariant of §7, the buckets and the counters, with where it fails.
+"""verify(): every invariant of §7, the buckets, the counters and the id records, with where it fails.
 
-One pass over the journal and one over the members, in a read transaction, so
-it sees one committed state and can run while the ledger is being written.
+One pass over the journal, one over the members and one over each record
+sub-database, in a read transaction, so it sees one committed state and can
+run while the ledger is being written. Each problem names the place (journal
+seq, member, order, refund, redemption, adjustment, day, instant, category).
 """
 
 from . import calendar, limits, store_format as fmt
@@ -29,60 +31,119 @@ KIND_COUNTER = {
     fmt.KIND_EXPIRE: fmt.COUNTER_EXPIRED,
 }
 
+# The id record each kind of entry has (EXPIRE has none), and what it is called.
+RECORD_OF_KIND = {
+    fmt.KIND_EARN: (fmt.DB_ORDERS, "order"),
+    fmt.KIND_CLAWBACK: (fmt.DB_REFUNDS, "refund"),
+    fmt.KIND_REDEEM: (fmt.DB_REDEMPTIONS, "redemption"),
+    fmt.KIND_ADJUST: (fmt.DB_ADJUSTMENTS, "adjustment"),
+}
+
+# The sign each kind's points must have (§6, §15: a clawback and an expiry may be 0 only
+# where the SPEC says so: a CLAWBACK of 0 is written, an EXPIRE of 0 never is).
+SIGN_OK = {
+    fmt.KIND_EARN: lambda points: points >= 0,
+    fmt.KIND_CLAWBACK: lambda points: points <= 0,
+    fmt.KIND_REDEEM: lambda points: points < 0,
+    fmt.KIND_ADJUST: lambda points: points != 0,
+    fmt.KIND_EXPIRE: lambda points: points < 0,
+    fmt.KIND_BONUS: lambda points: points > 0,  # a rule worth 0 writes no entry (§17)
+}
+
+
+def _text(key):
+    return repr(bytes(key).decode("utf-8", "replace"))
+
+
+def _instant(time_s):
+    return "never" if time_s == limits.never_expires_s else calendar.format_utc(time_s)
+
+
+class _Journal:
+    """What the journal pass learns: per member, per kind, per day."""
+
+    def __init__(self):
+        self.sums, self.last_of, self.kind_sums = {}, {}, {}
+        self.totals = [0] * len(fmt.COUNTER_FIELDS)
+        self.days = {}
+        self.kind_counts = {}
+        self.bonus_days = {}  # BONUS points per day (§17): their own counters, not a COUNTER_FIELDS column
+        self.entries = 0
+
 
 def verify(store, txn):
     problems = _Problems()
-    dbs = store.dbs
-    sums, previous_of, counts, kind_sums = {}, {}, {}, {}
-    totals = [0] * len(fmt.COUNTER_FIELDS)
-    days = {}
-    bonus_days = {}
+    journal = _scan_journal(store, txn, problems)
+    members = _verify_members(store, txn, problems, journal)
+    _verify_counters(store, txn, problems, journal, members)
+    categories = _verify_categories(store, txn, problems)
+    _verify_records(store, txn, problems, journal, categories)
+    _verify_bonus_counters(store, txn, problems, journal.bonus_days)
+    _verify_referrals(store, txn, problems)
+    if problems.more:
+        problems.append(f"... and {problems.more} more problems")
+    return VerifyReport(list(problems), journal.entries, members)
+
+
+def _program_starts(store, txn):
+    return [fmt.PROGRAM_HEAD.unpack_from(value)[0] for _, value in txn.cursor(db=store.dbs[fmt.DB_PROGRAMS])]
+
+
+def _scan_journal(store, txn, problems):
+    journal = _Journal()
+    starts = _program_starts(store, txn)
     expected_seq = 1
-    entries = 0
-    for key, value in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_JOURNAL]):
         seq = fmt.U64.unpack(key)[0]
         if seq != expected_seq:
             problems.add(f"journal: seq {seq} follows {expected_seq - 1} (gap or disorder)")
         expected_seq = seq + 1
-        entries += 1
+        journal.entries += 1
         try:
-            kind, points, balance, time_s, _, previous_seq, member_key, _ = fmt.decode_entry(value)
-        except (ValueError, Exception) as error:
+            kind, points, balance, time_s, version, previous_seq, member_key, _ = fmt.decode_entry(value)
+        except Exception as error:  # struct.error or ValueError: either way, say where
             problems.add(f"journal seq {seq}: undecodable entry ({error})")
             continue
-        running = sums.get(member_key, 0) + points
-        sums[member_key] = running
-        if running != balance:
-            problems.add(f"journal seq {seq}: balance {balance} but the member's entries sum to {running}")
-        if previous_of.get(member_key, 0) != previous_seq:
-            problems.add(
-                f"journal seq {seq}: links to {previous_seq}, the member's previous entry is "
-                f"{previous_of.get(member_key, 0)}"
-            )
-        previous_of[member_key] = seq
-        counts[member_key] = counts.get(member_key, 0) + 1
-        per_kind = kind_sums.setdefault(member_key, {})
-        per_kind[kind] = per_kind.get(kind, 0) + points
-        if kind == fmt.KIND_BONUS:
-            day = calendar.day_of(time_s)
-            bonus_days[day] = bonus_days.get(day, 0) + points
-        elif kind not in fmt.KIND_NAMES:
+        if kind not in SIGN_OK:
             problems.add(f"journal seq {seq}: unknown kind {kind}")
-        counter, delta = _counter_of(kind, points)
-        if counter is not None:
-            totals[counter] += delta
-            day = days.setdefault(calendar.day_of(time_s), [0] * len(fmt.COUNTER_FIELDS))
-            day[counter] += delta
-            if kind == fmt.KIND_EARN:
-                totals[fmt.COUNTER_PURCHASES] += 1
-                day[fmt.COUNTER_PURCHASES] += 1
-    members = _verify_members(store, txn, problems, sums, previous_of, kind_sums)
-    _verify_counters(store, txn, problems, totals, days, members)
-    _verify_bonus_counters(store, txn, problems, bonus_days)
-    _verify_referrals(store, txn, problems)
-    if problems.more:
-        problems.append(f"... and {problems.more} more problems")
-    return VerifyReport(list(problems), entries, members)
+        elif not SIGN_OK[kind](points):
+            problems.add(f"journal seq {seq}: {fmt.KIND_NAMES[kind]} of {points} points has the wrong sign")
+        # A version set later may start before this entry's time, so the entry's version
+        # is not a function of its time; it must exist and have started by then (§15).
+        if not 1 <= version <= len(starts) or (version > 1 and starts[version - 1] > time_s):
+            problems.add(
+                f"journal seq {seq}: programme version {version}, not one in force at "
+                f"{calendar.format_utc(time_s)} ({len(starts)} versions stored)"
+            )
+        _add_entry(journal, problems, seq, kind, points, balance, time_s, previous_seq, member_key)
+    return journal
+
+
+def _add_entry(journal, problems, seq, kind, points, balance, time_s, previous_seq, member_key):
+    running = journal.sums.get(member_key, 0) + points
+    journal.sums[member_key] = running
+    if running != balance:
+        problems.add(f"journal seq {seq}: balance {balance} but the member's entries sum to {running}")
+    if journal.last_of.get(member_key, 0) != previous_seq:
+        problems.add(
+            f"journal seq {seq}: links to {previous_seq}, the member's previous entry is "
+            f"{journal.last_of.get(member_key, 0)}"
+        )
+    journal.last_of[member_key] = seq
+    journal.kind_counts[kind] = journal.kind_counts.get(kind, 0) + 1
+    per_kind = journal.kind_sums.setdefault(member_key, {})
+    per_kind[kind] = per_kind.get(kind, 0) + points
+    if kind == fmt.KIND_BONUS:
+        day = calendar.day_of(time_s)
+        journal.bonus_days[day] = journal.bonus_days.get(day, 0) + points
+    counter, delta = _counter_of(kind, points)
+    if counter is not None:
+        journal.totals[counter] += delta
+        day = journal.days.setdefault(calendar.day_of(time_s), [0] * len(fmt.COUNTER_FIELDS))
+        day[counter] += delta
+        if kind == fmt.KIND_EARN:
+            journal.totals[fmt.COUNTER_PURCHASES] += 1
+            day[fmt.COUNTER_PURCHASES] += 1
 
 
 def _counter_of(kind, points):
@@ -93,60 +154,79 @@ def _counter_of(kind, points):
     return None, 0
 
 
-def _verify_members(store, txn, problems, sums, last_of, kind_sums):
+# --- members, buckets, expiry totals -------------------------------------------------
+
+
+def _verify_members(store, txn, problems, journal):
     decode = store.engine.MemberState.decode
     expiry_expected = {}
     members = 0
     seen = set()
     for key, value in txn.cursor(db=store.dbs[fmt.DB_MEMBERS]):
         member_key = bytes(key)
-        where = f"member {member_key.decode('utf-8', 'replace')!r}"
+        where = f"member {_text(member_key)}"
         members += 1
         seen.add(member_key)
         try:
             state = decode(value)
-        except ValueError as error:
+        except Exception as error:  # struct.error or ValueError
             problems.add(f"{where}: undecodable record ({error})")
             continue
-        if state.balance != sums.get(member_key, 0):
-            problems.add(f"{where}: balance {state.balance} but its entries sum to {sums.get(member_key, 0)}")
-        if state.last_seq != last_of.get(member_key, 0):
-            problems.add(f"{where}: last entry {state.last_seq}, the journal says {last_of.get(member_key, 0)}")
-        lots = state.engagement.lots if state.engagement is not None else []
-        bucket_sum = sum(points for _, points in state.buckets) + sum(lot[2] for lot in lots)
-        if bucket_sum - state.debt != state.balance:
-            problems.add(
-                f"{where}: buckets and pending lots {bucket_sum} minus debt {state.debt} is not the balance {state.balance}"
-            )
-        if any(lot[2] <= 0 for lot in lots):
-            problems.add(f"{where}: a pending lot that is not positive: {lots}")
-        for lot in lots:
-            expiry_expected[lot[1]] = expiry_expected.get(lot[1], 0) + lot[2]
-        if state.debt < 0 or (state.debt and state.buckets):
-            problems.add(f"{where}: debt {state.debt} while holding {bucket_sum} points in buckets")
-        instants = [instant for instant, _ in state.buckets]
-        if instants != sorted(set(instants)) or any(points <= 0 for _, points in state.buckets):
-            problems.add(f"{where}: buckets not sorted, merged and positive: {state.buckets}")
+        _verify_member(problems, where, state, journal, member_key)
         for instant, points in state.buckets:
             expiry_expected[instant] = expiry_expected.get(instant, 0) + points
-        per_kind = kind_sums.get(member_key, {})
-        lifetime = (
-            ("earned", state.earned, per_kind.get(fmt.KIND_EARN, 0)),
-            ("redeemed", state.redeemed, -per_kind.get(fmt.KIND_REDEEM, 0)),
-            ("expired", state.expired, -per_kind.get(fmt.KIND_EXPIRE, 0)),
-            ("clawed back", state.clawed_back, -per_kind.get(fmt.KIND_CLAWBACK, 0)),
-            ("adjusted", state.adjusted, per_kind.get(fmt.KIND_ADJUST, 0)),
-            ("bonus", state.engagement.bonus if state.engagement is not None else 0,
-             per_kind.get(fmt.KIND_BONUS, 0)),
-        )
-        for name, stored, journal in lifetime:
-            if stored != journal:
-                problems.add(f"{where}: lifetime {name} {stored}, the journal says {journal}")
-    for member_key in set(sums) - seen:
-        problems.add(f"member {member_key.decode('utf-8', 'replace')!r}: has entries but no record")
-    total_balances = sum(sums.get(key, 0) for key in seen)
-    if total_balances != sum(sums.values()):
-        problems.add(f"ledger: balances sum to {total_balances}, entries to {sum(sums.values())}")
+        for lot in _lots(state):  # pending points count at their expiry instant too (§17)
+            expiry_expected[lot[1]] = expiry_expected.get(lot[1], 0) + lot[2]
+    for member_key in sorted(set(journal.sums) - seen):
+        problems.add(f"member {_text(member_key)}: has entries but no record")
+    # The sum of all balances equals the sum of all entries (§7) follows from the two
+    # checks above: every member with entries has a record, each record's balance is
+    # the sum of its own entries.
+    _verify_expiry_totals(store, txn, problems, expiry_expected)
+    return members
+
+
+def _verify_member(problems, where, state, journal, member_key):
+    entries_sum = journal.sums.get(member_key, 0)
+    if state.balance != entries_sum:
+        problems.add(f"{where}: balance {state.balance} but its entries sum to {entries_sum}")
+    if state.last_seq != journal.last_of.get(member_key, 0):
+        problems.add(f"{where}: last entry {state.last_seq}, the journal says {journal.last_of.get(member_key, 0)}")
+    buckets = state.buckets
+    lots = _lots(state)
+    bucket_sum = sum(points for _, points in buckets) + sum(lot[2] for lot in lots)
+    if bucket_sum - state.debt != state.balance:
+        held = "buckets and pending lots" if lots else "buckets"
+        problems.add(f"{where}: {held} {bucket_sum} minus debt {state.debt} is not the balance {state.balance}")
+    if any(lot[2] <= 0 for lot in lots):
+        problems.add(f"{where}: a pending lot that is not positive: {lots}")
+    # Debt is only what a clawback could not cover: never negative, never beside points (§15).
+    if state.debt < 0 or (state.debt and buckets):
+        problems.add(f"{where}: debt {state.debt} while holding {bucket_sum} points in buckets")
+    instants = [instant for instant, _ in buckets]
+    if instants != sorted(set(instants)) or any(points <= 0 for _, points in buckets):
+        listed = ", ".join(f"{_instant(instant)}: {points}" for instant, points in buckets)
+        problems.add(f"{where}: buckets not sorted, merged and positive: {listed}")
+    per_kind = journal.kind_sums.get(member_key, {})
+    lifetime = (
+        ("earned", state.earned, per_kind.get(fmt.KIND_EARN, 0)),
+        ("redeemed", state.redeemed, -per_kind.get(fmt.KIND_REDEEM, 0)),
+        ("expired", state.expired, -per_kind.get(fmt.KIND_EXPIRE, 0)),
+        ("clawed back", state.clawed_back, -per_kind.get(fmt.KIND_CLAWBACK, 0)),
+        ("adjusted", state.adjusted, per_kind.get(fmt.KIND_ADJUST, 0)),
+        ("bonus", state.engagement.bonus if state.engagement is not None else 0, per_kind.get(fmt.KIND_BONUS, 0)),
+    )
+    for name, stored, from_journal in lifetime:
+        if stored != from_journal:
+            problems.add(f"{where}: lifetime {name} {stored}, the journal says {from_journal}")
+
+
+def _lots(state):
+    return state.engagement.lots if state.engagement is not None else []
+
+
+def _verify_expiry_totals(store, txn, problems, expiry_expected):
+    """The per-instant counters: points of all buckets at each expiry instant."""
     stored_expiry = {
         fmt.I64.unpack(key)[0]: fmt.I64.unpack(value)[0]
         for key, value in txn.cursor(db=store.dbs[fmt.DB_EXPIRY])
@@ -154,36 +234,208 @@ def _verify_members(store, txn, problems, sums, last_of, kind_sums):
     expiry_expected = {instant: points for instant, points in expiry_expected.items() if points}
     for instant in sorted(set(stored_expiry) | set(expiry_expected)):
         if stored_expiry.get(instant, 0) != expiry_expected.get(instant, 0):
-            label = "never" if instant == limits.never_expires_s else calendar.format_utc(instant)
             problems.add(
-                f"expiry totals at {label}: {stored_expiry.get(instant, 0)}, the buckets hold "
+                f"expiry totals at {_instant(instant)}: {stored_expiry.get(instant, 0)}, the buckets hold "
                 f"{expiry_expected.get(instant, 0)}"
             )
-    return members
 
 
-def _verify_counters(store, txn, problems, totals, days, members):
+# --- counters ---------------------------------------------------------------------------
+
+
+def _differences(stored, expected):
+    return ", ".join(
+        f"{name} {stored[index]} (journal {expected[index]})"
+        for index, name in enumerate(fmt.COUNTER_FIELDS) if stored[index] != expected[index]
+    )
+
+
+def _verify_counters(store, txn, problems, journal, members):
     meta = store.dbs[fmt.DB_META]
     stored = txn.get(fmt.META_TOTALS, db=meta)
     stored_totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
     for index, name in enumerate(fmt.COUNTER_FIELDS):
-        if stored_totals[index] != totals[index]:
-            problems.add(f"totals: {name} {stored_totals[index]}, the journal says {totals[index]}")
+        if stored_totals[index] != journal.totals[index]:
+            problems.add(f"totals: {name} {stored_totals[index]}, the journal says {journal.totals[index]}")
     stored_days = {
         fmt.I32.unpack(key)[0]: list(fmt.COUNTERS.unpack(value))
         for key, value in txn.cursor(db=store.dbs[fmt.DB_DAYS])
     }
     zero = [0] * len(fmt.COUNTER_FIELDS)
-    for day in sorted(set(stored_days) | set(days)):
-        if stored_days.get(day, zero) != days.get(day, zero):
-            problems.add(
-                f"day counters of {calendar.format_utc(day * calendar.SECONDS_PER_DAY)[:10]}: "
-                f"{stored_days.get(day, zero)}, the journal says {days.get(day, zero)}"
-            )
+    for day in sorted(set(stored_days) | set(journal.days)):
+        stored_day, expected_day = stored_days.get(day, zero), journal.days.get(day, zero)
+        if stored_day != expected_day:
+            label = calendar.format_utc(day * calendar.SECONDS_PER_DAY)[:10]
+            problems.add(f"day counters of {label}: {_differences(stored_day, expected_day)}")
     stored_count = txn.get(fmt.META_MEMBER_COUNT, db=meta)
     count = fmt.U64.unpack(stored_count)[0] if stored_count else 0
     if count != members:
         problems.add(f"meta: member count {count}, the store holds {members}")
+
+
+# --- the category dictionary ---------------------------------------------------------------
+
+
+def _verify_categories(store, txn, problems):
+    """The two directions of the dictionary are one bijection; return code -> name."""
+    codes = {bytes(name): fmt.decode_category_code(code)
+             for name, code in txn.cursor(db=store.dbs[fmt.DB_CATEGORIES])}
+    names = {fmt.decode_category_code(code): bytes(name)
+             for code, name in txn.cursor(db=store.dbs[fmt.DB_CATEGORY_NAMES])}
+    for name, code in sorted(codes.items()):
+        if names.get(code) != name:
+            other = "missing" if code not in names else _text(names[code])
+            problems.add(f"categories: {_text(name)} has code {code}, but code {code} names {other}")
+    for code, name in sorted(names.items()):
+        if codes.get(name) != code:
+            other = "no code" if name not in codes else f"code {codes[name]}"
+            problems.add(f"categories: code {code} names {_text(name)}, which has {other}")
+    if sorted(names) != list(range(len(names))):
+        problems.add(f"categories: codes {sorted(names)} are not 0 to {len(names) - 1}")
+    return names
+
+
+# --- orders, refunds, redemptions, adjustments --------------------------------------------
+
+
+def _entry(txn, journal_db, seq):
+    value = txn.get(fmt.seq_key(seq), db=journal_db)
+    if value is None:
+        return None
+    try:
+        return fmt.decode_entry(value)
+    except Exception:  # reported by the journal pass
+        return None
+
+
+def _linked_entry(txn, journal_db, problems, where, seq, kind, ref_key):
+    """The entry a record names, if it is of `kind` and refers back to the record."""
+    entry = _entry(txn, journal_db, seq)
+    if entry is None:
+        problems.add(f"{where}: its entry {seq} is not in the journal")
+        return None
+    if entry[0] != kind or entry[7] != ref_key:
+        problems.add(
+            f"{where}: its entry {seq} is {fmt.KIND_NAMES.get(entry[0], 'kind ' + str(entry[0]))} of "
+            f"{_text(entry[7])}, not {fmt.KIND_NAMES[kind]} of {_text(ref_key)}"
+        )
+        return None
+    return entry
+
+
+def _verify_records(store, txn, problems, journal, categories):
+    journal_db = store.dbs[fmt.DB_JOURNAL]
+    refunds_of, refund_count = _verify_refunds(store, txn, problems, journal_db)
+    counts = {
+        fmt.KIND_EARN: _verify_orders(store, txn, problems, journal_db, refunds_of, categories),
+        fmt.KIND_CLAWBACK: refund_count,
+        fmt.KIND_REDEEM: _verify_member_records(store, txn, problems, journal_db, fmt.KIND_REDEEM),
+        fmt.KIND_ADJUST: _verify_member_records(store, txn, problems, journal_db, fmt.KIND_ADJUST),
+    }
+    if any(counts[kind] != journal.kind_counts.get(kind, 0) for kind in counts):
+        # Every record names a distinct entry of its kind; more entries than records
+        # means some entry has no record: find which (only on this failure path).
+        _find_entries_without_record(store, txn, problems)
+
+
+def _verify_refunds(store, txn, problems, journal_db):
+    """Each refund's CLAWBACK entry; return (order key -> [(where, amount, clawback)], count)."""
+    refunds_of = {}
+    count = 0
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_REFUNDS]):
+        count += 1
+        where = f"refund {_text(key)}"
+        (amount, time_s, seq), order_key, _ = fmt.decode_tail(fmt.REFUND_HEAD, value)
+        entry = _linked_entry(txn, journal_db, problems, where, seq, fmt.KIND_CLAWBACK, bytes(key))
+        if entry is None:
+            continue
+        if entry[3] != time_s:
+            problems.add(f"{where}: time {time_s}, its entry {seq} says {entry[3]}")
+        refunds_of.setdefault(order_key, []).append((where, amount, -entry[1]))
+    return refunds_of, count
+
+
+def _verify_orders(store, txn, problems, journal_db, refunds_of, categories):
+    """Each order's EARN entry, its refunds and clawbacks (§6), its category; return the count."""
+    count = 0
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_ORDERS]):
+        count += 1
+        order_key = bytes(key)
+        where = f"order {_text(order_key)}"
+        amount, time_s, seq, refunded, clawed, category_code = fmt.decode_order(value)
+        if category_code not in categories:
+            problems.add(f"{where}: category code {category_code} is not in the dictionary")
+        entry = _linked_entry(txn, journal_db, problems, where, seq, fmt.KIND_EARN, order_key)
+        if entry is None:
+            continue
+        if entry[3] != time_s:
+            problems.add(f"{where}: time {time_s}, its entry {seq} says {entry[3]}")
+        refunds = refunds_of.pop(order_key, [])
+        refunded_sum = sum(refund[1] for refund in refunds)
+        clawed_sum = sum(refund[2] for refund in refunds)
+        if refunded != refunded_sum or refunded > amount:
+            problems.add(f"{where}: refunded {refunded} of {amount}, its refunds sum to {refunded_sum}")
+        elif clawed != clawed_sum:
+            problems.add(f"{where}: clawed back {clawed}, its refunds' entries sum to {clawed_sum}")
+        elif clawed != entry[1] * refunded // amount:
+            # floor(P x R / A) (§6): the clawbacks so far are what the refunds so far call for.
+            problems.add(
+                f"{where}: clawed back {clawed}, floor({entry[1]} x {refunded} / {amount}) is "
+                f"{entry[1] * refunded // amount}"
+            )
+    for order_key, refunds in sorted(refunds_of.items()):
+        for refund_where, *_ in refunds:
+            problems.add(f"{refund_where}: refunds order {_text(order_key)}, which is not stored")
+    return count
+
+
+def _verify_member_records(store, txn, problems, journal_db, kind):
+    """Redemptions or adjustments: points, member and time as their entry says; return the count."""
+    db_name, noun = RECORD_OF_KIND[kind]
+    head = fmt.REDEMPTION_HEAD if kind == fmt.KIND_REDEEM else fmt.ADJUSTMENT_HEAD
+    sign = -1 if kind == fmt.KIND_REDEEM else 1
+    count = 0
+    for key, value in txn.cursor(db=store.dbs[db_name]):
+        count += 1
+        where = f"{noun} {_text(key)}"
+        (points, time_s, seq), member_key, _ = fmt.decode_tail(head, value)
+        entry = _linked_entry(txn, journal_db, problems, where, seq, kind, bytes(key))
+        if entry is None:
+            continue
+        stored = (sign * points, member_key, time_s)
+        in_entry = (entry[1], entry[6], entry[3])
+        if stored != in_entry:
+            problems.add(
+                f"{where}: {points} points for {_text(member_key)} at {time_s}, its entry {seq} "
+                f"says {sign * entry[1]} for {_text(entry[6])} at {entry[3]}"
+            )
+    return count
+
+
+def _find_entries_without_record(store, txn, problems):
+    dbs = store.dbs
+    for key, value in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
+        try:
+            entry = fmt.decode_entry(value)
+        except Exception:  # reported by the journal pass
+            continue
+        if entry[0] not in RECORD_OF_KIND:
+            continue
+        db_name, noun = RECORD_OF_KIND[entry[0]]
+        record = txn.get(entry[7], db=dbs[db_name])
+        seq = fmt.U64.unpack(key)[0]
+        if record is None:
+            problems.add(f"journal seq {seq}: {fmt.KIND_NAMES[entry[0]]} of {noun} {_text(entry[7])}, "
+                         f"which has no record")
+        else:
+            # Every record layout holds its entry's seq third (store_format).
+            named = (fmt.ORDER_HEAD if db_name == fmt.DB_ORDERS else fmt.REFUND_HEAD).unpack_from(record)[2]
+            if named != seq:
+                problems.add(f"journal seq {seq}: {fmt.KIND_NAMES[entry[0]]} of {noun} "
+                             f"{_text(entry[7])}, whose record names entry {named}")
+
+
+# --- engagement (§17): bonus counters, referrals -------------------------------------------
 
 
 def _verify_bonus_counters(store, txn, problems, bonus_days):

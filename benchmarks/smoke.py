@@ -1,0 +1,72 @@
+"""The CI smoke run of run.py --smoke: ratios measured side by side, checked against floors.
+
+For each order-id mode (seq, rand), SMOKE_ROUNDS rounds, each round in this process:
+a timed Cython backfill of SMOKE_COUNT purchases, the ceiling written from that very
+store (the same records, plain LMDB, one transaction per ledger batch), and a timed
+pure-Python backfill of SMOKE_PYTHON_COUNT purchases. Each round gives its two ratios
+from measurements seconds apart, so load from elsewhere on the machine falls on both
+sides of a ratio; the check takes each ratio's median over the rounds. Times are this
+process's CPU seconds (another process's load stretches wall time, not them).
+
+A ratio under its floor (SMOKE_FLOORS) fails the run: an engine made markedly slower
+(the twin and the ceiling are the yardsticks) fails CI. How the floors were set, and
+the deliberately slowed engine that failed them, are in benchmarks/README.md.
+"""
+
+import json
+import os
+import statistics
+import tempfile
+
+import backfill
+
+SMOKE_COUNT = 200_000
+SMOKE_PYTHON_COUNT = 30_000
+SMOKE_ROUNDS = 3
+# About 25 % under the lowest median of this machine's runs (benchmarks/README.md, "Smoke mode").
+SMOKE_FLOORS = {
+    "cpu_speedup_cython_over_python_seq": 6.0,
+    "cpu_speedup_cython_over_python_rand": 5.0,
+    "cpu_backfill_seq_over_ceiling_seq": 0.17,
+    "cpu_backfill_rand_over_ceiling_rand": 0.21,
+}
+
+
+def one_round(order_ids, batch_size, seed, scratch_directory):
+    """(Cython CPU rate, its ceiling's CPU rate, the twin's CPU rate) of one round."""
+    with tempfile.TemporaryDirectory(prefix="pointsledger-smoke-", dir=scratch_directory) as scratch:
+        ledger_directory = os.path.join(scratch, "cython")
+        cython = backfill.run_backfill(ledger_directory, "cython", SMOKE_COUNT, order_ids, batch_size, seed)
+        contents = backfill.read_store(ledger_directory)
+        plan = backfill.ceiling_plan(contents, SMOKE_COUNT, order_ids, batch_size, seed)
+        ceiling = backfill.write_ceiling(os.path.join(scratch, "ceiling"), contents, plan)
+        del contents, plan
+        python = backfill.run_backfill(os.path.join(scratch, "python"), "python", SMOKE_PYTHON_COUNT,
+                                       order_ids, batch_size, seed)
+    return (SMOKE_COUNT / cython["cpu_seconds"], SMOKE_COUNT / ceiling.cpu_seconds,
+            SMOKE_PYTHON_COUNT / python["cpu_seconds"])
+
+
+def run_smoke(batch_size, seed, scratch_directory):
+    """Print one JSON line per round and the summary; return the failures (empty: passed)."""
+    summary = {"workload": "smoke-summary", "rounds": SMOKE_ROUNDS, "count": SMOKE_COUNT,
+               "python_count": SMOKE_PYTHON_COUNT}
+    for order_ids in ("seq", "rand"):
+        speedups, shares = [], []
+        for round_index in range(SMOKE_ROUNDS):
+            cython, ceiling, python = one_round(order_ids, batch_size, seed, scratch_directory)
+            speedups.append(round(cython / python, 3))
+            shares.append(round(cython / ceiling, 3))
+            print(json.dumps({"workload": f"smoke-{order_ids}", "round": round_index + 1,
+                              "cpu_rate_cython": round(cython), "cpu_rate_ceiling": round(ceiling),
+                              "cpu_rate_python": round(python), "speedup": speedups[-1],
+                              "backfill_over_ceiling": shares[-1]}), flush=True)
+        summary[f"cpu_speedup_cython_over_python_{order_ids}"] = statistics.median(speedups)
+        summary[f"cpu_backfill_{order_ids}_over_ceiling_{order_ids}"] = statistics.median(shares)
+    summary["failures"] = [
+        f"{key}: {summary[key]} < {floor}" for key, floor in SMOKE_FLOORS.items() if summary[key] < floor
+    ]
+    summary["floors"] = SMOKE_FLOORS
+    summary["machine"] = backfill.machine_description()
+    print(json.dumps(summary), flush=True)
+    return summary["failures"]
