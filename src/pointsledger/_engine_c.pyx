@@ -182,6 +182,7 @@ if limits.tiers_max > RULES_MAX or limits.promotions_max > RULES_MAX:
 cdef object DB_ORDERS = fmt.DB_ORDERS
 cdef object DB_MEMBERS = fmt.DB_MEMBERS
 cdef object DB_REFEREES = fmt.DB_REFEREES
+cdef object DB_REFERRALS = fmt.DB_REFERRALS
 cdef object _py_price_purchase = _engine_py.price_purchase
 cdef object _struct_error = struct.error
 
@@ -784,6 +785,9 @@ cdef _Rules _rules_for(program):
         0 <= program.welcome_bonus <= limits.bonus_points_max
         and 0 <= program.pending_days <= limits.pending_days_max
         and (birthday is None or limits.multiplier_bp_min <= birthday <= limits.multiplier_bp_max)
+        and (program.referral is None
+             or (0 <= program.referral.referrer_points <= limits.bonus_points_max
+                 and 0 <= program.referral.referee_points <= limits.bonus_points_max))
         and all(0 <= milestone.target <= INT64_MAX and 0 <= milestone.bonus_points <= limits.bonus_points_max
                 for milestone in program.milestones)
     )
@@ -1430,9 +1434,9 @@ cdef class _Batch:
             for lot in lots:
                 if <int64_t>lot[1] <= time_s:
                     lots_due += <int64_t>lot[2]
-        if (rules.has_referral and self.maybe_referred(member_key) and _engagement._qualifying_referral(
-                self.writer, member_key, program, amount_minor, time_s) is not None):
-            return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+        referral = None
+        if rules.has_referral and self.maybe_referred(member_key):
+            referral = _engagement._qualifying_referral(self.writer, member_key, program, amount_minor, time_s)
         if is_new:
             state = MemberState.__new__(MemberState)
             state.tier_year = year
@@ -1457,10 +1461,6 @@ cdef class _Batch:
         if rules.price(amount_minor, category.rule, tier, time_s, &points, extra_bp) != 0:
             return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
         cdef bint counts_towards_year = year == tier_year
-        if engagement is None and (rules.needs_engagement or (is_new and rules.welcome_bonus)):
-            if not is_new and tier_year == state.tier_year:  # its count is in its journal: the twin's path
-                return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
-            engagement = Engagement(tier_year)
         # _own_bonuses: [(rule ref_id, points)] in §17 order, and the milestones reached.
         own = None
         reached = None
@@ -1468,6 +1468,16 @@ cdef class _Batch:
         if is_new and rules.welcome_bonus:
             own = [(_engagement.WELCOME_RULE, rules.welcome_bonus)]
             own_total += rules.welcome_bonus
+        referee_points = program.referral.referee_points if referral is not None else 0
+        if referee_points:
+            if own is None:
+                own = []
+            own.append((_engagement.REFERRAL_RULE + referral[0], referee_points))
+            own_total += <int64_t>referee_points
+        if engagement is None and (rules.needs_engagement or own is not None):
+            if not is_new and tier_year == state.tier_year:  # its count is in its journal: the twin's path
+                return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+            engagement = Engagement(tier_year)
         cdef int64_t purchases, target
         cdef pl_i128 progress
         cdef pl_i128 spend_after = <pl_i128>spend + amount_minor
@@ -1490,11 +1500,27 @@ cdef class _Batch:
         if <pl_i128>state.balance - due + points + own_total > INT64_MAX:
             raise InvalidArgument("balance", (<object>state.balance) - <int64_t>due + points + <int64_t>own_total,
                                   "the balance would overflow int64")
+        # _referrer_of: the referrer paid by this purchase, and its int64 check.
+        cdef MemberState referrer = None
+        cdef int64_t referrer_points = 0
+        cdef pl_i128 referrer_due
+        if referral is not None and program.referral.referrer_points:
+            referrer_points = program.referral.referrer_points
+            referrer_key = referral[1][2]
+            referrer = self.member_of(referrer_key)
+            if referrer is None or referrer is state or referrer_key == member_key:
+                return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+            referrer_due = <pl_i128>referrer._due_points(time_s) + self.lots_due(referrer, time_s)
+            if <pl_i128>referrer.balance - referrer_due + referrer_points > INT64_MAX:
+                raise InvalidArgument(
+                    "balance", (<object>referrer.balance) - <int64_t>referrer_due + referrer_points,
+                    "the referrer's balance would overflow int64",
+                )
         bonus_total = self.writer.stored_bonus_total()
         if (<pl_i128>self.totals[COUNTER_EARNED] + self.totals[COUNTER_ADJUSTED_POSITIVE] + points + own_total
-                + <int64_t>bonus_total > INT64_MAX):
+                + referrer_points + <int64_t>bonus_total > INT64_MAX):
             self.finish()  # the writer's totals are current for its own check
-            self.writer.check_credit(points + <int64_t>own_total)
+            self.writer.check_credit(points + <int64_t>own_total + referrer_points)
         if category.code < 0:
             self.writer.check_category(category.key)
         if counts_towards_year and spend > INT64_MAX - amount_minor:
@@ -1557,7 +1583,13 @@ cdef class _Batch:
                 self.append_entry(KIND_BONUS, bonus_points, state, member_key, rule_key, time_s)
                 self.writer.count_bonus(time_s, bonus_points)
                 bonuses.append(Bonus(member_id, rule_key.decode(), bonus_points))
+        cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
+        if referral is not None:
+            if bonuses is None:
+                bonuses = []
+            self.settle(referral, referrer, referrer_points, order_key, seq, instant, release_s, time_s,
+                        bonuses)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
@@ -1566,8 +1598,57 @@ cdef class _Batch:
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
         if bonuses:
-            return ("APPLIED", seq, points, state.balance, None, tuple(bonuses))
-        return ("APPLIED", seq, points, state.balance, None)
+            return ("APPLIED", seq, points, balance, None, tuple(bonuses))
+        return ("APPLIED", seq, points, balance, None)
+
+    cdef int64_t lots_due(self, MemberState state, int64_t time_s) except? -1:
+        """Points of the member's pending lots that expire at time_s."""
+        cdef int64_t total = 0
+        if state.engagement is not None:
+            for lot in state.engagement.lots:
+                if <int64_t>lot[1] <= time_s:
+                    total += <int64_t>lot[2]
+        return total
+
+    cdef int settle(self, tuple referral, MemberState referrer, int64_t referrer_points, bytes order_key,
+                    int64_t seq, int64_t instant, int64_t release_s, int64_t time_s, list bonuses) except -1:
+        """engagement._settle: the referrer's EXPIRE (if due) and BONUS; the referral settled by this order."""
+        referral_key, (registered_s, _, referrer_key, referee_key, _) = referral
+        cdef int64_t expired = 0
+        cdef int64_t lots_due
+        cdef list lots
+        if referrer is not None:
+            if referrer.engagement is None:
+                referrer.engagement = Engagement(
+                    referrer.tier_year, _engagement.count_purchases(self.writer.entry, referrer, referrer.tier_year))
+            engagement = referrer.engagement
+            if referrer._count and referrer._buckets[0].instant <= time_s:
+                expired = referrer._expire_due(time_s, self.expiry_deltas)
+            lots_due = self.lots_due(referrer, time_s)
+            if lots_due:
+                for lot in engagement.lots:
+                    if <int64_t>lot[1] <= time_s:
+                        self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
+                engagement.lots = [lot for lot in engagement.lots if <int64_t>lot[1] > time_s]
+                referrer.balance -= lots_due
+                referrer.expired += lots_due
+                expired += lots_due
+            if expired:
+                self.append_entry(KIND_EXPIRE, -expired, referrer, referrer_key, order_key, time_s)
+                self.count(COUNTER_EXPIRED, expired)
+            lots = engagement.lots
+            if lots:
+                self.release_lots(referrer, lots, time_s)
+            rule_key = _engagement.REFERRAL_RULE + referral_key
+            self.credit_engaged(referrer, referrer_points, instant, release_s, order_key)
+            engagement.bonus += referrer_points
+            self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
+            self.writer.count_bonus(time_s, referrer_points)
+            bonuses.append(Bonus(referrer_key.decode(), rule_key.decode(), referrer_points))
+            self.mark_dirty(referrer_key, referrer)
+        self.writer.put(DB_REFERRALS, referral_key,
+                        fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
+        return 0
 
     cdef bint maybe_referred(self, bytes member_key) except -1:
         """Whether writer.get(DB_REFEREES, key) finds the member: the overlay, then the transaction."""
