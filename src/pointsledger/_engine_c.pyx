@@ -27,6 +27,7 @@ import struct
 from . import _engine_py, engagement as _engagement, limits, store_format as fmt
 from ._engine_py import _duplicate_purchase, validate_id, validate_int
 from .member_engagement import Engagement
+from .results import Bonus
 from .errors import FailedPrecondition, InvalidArgument, LedgerError
 
 __all__ = [
@@ -135,6 +136,9 @@ cdef enum:
     DELTAS_MAX = 64
     BASIS_POINTS_PER_UNIT = 10000  # a constant, so that dividing by it is a multiplication
     GC_PAUSE_ITEMS_MIN = 10000  # batches from this size apply with the cyclic GC paused
+    ENGAGEMENT_HEAD_SIZE = 21
+    LOT_COUNT_SIZE = 4
+    LOT_HEAD_SIZE = 33
 
 cdef int64_t ID_BYTES_MAX = limits.id_bytes_max
 cdef int64_t CATEGORY_BYTES_MAX = limits.category_bytes_max
@@ -145,6 +149,7 @@ cdef int64_t TIME_MAX = limits.time_s_max_exclusive - 1
 cdef int64_t NEVER_S = limits.never_expires_s
 cdef int KIND_EARN = fmt.KIND_EARN
 cdef int KIND_EXPIRE = fmt.KIND_EXPIRE
+cdef int KIND_BONUS = fmt.KIND_BONUS
 cdef int COUNTER_EARNED = fmt.COUNTER_EARNED
 cdef int COUNTER_ADJUSTED_POSITIVE = fmt.COUNTER_ADJUSTED_POSITIVE
 cdef int COUNTER_EXPIRED = fmt.COUNTER_EXPIRED
@@ -155,6 +160,10 @@ cdef int MEMBER_RECORD_VERSION_ENGAGED = fmt.MEMBER_RECORD_VERSION_ENGAGED
 # The hand-written layouts below must be the struct formats of store_format.
 if (fmt.MEMBER_HEAD.format, fmt.MEMBER_HEAD.size) != (">BqqiqiqqqqqQI", MEMBER_HEAD_SIZE):
     raise ImportError("store_format.MEMBER_HEAD changed: update _engine_c.pyx")
+if ((fmt.ENGAGEMENT_HEAD.format, fmt.ENGAGEMENT_HEAD.size, fmt.LOT_COUNT.format, fmt.LOT_COUNT.size,
+     fmt.LOT_HEAD.format, fmt.LOT_HEAD.size)
+        != (">qiqB", ENGAGEMENT_HEAD_SIZE, ">I", LOT_COUNT_SIZE, ">qqqQB", LOT_HEAD_SIZE)):
+    raise ImportError("store_format's engagement layouts changed: update _engine_c.pyx")
 if (fmt.BUCKET.format, fmt.BUCKET.size) != (">qq", BUCKET_SIZE):
     raise ImportError("store_format.BUCKET changed: update _engine_c.pyx")
 if (fmt.JOURNAL_HEAD.format, fmt.JOURNAL_HEAD.size) != (">BqqqIQBB", JOURNAL_HEAD_SIZE):
@@ -172,6 +181,8 @@ if limits.tiers_max > RULES_MAX or limits.promotions_max > RULES_MAX:
 
 cdef object DB_ORDERS = fmt.DB_ORDERS
 cdef object DB_MEMBERS = fmt.DB_MEMBERS
+cdef object DB_REFEREES = fmt.DB_REFEREES
+cdef object DB_REFERRALS = fmt.DB_REFERRALS
 cdef object _py_price_purchase = _engine_py.price_purchase
 cdef object _struct_error = struct.error
 
@@ -509,7 +520,61 @@ cdef bytes _encode_state(MemberState self):
         pl_put64(p + 8, <uint64_t>self._buckets[index].points)
         p += BUCKET_SIZE
     if self.engagement is not None:
-        return value + self.engagement.encode()
+        return value + _encode_engagement(self.engagement)
+    return value
+
+
+cdef bytes _encode_engagement(object engagement):
+    """Engagement.encode packed by hand; any value out of its field's range goes to encode() (its error)."""
+    if type(engagement.reached) is not list or type(engagement.lots) is not list:
+        return engagement.encode()
+    cdef list reached = engagement.reached
+    cdef list lots = engagement.lots
+    cdef list lot
+    bonus, year, purchases = engagement.bonus, engagement.year, engagement.purchases
+    if not (type(bonus) is int and type(year) is int and type(purchases) is int
+            and INT64_MIN <= bonus <= INT64_MAX and INT32_MIN <= year <= INT32_MAX
+            and INT64_MIN <= purchases <= INT64_MAX and len(reached) <= 255 and len(lots) <= 0xFFFFFFFF):
+        return engagement.encode()
+    cdef Py_ssize_t size = ENGAGEMENT_HEAD_SIZE + LOT_COUNT_SIZE
+    for milestone_key in reached:
+        if type(milestone_key) is not bytes or PyBytes_GET_SIZE(milestone_key) > 255:
+            return engagement.encode()
+        size += 1 + PyBytes_GET_SIZE(milestone_key)
+    for lot_object in lots:
+        if type(lot_object) is not list:
+            return engagement.encode()
+        lot = lot_object
+        if not (len(lot) == 5 and type(lot[4]) is bytes and PyBytes_GET_SIZE(lot[4]) <= 255
+                and type(lot[0]) is int and type(lot[1]) is int and type(lot[2]) is int and type(lot[3]) is int
+                and INT64_MIN <= lot[0] <= INT64_MAX and INT64_MIN <= lot[1] <= INT64_MAX
+                and INT64_MIN <= lot[2] <= INT64_MAX and 0 <= lot[3] <= INT64_MAX):
+            return engagement.encode()
+        size += LOT_HEAD_SIZE + PyBytes_GET_SIZE(lot[4])
+    cdef bytes value = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t length
+    pl_put64(p, <uint64_t><int64_t>bonus)
+    pl_put32(p + 8, <uint32_t><int64_t>year)
+    pl_put64(p + 12, <uint64_t><int64_t>purchases)
+    p[20] = <unsigned char>len(reached)
+    p += ENGAGEMENT_HEAD_SIZE
+    for milestone_key in reached:
+        length = PyBytes_GET_SIZE(milestone_key)
+        p[0] = <unsigned char>length
+        memcpy(p + 1, PyBytes_AS_STRING(milestone_key), length)
+        p += 1 + length
+    pl_put32(p, <uint32_t>len(lots))
+    p += LOT_COUNT_SIZE
+    for lot in lots:
+        length = PyBytes_GET_SIZE(lot[4])
+        pl_put64(p, <uint64_t><int64_t>lot[0])
+        pl_put64(p + 8, <uint64_t><int64_t>lot[1])
+        pl_put64(p + 16, <uint64_t><int64_t>lot[2])
+        pl_put64(p + 24, <uint64_t><int64_t>lot[3])
+        p[32] = <unsigned char>length
+        memcpy(p + LOT_HEAD_SIZE, PyBytes_AS_STRING(lot[4]), length)
+        p += LOT_HEAD_SIZE + length
     return value
 
 
@@ -587,7 +652,15 @@ cdef class _Rules:
     cdef int64_t promotion_min_amount_minor[RULES_MAX]
     cdef uint64_t promotion_tier_mask[RULES_MAX]
     cdef dict categories  # category (str) -> _CategoryRule
-    cdef bint engaged  # an engagement rule of §14 is on: purchases take engagement.apply_purchase
+    cdef bint engaged  # an engagement rule of §14 is on: purchases take the engaged path
+    # The §17 rules, for the engaged path's C fast path (apply_engaged_fast).
+    cdef int64_t welcome_bonus
+    cdef int64_t pending_days
+    cdef int64_t birthday_bp  # -1: no birthday rule
+    cdef bint has_referral
+    cdef bint needs_engagement  # milestones or pending days: a purchase keeps engagement state
+    cdef bint engaged_in_c  # every §17 value in its validated range: the fast path may run
+    cdef tuple milestones  # ((milestone key, by purchases, target, bonus points, rule ref_id), ...)
     cdef bint in_c  # every value in the validated ranges the 128-bit product relies on
 
     cdef _CategoryRule category_rule(self, category):
@@ -626,14 +699,14 @@ cdef class _Rules:
         return <int>carried if carried > rank else rank
 
     cdef int price(self, int64_t amount_minor, _CategoryRule category, int tier, int64_t time_s,
-                   int64_t* points) noexcept:
+                   int64_t* points, int64_t extra_bp=-1) noexcept:
         """price_purchase in 128-bit integers: 0 with *points set, or 1 when the
         product overflows 128 bits or the points exceed int64 (the caller then
-        takes the twin's exact Python-int path)."""
+        takes the twin's exact Python-int path). extra_bp >= 0: the birthday factor."""
         if not self.in_c:
             return 1
         # amount <= 2^63, earn.points and every multiplier <= 10^6: these four
-        # factors stay below 2^127; only promotion factors need an overflow check.
+        # factors stay below 2^127; only further factors need an overflow check.
         cdef pl_u128 numerator = <pl_u128>amount_minor * <pl_u128>self.earn_points
         numerator *= <pl_u128>category.multiplier_bp
         numerator *= <pl_u128>self.tier_multiplier_bp[tier]
@@ -641,6 +714,15 @@ cdef class _Rules:
         cdef int divisions = 2  # one per basis-point factor
         cdef int index
         cdef uint64_t factor
+        if extra_bp >= 0:  # the twin multiplies it in before the promotions; the product is the same
+            factor = <uint64_t>extra_bp
+            if factor == 0:
+                numerator = 0
+            elif numerator > PL_U128_MAX / factor:
+                return 1
+            else:
+                numerator *= factor
+            divisions += 1
         for index in range(self.promotion_count):
             if not (self.promotion_start_s[index] <= time_s < self.promotion_end_s[index]):
                 continue
@@ -698,6 +780,28 @@ cdef _Rules _rules_for(program):
     rules.max_points_per_purchase = program.max_points_per_purchase
     rules.expiry_months = program.expiry_months
     rules.engaged = program.engaged
+    birthday = program.birthday_multiplier_bp
+    rules.engaged_in_c = (
+        0 <= program.welcome_bonus <= limits.bonus_points_max
+        and 0 <= program.pending_days <= limits.pending_days_max
+        and (birthday is None or limits.multiplier_bp_min <= birthday <= limits.multiplier_bp_max)
+        and (program.referral is None
+             or (0 <= program.referral.referrer_points <= limits.bonus_points_max
+                 and 0 <= program.referral.referee_points <= limits.bonus_points_max))
+        and all(0 <= milestone.target <= INT64_MAX and 0 <= milestone.bonus_points <= limits.bonus_points_max
+                for milestone in program.milestones)
+    )
+    if rules.engaged_in_c:
+        rules.welcome_bonus = program.welcome_bonus
+        rules.pending_days = program.pending_days
+        rules.birthday_bp = -1 if birthday is None else birthday
+    rules.has_referral = program.referral is not None
+    rules.needs_engagement = bool(program.milestones or program.pending_days)
+    rules.milestones = tuple(
+        (milestone.milestone_id.encode(), milestone.kind == "purchases", milestone.target,
+         milestone.bonus_points, _engagement.MILESTONE_RULE + milestone.milestone_id.encode())
+        for milestone in program.milestones
+    )
     if len(program.tier_names) > RULES_MAX or len(program.promotions) > RULES_MAX:
         raise RuntimeError("a programme with more than 64 tiers or promotions passed validation")
     rules.tier_count = len(program.tier_names)
@@ -893,6 +997,10 @@ cdef class _Batch:
     cdef dict store_category_codes
     cdef dict new_categories
     cdef dict categories  # category str -> _Category, for this batch
+    cdef dict profile_cache  # the store's member key -> birthday (engagement.birthday_bp)
+    cdef bint writer_engaged  # writer.engaged set by this batch
+    cdef dict referees_overlay
+    cdef object referees_db
     # Members of the current chunk of items, looked up ahead (resolve_chunk):
     # the key of a valid member id, its MemberState if in writer.members (owned, or NULL).
     cdef PyObject* chunk_keys[CHUNK_ITEMS]
@@ -970,6 +1078,10 @@ cdef class _Batch:
         self.store_category_codes = writer.store.category_codes
         self.new_categories = writer.new_categories
         self.categories = {}
+        self.profile_cache = writer.store.profile_cache
+        self.writer_engaged = False
+        self.referees_overlay = writer.overlay[DB_REFEREES]
+        self.referees_db = dbs.get(DB_REFEREES)
         global _batch_serial
         _batch_serial += 1
         self.serial = _batch_serial
@@ -1235,6 +1347,8 @@ cdef class _Batch:
 
         existing = self.order_of(order_key)
         if existing is not None:
+            # It reads the journal up to writer.next_seq: the bonuses of an order applied in this batch.
+            self.writer.next_seq = self.next_seq
             return _duplicate_purchase(
                 self.writer, order_id, existing, member_key, amount_minor, category.key, time_s,
             )
@@ -1247,6 +1361,7 @@ cdef class _Batch:
             existing = self.txn_get(order_key, None, self.orders_db)
             if existing is None:
                 raise
+            self.writer.next_seq = self.next_seq
             return _duplicate_purchase(
                 self.writer, order_id, existing, member_key, amount_minor, category.key, time_s,
             )
@@ -1265,7 +1380,8 @@ cdef class _Batch:
         else:
             state = self.member_of(member_key)
         if self.rules.engaged or (state is not None and state.engagement is not None):
-            return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+            return self.apply_engaged_fast(state, order_key, member_key, amount_minor, category, category_item,
+                                           time_s)
         return self.earn(state, order_key, member_key, amount_minor, category, category_item, time_s)
 
     cdef object apply_engaged(self, bytes order_key, bytes member_key, int64_t amount_minor,
@@ -1288,6 +1404,311 @@ cdef class _Batch:
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
         return result
+
+    cdef object apply_engaged_fast(self, MemberState state, bytes order_key, bytes member_key,
+                                   int64_t amount_minor, _Category category, object category_item,
+                                   int64_t time_s):
+        """engagement.apply_purchase in C for the usual case, on the batch's own sums.
+
+        The usual case: no referral to settle, no pending lot falling due, no
+        member whose purchase count must first be read from its journal, points
+        priced in C. Anything else is handed to the twin's code (apply_engaged)
+        before any change, so both engines run one specification.
+        """
+        cdef _Rules rules = self.rules
+        if not rules.engaged_in_c:
+            return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+        program = rules.program
+        cdef int64_t day = _floor_div(time_s, SECONDS_PER_DAY)
+        if day != self.calendar_day:
+            self.calendar_day = day
+            self.calendar_year = _year_of_day(day)
+        cdef int64_t year = self.calendar_year
+        cdef bint is_new = state is None
+        engagement = None if is_new else state.engagement
+        cdef list lots = None
+        cdef list lot
+        cdef int64_t lots_due = 0  # points of pending lots that expire now (engagement.due_points)
+        if engagement is not None:
+            lots = engagement.lots
+            for lot in lots:
+                if <int64_t>lot[1] <= time_s:
+                    lots_due += <int64_t>lot[2]
+        referral = None
+        if rules.has_referral and self.maybe_referred(member_key):
+            referral = _engagement._qualifying_referral(self.writer, member_key, program, amount_minor, time_s)
+        if is_new:
+            state = MemberState.__new__(MemberState)
+            state.tier_year = year
+        cdef pl_i128 due = <pl_i128>state._due_points(time_s) + lots_due
+        cdef int64_t tier_year = state.tier_year
+        cdef int64_t spend = state.spend_minor
+        cdef int64_t carried = state.carried_rank
+        if year > tier_year:
+            carried = rules.tier_rank_for_spend(spend) if year == tier_year + 1 else 0
+            tier_year = year
+            spend = 0
+        cdef int tier = rules.tier_rank(spend, carried)
+        cdef int64_t extra_bp = -1
+        cdef int64_t month, day_of_month, year_unused
+        if rules.birthday_bp >= 0:
+            birthday = self.birthday_of(member_key)
+            if birthday is not None:
+                _civil_from_days(day, &year_unused, &month, &day_of_month)
+                if birthday[0] == month:
+                    extra_bp = rules.birthday_bp
+        cdef int64_t points
+        if rules.price(amount_minor, category.rule, tier, time_s, &points, extra_bp) != 0:
+            return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+        cdef bint counts_towards_year = year == tier_year
+        # _own_bonuses: [(rule ref_id, points)] in §17 order, and the milestones reached.
+        own = None
+        reached = None
+        cdef pl_i128 own_total = 0
+        if is_new and rules.welcome_bonus:
+            own = [(_engagement.WELCOME_RULE, rules.welcome_bonus)]
+            own_total += rules.welcome_bonus
+        referee_points = program.referral.referee_points if referral is not None else 0
+        if referee_points:
+            if own is None:
+                own = []
+            own.append((_engagement.REFERRAL_RULE + referral[0], referee_points))
+            own_total += <int64_t>referee_points
+        if engagement is None and (rules.needs_engagement or own is not None):
+            if not is_new and tier_year == state.tier_year:  # its count is in its journal: the twin's path
+                return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+            engagement = Engagement(tier_year)
+        cdef int64_t purchases, target
+        cdef pl_i128 progress
+        cdef pl_i128 spend_after = <pl_i128>spend + amount_minor
+        if counts_towards_year and rules.milestones:
+            already = engagement.reached if engagement.year == tier_year else ()
+            purchases = (engagement.purchases if engagement.year == tier_year else 0) + 1
+            for milestone_key, by_purchases, target, bonus_points, rule_key in rules.milestones:
+                if milestone_key in already:
+                    continue
+                progress = purchases if by_purchases else spend_after
+                if progress >= target:
+                    if reached is None:
+                        reached = []
+                    reached.append(milestone_key)
+                    if bonus_points:
+                        if own is None:
+                            own = []
+                        own.append((rule_key, bonus_points))
+                        own_total += <int64_t>bonus_points
+        if <pl_i128>state.balance - due + points + own_total > INT64_MAX:
+            raise InvalidArgument("balance", (<object>state.balance) - <int64_t>due + points + <int64_t>own_total,
+                                  "the balance would overflow int64")
+        # _referrer_of: the referrer paid by this purchase, and its int64 check.
+        cdef MemberState referrer = None
+        cdef int64_t referrer_points = 0
+        cdef pl_i128 referrer_due
+        if referral is not None and program.referral.referrer_points:
+            referrer_points = program.referral.referrer_points
+            referrer_key = referral[1][2]
+            referrer = self.member_of(referrer_key)
+            if referrer is None or referrer is state or referrer_key == member_key:
+                return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
+            referrer_due = <pl_i128>referrer._due_points(time_s) + self.lots_due(referrer, time_s)
+            if <pl_i128>referrer.balance - referrer_due + referrer_points > INT64_MAX:
+                raise InvalidArgument(
+                    "balance", (<object>referrer.balance) - <int64_t>referrer_due + referrer_points,
+                    "the referrer's balance would overflow int64",
+                )
+        bonus_total = self.writer.stored_bonus_total()
+        if (<pl_i128>self.totals[COUNTER_EARNED] + self.totals[COUNTER_ADJUSTED_POSITIVE] + points + own_total
+                + referrer_points + <int64_t>bonus_total > INT64_MAX):
+            self.finish()  # the writer's totals are current for its own check
+            self.writer.check_credit(points + <int64_t>own_total + referrer_points)
+        if category.code < 0:
+            self.writer.check_category(category.key)
+        if counts_towards_year and spend > INT64_MAX - amount_minor:
+            raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
+
+        # Every check passed: from here on the purchase is applied.
+        if not self.writer_engaged:
+            self.writer.engaged = True
+            self.writer_engaged = True
+        if is_new:
+            self.members[member_key] = state
+            self.mark_dirty(member_key, state)
+            self.new_member_count += 1
+        if engagement is not None:
+            state.engagement = engagement
+            lots = engagement.lots
+        self.enter_day(day)
+        cdef int64_t expired = 0
+        if state._count and state._buckets[0].instant <= time_s:
+            expired = state._expire_due(time_s, self.expiry_deltas)
+        if lots_due:  # engagement.expire_due: the due lots join the same EXPIRE entry
+            for lot in lots:
+                if <int64_t>lot[1] <= time_s:
+                    self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
+            lots = [lot for lot in lots if <int64_t>lot[1] > time_s]
+            engagement.lots = lots
+            state.balance -= lots_due
+            state.expired += lots_due
+            expired += lots_due
+        if expired:
+            self.append_entry(KIND_EXPIRE, -expired, state, member_key, order_key, time_s)
+            self.count(COUNTER_EXPIRED, expired)
+        if lots:
+            self.release_lots(state, lots, time_s)
+        state.tier_year = tier_year
+        state.spend_minor = spend
+        state.carried_rank = carried
+        cdef int64_t instant = self.expiry_instant(day, rules.expiry_months) if rules.expiry_months else NEVER_S
+        cdef int64_t release_s = time_s + rules.pending_days * SECONDS_PER_DAY
+        self.credit_engaged(state, points, instant, release_s, order_key)
+        if counts_towards_year:
+            state.spend_minor += amount_minor
+        state.earned += points
+        cdef int64_t seq = self.append_entry(KIND_EARN, points, state, member_key, order_key, time_s)
+        self.count(COUNTER_EARNED, points)
+        self.count(COUNTER_PURCHASES, 1)
+        if engagement is not None:
+            engagement.enter_year(tier_year)
+            if counts_towards_year:
+                engagement.purchases += 1
+                if reached is not None:
+                    engagement.reached.extend(reached)
+        bonuses = None
+        if own is not None:
+            bonuses = []
+            member_id = member_key.decode()
+            for rule_key, bonus_points in own:
+                self.credit_engaged(state, bonus_points, instant, release_s, order_key)
+                engagement.bonus += bonus_points
+                self.append_entry(KIND_BONUS, bonus_points, state, member_key, rule_key, time_s)
+                self.writer.count_bonus(time_s, bonus_points)
+                bonuses.append(Bonus(member_id, rule_key.decode(), bonus_points))
+        cdef int64_t balance = state.balance
+        self.mark_dirty(member_key, state)
+        if referral is not None:
+            if bonuses is None:
+                bonuses = []
+            self.settle(referral, referrer, referrer_points, order_key, seq, instant, release_s, time_s,
+                        bonuses)
+        if category.code < 0:
+            category.code = self.writer.category_code(category.key)
+        PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+        if self.order_unchecked:
+            self.unchecked_order_keys.append(order_key)
+        if self.order_key_max_known and _key_after(order_key, self.order_key_max):
+            self.order_key_max = order_key
+        if bonuses:
+            return ("APPLIED", seq, points, balance, None, tuple(bonuses))
+        return ("APPLIED", seq, points, balance, None)
+
+    cdef int64_t lots_due(self, MemberState state, int64_t time_s) except? -1:
+        """Points of the member's pending lots that expire at time_s."""
+        cdef int64_t total = 0
+        if state.engagement is not None:
+            for lot in state.engagement.lots:
+                if <int64_t>lot[1] <= time_s:
+                    total += <int64_t>lot[2]
+        return total
+
+    cdef int settle(self, tuple referral, MemberState referrer, int64_t referrer_points, bytes order_key,
+                    int64_t seq, int64_t instant, int64_t release_s, int64_t time_s, list bonuses) except -1:
+        """engagement._settle: the referrer's EXPIRE (if due) and BONUS; the referral settled by this order."""
+        referral_key, (registered_s, _, referrer_key, referee_key, _) = referral
+        cdef int64_t expired = 0
+        cdef int64_t lots_due
+        cdef list lots
+        if referrer is not None:
+            if referrer.engagement is None:
+                referrer.engagement = Engagement(
+                    referrer.tier_year, _engagement.count_purchases(self.writer.entry, referrer, referrer.tier_year))
+            engagement = referrer.engagement
+            if referrer._count and referrer._buckets[0].instant <= time_s:
+                expired = referrer._expire_due(time_s, self.expiry_deltas)
+            lots_due = self.lots_due(referrer, time_s)
+            if lots_due:
+                for lot in engagement.lots:
+                    if <int64_t>lot[1] <= time_s:
+                        self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
+                engagement.lots = [lot for lot in engagement.lots if <int64_t>lot[1] > time_s]
+                referrer.balance -= lots_due
+                referrer.expired += lots_due
+                expired += lots_due
+            if expired:
+                self.append_entry(KIND_EXPIRE, -expired, referrer, referrer_key, order_key, time_s)
+                self.count(COUNTER_EXPIRED, expired)
+            lots = engagement.lots
+            if lots:
+                self.release_lots(referrer, lots, time_s)
+            rule_key = _engagement.REFERRAL_RULE + referral_key
+            self.credit_engaged(referrer, referrer_points, instant, release_s, order_key)
+            engagement.bonus += referrer_points
+            self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
+            self.writer.count_bonus(time_s, referrer_points)
+            bonuses.append(Bonus(referrer_key.decode(), rule_key.decode(), referrer_points))
+            self.mark_dirty(referrer_key, referrer)
+        self.writer.put(DB_REFERRALS, referral_key,
+                        fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
+        return 0
+
+    cdef bint maybe_referred(self, bytes member_key) except -1:
+        """Whether writer.get(DB_REFEREES, key) finds the member: the overlay, then the transaction."""
+        cdef PyObject* found = PyDict_GetItem(self.referees_overlay, member_key)
+        if found != NULL and <object>found is not None:
+            return True
+        if self.referees_db is None:
+            return True  # the twin's lookup decides
+        return self.txn_get(member_key, None, self.referees_db) is not None
+
+    cdef object birthday_of(self, bytes member_key):
+        """(month, day) of the member's profile, None without one: the store's cache, else the twin."""
+        cdef PyObject* found = PyDict_GetItem(self.profile_cache, member_key)
+        if found != NULL:
+            return <object>found
+        _engagement.birthday_bp(self.writer, member_key, self.rules.program, 0)  # fills the cache
+        return self.profile_cache.get(member_key)
+
+    cdef int credit_engaged(self, MemberState state, int64_t points, int64_t instant, int64_t release_s,
+                            bytes order_key) except -1:
+        """engagement._Credit.add: into the bucket, or (pending days) debt first, then the order's lot."""
+        if not self.rules.pending_days:
+            return state._credit(points, instant, self.expiry_deltas)
+        cdef int64_t paid = state.debt if state.debt < points else points
+        state.debt -= paid
+        state.balance += points
+        cdef int64_t rest = points - paid
+        if rest == 0:
+            return 0
+        self.expiry_deltas.add(instant, rest)
+        cdef list lots = state.engagement.lots
+        cdef list lot
+        for lot in lots:
+            if lot[4] == order_key and lot[0] == release_s and lot[1] == instant:
+                lot[2] += rest
+                return 0
+        lots.append([release_s, instant, rest, self.next_seq, order_key])
+        return 0
+
+    cdef int release_lots(self, MemberState state, list lots, int64_t time_s) except -1:
+        """engagement.release_due: lots whose release instant has come join their buckets."""
+        cdef list lot
+        cdef bint due = False
+        cdef int64_t points, instant
+        for lot in lots:
+            if <int64_t>lot[0] <= time_s:
+                due = True
+                break
+        if not due:
+            return 0
+        for lot in lots:
+            if <int64_t>lot[0] <= time_s:
+                points = lot[2]
+                instant = lot[1]
+                # _credit counts the points in the expiry totals again: they are there already.
+                state._credit(points, instant, self.expiry_deltas)
+                state.balance -= points
+                self.expiry_deltas.add(instant, -points)
+        state.engagement.lots = [lot for lot in lots if <int64_t>lot[0] > time_s]
+        return 0
 
     cdef int resume(self) except -1:
         """After the writer was used directly: take its sums back (finish's inverse)."""

@@ -1,10 +1,11 @@
 """The engagement rules of a purchase (§14, §17): welcome, referral, milestones, birthday.
 
 A purchase under a version with any of these rules (or by a member that has
-engagement state) takes this path, in both engines: the Cython engine hands
-the item here after its field checks and order lookup, so both write the same
-bytes by running the same code. A programme without the rules never comes
-here, and its purchases cost what they did before.
+engagement state) takes this path in the twin. The Cython engine runs a C
+transcription of apply_purchase (_engine_c._Batch.apply_engaged_fast) and hands
+the rare cases here; this module is the specification both follow, and the
+differential test holds them to the same bytes. A programme without the rules
+never comes here, and its purchases cost what they did before.
 
 The entries of one purchase (§17): EXPIRE if due, EARN, the purchaser's bonuses
 (welcome, referral, milestones in document order), then the referrer's EXPIRE
