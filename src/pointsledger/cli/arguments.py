@@ -12,7 +12,7 @@ import time
 from .. import calendar, limits
 from .._engine_py import validate_id
 from ..errors import InvalidArgument
-from ..operations import validate_reason
+from ..operations import validate_birthday, validate_reason
 
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 PORT_MAX = 65_535
@@ -87,6 +87,16 @@ def id_argument(field):
 
 
 reason_argument = _checked(validate_reason)
+
+
+def birthday_argument(text):
+    """MM-DD, a day that exists (29 February does): the ledger's own check, named birthday."""
+    try:
+        validate_birthday(text)
+    except InvalidArgument as error:
+        reason = error.reason.replace("or null to clear it", "or --clear to remove it")
+        raise argparse.ArgumentTypeError(f"birthday {reason} (got {text!r})") from None
+    return text
 
 
 def address_argument(text):

@@ -1,0 +1,87 @@
+"""The CLI defects of the independent review of main (items 1, 2, 5, 7): each runs the real command,
+as tests/test_cli.py does.
+"""
+
+import os
+
+import pytest
+
+from pointsledger import program
+from pointsledger.ledger import EXAMPLE_PROGRAM
+from test_cli import SCRATCH_CACHE, run, run_json
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scratch_cache(tmp_path_factory):
+    SCRATCH_CACHE["path"] = str(tmp_path_factory.mktemp("cache"))
+
+T_2026_01_01 = 1_767_225_600
+
+
+# --- item 1: a write refused for want of a ledger leaves no ledger behind ------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ("redeem", "x", "m1", "1"),
+    ("refund", "r", "o", "5"),
+    ("adjust", "a", "m", "5", "--reason", "x"),
+    ("referral", "register", "r", "a", "b"),
+    ("expire",),
+    ("profile", "set", "m1", "03-20"),
+])
+def test_a_write_command_without_a_ledger_is_refused_and_creates_nothing(tmp_path, command):
+    data = tmp_path / "new"
+    completed = run(*command, data=data, check=1)
+    assert completed.stdout == ""
+    assert completed.stderr == (f"pointsledger: NOT_FOUND: no ledger at {data} "
+                                "(`pointsledger ingest` or `serve` creates one)\n")
+    assert not os.path.exists(data)
+
+
+def test_program_set_is_the_set_up_step_that_creates_a_ledger(tmp_path):
+    data = tmp_path / "new"
+    document = tmp_path / "programme.json"
+    document.write_text(program.canonical_json(dict(EXAMPLE_PROGRAM, effective_from=T_2026_01_01)))
+    # The new ledger gets the example programme (version 1), then the one set (version 2).
+    assert run_json("program", "set", document, data=data, check=0) == {"version": 2,
+                                                                         "effective_from_s": T_2026_01_01}
+    assert os.path.exists(data / "data.mdb")
+    assert "creates the ledger with the example programme when there is none" in " ".join(
+        run("program", "set", "--help", check=0).stdout.split())
+
+
+# --- item 2: a bad argument value for profile set / referral register is exit 2 -------------------------
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sample") / "ledger"
+    run("ingest", "--sample", "--quiet", data=data, check=0)
+    return data
+
+
+@pytest.mark.parametrize("command,error", [
+    (("profile", "set", "m1", "13-40"),
+     "pointsledger profile set: error: argument MM-DD: birthday must be a date that exists (MM-DD) (got '13-40')"),
+    (("profile", "set", "m1", "1-1"),
+     "pointsledger profile set: error: argument MM-DD: birthday must be MM-DD (or --clear to remove it) "
+     "(got '1-1')"),
+    (("referral", "register", "ref9", "m1", "m1"),
+     "pointsledger: error: referee_id: a member cannot refer itself (got 'm1')"),
+    (("referral", "register", "", "m1", "m2"),
+     "pointsledger referral register: error: argument referral_id: must be 1 to 64 bytes of UTF-8 (got '')"),
+])
+def test_a_bad_engagement_argument_is_a_usage_error_that_changes_nothing(sample, command, error):
+    before = run("export", data=sample, check=0).stdout
+    completed = run(*command, data=sample, check=2)
+    assert completed.stdout == ""
+    assert completed.stderr.splitlines()[-1] == error
+    assert run("export", data=sample, check=0).stdout == before
+
+
+@pytest.mark.parametrize("command", ["referral", "profile"])
+def test_referral_and_profile_help_state_the_exit_status_rule(command):
+    help_text = run(command, "--help", check=0).stdout
+    assert help_text.endswith(
+        "exit status: 0 done; 1 the ledger refused or the command failed; 2 bad usage or a bad argument\n"
+        "value (found before the ledger is touched); 3 an ingest finished with rejected rows; 130 interrupted\n")
