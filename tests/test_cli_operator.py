@@ -71,10 +71,10 @@ def test_rollforward_refuses_a_boundary_inside_a_day(sample, option, value, why)
         f"pointsledger report: error: argument {option}: {value!r} {why}")
 
 
-def test_rollforward_refuses_an_empty_period(sample):
-    completed = run("report", "rollforward", "--from", "2026-02-01", "--to", "2026-02-01", data=sample, check=2)
+def test_rollforward_refuses_a_reversed_period(sample):
+    completed = run("report", "rollforward", "--from", "2026-02-02", "--to", "2026-02-01", data=sample, check=2)
     assert completed.stderr.splitlines()[-1] == (
-        "pointsledger: error: --to must be a later date than --from: the period is the days from --from "
+        "pointsledger: error: --to must not be an earlier date than --from: the period is the days from --from "
         "up to, not including, --to")
 
 

@@ -85,3 +85,36 @@ def test_referral_and_profile_help_state_the_exit_status_rule(command):
     assert help_text.endswith(
         "exit status: 0 done; 1 the ledger refused or the command failed; 2 bad usage or a bad argument\n"
         "value (found before the ledger is touched); 3 an ingest finished with rejected rows; 130 interrupted\n")
+
+
+# --- item 5: the rollforward can cover the last day of the range; an empty period is the API's rule -------
+
+T_2099_12_31 = 4_102_358_400
+T_2100_01_01 = 4_102_444_800
+T_2026_02_01 = 1_769_904_000
+
+
+def test_rollforward_covers_the_last_day_of_the_event_time_range(sample):
+    report = run_json("report", "rollforward", "--from", "2099-12-31", "--to", "2100-01-01", data=sample, check=0)
+    assert (report["first_day"], report["last_day"], report["days"]) == ("2099-12-31", "2099-12-31", 1)
+    assert (report["from_s"], report["to_s"], report["opening"], report["earned"], report["closing"]) == (
+        T_2099_12_31, T_2100_01_01, 577_808, 0, 577_808)
+    beyond = run("report", "rollforward", "--from", "2099-12-31", "--to", "2100-01-02", data=sample, check=2)
+    assert beyond.stderr.splitlines()[-1] == (
+        "pointsledger report: error: argument --to: '2100-01-02' is outside 2000-01-01 to 2100-01-01")
+    late_start = run("report", "rollforward", "--from", "2100-01-01", "--to", "2100-01-01", data=sample, check=2)
+    assert late_start.stderr.splitlines()[-1] == (
+        "pointsledger report: error: argument --from: '2100-01-01' is outside 2000-01-01 to 2099-12-31")
+
+
+def test_rollforward_of_an_empty_period_is_all_zero_as_in_the_api(sample):
+    report = run_json("report", "rollforward", "--from", "2026-02-01", "--to", "2026-02-01", data=sample, check=0)
+    assert report == {
+        "from_s": T_2026_02_01, "to_s": T_2026_02_01, "first_day": None, "last_day": None, "days": 0,
+        "opening": 98_091, "earned": 0, "adjusted": 0, "clawed_back": 0, "redeemed": 0, "expired": 0,
+        "closing": 98_091, "bonus": 0, "breakage_rate": None,
+        "breakage": {"expired": 0, "credited": 0, "decimal": None},
+    }
+    text = run("report", "rollforward", "--from", "2026-02-01", "--to", "2026-02-01", data=sample, check=0)
+    assert text.stdout.splitlines()[0] == (
+        "Points rollforward for an empty period (0 days: 2026-02-01T00:00:00Z up to 2026-02-01T00:00:00Z)")

@@ -6,7 +6,7 @@ import os
 from .. import engine as engines, limits
 from ..ledger import DEFAULT_PATH
 from .arguments import (
-    address_argument, birthday_argument, date_argument, id_argument, integer_argument, positive_seconds, reason_argument, time_argument,
+    address_argument, birthday_argument, date_argument, end_date_argument, id_argument, integer_argument, positive_seconds, reason_argument, time_argument,
 )
 from .bench import cmd_bench
 from .common import (
@@ -126,8 +126,9 @@ def build_parser():
     report.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="liability: default now")
     report.add_argument("--from", type=date_argument, dest="from_time", metavar="DATE",
                         help="rollforward: the first UTC day covered (YYYY-MM-DD)")
-    report.add_argument("--to", type=date_argument, dest="to_time", metavar="DATE",
-                        help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive)")
+    report.add_argument("--to", type=end_date_argument, dest="to_time", metavar="DATE",
+                        help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive; "
+                             "equal to --from: an empty period, all zero)")
 
     export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
                          ["pointsledger export --output journal.parquet",

@@ -54,8 +54,9 @@ def print_line(label, points, point_value):
 def report_rollforward(arguments):
     if arguments.from_time is None or arguments.to_time is None:
         raise Usage("report rollforward needs --from and --to")
-    if arguments.to_time <= arguments.from_time:
-        raise Usage("--to must be a later date than --from: the period is the days from --from up to, "
+    # One rule with the API: --to equal to --from is an empty period (harmless, every line 0); before it, an error.
+    if arguments.to_time < arguments.from_time:
+        raise Usage("--to must not be an earlier date than --from: the period is the days from --from up to, "
                     "not including, --to")
     with open_existing(arguments) as ledger:
         report = ledger.rollforward(arguments.from_time, arguments.to_time)
@@ -73,14 +74,18 @@ def report_rollforward(arguments):
     if arguments.json:
         print_json(dict(fields, first_day=first_day, last_day=last_day, days=days))
         return EXIT_OK
-    print(f"Points rollforward for the UTC days {first_day} through {last_day} ({plural(days, 'day')}: "
+    covered = f"the UTC days {first_day} through {last_day}" if days else "an empty period"
+    print(f"Points rollforward for {covered} ({plural(days, 'day')}: "
           f"{format_time(report.from_s)} up to {format_time(report.to_s)})")
     emit(arguments, fields, ROLLFORWARD_TIMES)
     return EXIT_OK
 
 
 def period_days(from_s, to_s):
-    """(first day, last day, number of days) of the UTC days [from_s, to_s) a rollforward covers."""
+    """(first day, last day, number of days) of the UTC days [from_s, to_s) a rollforward covers
+    (None, None, 0) for an empty period."""
     days = (to_s - from_s) // calendar.SECONDS_PER_DAY
+    if not days:
+        return None, None, 0
     last_day = calendar.format_utc(to_s - calendar.SECONDS_PER_DAY)[:10]
     return calendar.format_utc(from_s)[:10], last_day, days
