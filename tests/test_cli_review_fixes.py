@@ -118,3 +118,55 @@ def test_rollforward_of_an_empty_period_is_all_zero_as_in_the_api(sample):
     text = run("report", "rollforward", "--from", "2026-02-01", "--to", "2026-02-01", data=sample, check=0)
     assert text.stdout.splitlines()[0] == (
         "Points rollforward for an empty period (0 days: 2026-02-01T00:00:00Z up to 2026-02-01T00:00:00Z)")
+
+
+# --- item 7: liability --json values, a directory or a file where the other is wanted, export's seq range ----
+
+
+def test_liability_json_gives_every_totals_money_value(sample):
+    report = run_json("report", "liability", "--as-of", "2026-06-01", data=sample, check=0)
+    assert report["point_value"] == "0.01"
+    assert report["all_time"] == {
+        "earned": 577_808, "earned_value": "5778.08", "issued": 577_808, "issued_value": "5778.08",
+        "outstanding": 577_808, "outstanding_value": "5778.08",
+        "adjusted_positive": 0, "adjusted_positive_value": "0.00",
+        "adjusted_negative": 0, "adjusted_negative_value": "0.00",
+        "clawed_back": 0, "clawed_back_value": "0.00", "redeemed": 0, "redeemed_value": "0.00",
+        "expired": 0, "expired_value": "0.00", "bonus": 0, "bonus_value": "0.00",
+        "outstanding_by_tier": {"gold": 563_008, "member": 6_975, "silver": 7_825},
+        "outstanding_by_tier_value": {"gold": "5630.08", "member": "69.75", "silver": "78.25"},
+    }
+    assert report["as_of"] == {
+        "expiring_30_days": 0, "expiring_30_days_value": "0.00", "expiring_60_days": 0,
+        "expiring_60_days_value": "0.00", "expiring_90_days": 0, "expiring_90_days_value": "0.00",
+        "overdue": 0, "overdue_value": "0.00", "pending": 0, "pending_value": "0.00",
+    }
+
+
+def test_a_directory_given_as_an_input_file_is_a_usage_error(sample, tmp_path):
+    before = run("export", data=sample, check=0).stdout
+    ingest = run("ingest", tmp_path, data=sample, check=2)
+    assert ingest.stderr.splitlines()[-1] == f"pointsledger: error: {tmp_path}: a directory, not a file of purchases"
+    program_set = run("program", "set", tmp_path, data=sample, check=2)
+    assert program_set.stderr.splitlines()[-1] == (
+        f"pointsledger: error: {tmp_path}: a directory, not a programme (JSON) file")
+    assert run("export", data=sample, check=0).stdout == before
+
+
+@pytest.mark.parametrize("command", [("balance", "m1"), ("ingest", "--sample"), ("redeem", "x", "m1", "1")])
+def test_data_naming_a_file_is_a_usage_error(tmp_path, command):
+    not_a_directory = tmp_path / "ledger"
+    not_a_directory.write_text("not a ledger")
+    completed = run(*command, data=not_a_directory, check=2)
+    assert completed.stderr.splitlines()[-1] == (
+        f"pointsledger: error: --data {not_a_directory}: not a directory (the ledger is a directory)")
+    assert not_a_directory.read_text() == "not a ledger"
+
+
+def test_export_refuses_a_to_seq_before_the_from_seq(sample):
+    completed = run("export", "--from-seq", "10", "--to-seq", "5", data=sample, check=2)
+    assert completed.stdout == ""
+    assert completed.stderr.splitlines()[-1] == (
+        "pointsledger: error: --to-seq 5 is before --from-seq 10: nothing to export")
+    one = run("export", "--from-seq", "10", "--to-seq", "10", data=sample, check=0)
+    assert one.stdout.splitlines()[1:] == ["10,EARN,member-004,sample-00010,238,300,1767286607,1"]

@@ -46,7 +46,11 @@ class Interrupted(Exception):
 
 
 def data_directory(arguments):
-    return arguments.data
+    """--data; a path that is there but is not a directory is a bad argument value (exit status 2)."""
+    path = arguments.data
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise Usage(f"--data {path}: not a directory (the ledger is a directory)")
+    return path
 
 
 # --- opening the ledger ---------------------------------------------------------------------

@@ -28,7 +28,8 @@ def cmd_report(arguments):
     fields["issued"] = report.issued
     header, as_of, all_time = split_fields(fields, LIABILITY_AS_OF + ("pending",), LIABILITY_HEADER)
     if arguments.json:
-        print_json(dict(header, all_time=all_time, as_of=as_of))
+        print_json(dict(header, all_time=with_values(all_time, report.point_value),
+                        as_of=with_values(as_of, report.point_value)))
         return EXIT_OK
     as_of_text = format_time(report.as_of_s)
     print(f"Points liability ({report.currency}, one point = {report.point_value} {report.currency} "
@@ -45,6 +46,18 @@ def cmd_report(arguments):
     for name in LIABILITY_AS_OF + (("pending",) if report.pending else ()):
         print_line(LIABILITY_AS_OF_LABELS[name], as_of[name], report.point_value)
     return EXIT_OK
+
+
+def with_values(totals, point_value):
+    """The totals with the money value of each, <name>_value (points × point_value, exact decimal text), as
+    the text report prints and the gRPC Liability carries them."""
+    values = {}
+    for name, points in totals.items():
+        if isinstance(points, int) and not isinstance(points, bool):
+            values[f"{name}_value"] = str(points * point_value)
+        elif name == "outstanding_by_tier":
+            values["outstanding_by_tier_value"] = {tier: str(each * point_value) for tier, each in points.items()}
+    return dict(totals, **values)
 
 
 def print_line(label, points, point_value):
