@@ -439,7 +439,7 @@ USAGE = [
     ("program", "set", "no-such-programme.json"),
     ("serve", "--address", "127.0.0.1:70000"),
     ("report", "rollforward", "--from", "2026-01-01T12:00:00Z", "--to", "2026-02-01"),
-    ("report", "rollforward", "--from", "2026-02-01", "--to", "2026-02-01"),
+    ("report", "rollforward", "--from", "2026-02-02", "--to", "2026-02-01"),
 ]
 
 

@@ -49,14 +49,17 @@ def test_referral_and_profile_commands(tmp_path):
     assert again["status"] == "DUPLICATE"
     shown = run_json("referral", "show", "ref-1", data=data, check=0)
     assert (shown["referrer_id"], shown["referee_id"], shown["time_s"]) == ("alice", "bob", T_2026_03_15)
-    self_referral = run("referral", "register", "ref-2", "alice", "alice", data=data, check=1)
-    assert self_referral.stderr.startswith("pointsledger: INVALID_ARGUMENT: referee_id: a member cannot refer itself")
+    # A bad argument value, found before the ledger is touched: exit status 2 (review item 2).
+    self_referral = run("referral", "register", "ref-2", "alice", "alice", data=data, check=2)
+    assert self_referral.stderr.splitlines()[-1] == (
+        "pointsledger: error: referee_id: a member cannot refer itself (got 'alice')")
     assert run("referral", "show", "ref-9", data=data, check=1).stderr.startswith("pointsledger: NOT_FOUND:")
 
     assert run_json("profile", "set", "bob", "03-20", data=data, check=0) == {"member_id": "bob", "birthday": "03-20"}
     assert run_json("profile", "show", "bob", data=data, check=0)["birthday"] == "03-20"
-    refused = run("profile", "set", "bob", "02-30", data=data, check=1)
-    assert refused.stderr.startswith("pointsledger: INVALID_ARGUMENT: birthday: must be a date that exists")
+    refused = run("profile", "set", "bob", "02-30", data=data, check=2)
+    assert refused.stderr.splitlines()[-1] == (
+        "pointsledger profile set: error: argument MM-DD: birthday must be a date that exists (MM-DD) (got '02-30')")
     run("profile", "set", "bob", data=data, check=2)  # neither a birthday nor --clear
     assert run_json("profile", "set", "bob", "--clear", data=data, check=0)["birthday"] is None
     assert run("profile", "show", "carol", data=data, check=1).stderr.startswith("pointsledger: NOT_FOUND:")

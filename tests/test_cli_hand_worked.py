@@ -133,9 +133,15 @@ def test_reports(ledger):
         "as_of_s": T_2027_03_01, "currency": "USD", "point_value": "0.01",
         "all_time": {"issued": 1_698, "earned": 1_698, "bonus": 0, "adjusted_positive": 0, "adjusted_negative": 0,
                      "clawed_back": 0, "redeemed": 0, "expired": 0, "outstanding": 1_698,
-                     "outstanding_value": "16.98", "outstanding_by_tier": {"member": 401, "silver": 1_297, "gold": 0}},
+                     "outstanding_value": "16.98", "outstanding_by_tier": {"member": 401, "silver": 1_297, "gold": 0},
+                     # each total's money value, points x 0.01 (review item 7)
+                     "issued_value": "16.98", "earned_value": "16.98", "bonus_value": "0.00",
+                     "adjusted_positive_value": "0.00", "adjusted_negative_value": "0.00",
+                     "clawed_back_value": "0.00", "redeemed_value": "0.00", "expired_value": "0.00",
+                     "outstanding_by_tier_value": {"member": "4.01", "silver": "12.97", "gold": "0.00"}},
         "as_of": {"overdue": 0, "expiring_30_days": 0, "expiring_60_days": 1_048, "expiring_90_days": 1_048,
-                  "pending": 0},
+                  "pending": 0, "overdue_value": "0.00", "expiring_30_days_value": "0.00",
+                  "expiring_60_days_value": "10.48", "expiring_90_days_value": "10.48", "pending_value": "0.00"},
     }
     assert run_json(ledger, "report", "rollforward", "--from", "2026-01-01", "--to", "2027-01-01") == {
         "from_s": 1_767_225_600, "to_s": 1_798_761_600, "first_day": "2026-01-01", "last_day": "2026-12-31",

@@ -71,10 +71,10 @@ def test_rollforward_refuses_a_boundary_inside_a_day(sample, option, value, why)
         f"pointsledger report: error: argument {option}: {value!r} {why}")
 
 
-def test_rollforward_refuses_an_empty_period(sample):
-    completed = run("report", "rollforward", "--from", "2026-02-01", "--to", "2026-02-01", data=sample, check=2)
+def test_rollforward_refuses_a_reversed_period(sample):
+    completed = run("report", "rollforward", "--from", "2026-02-02", "--to", "2026-02-01", data=sample, check=2)
     assert completed.stderr.splitlines()[-1] == (
-        "pointsledger: error: --to must be a later date than --from: the period is the days from --from "
+        "pointsledger: error: --to must not be an earlier date than --from: the period is the days from --from "
         "up to, not including, --to")
 
 
@@ -124,9 +124,15 @@ def test_liability_report_labels_all_time_totals_apart_from_as_of_figures(sample
                      "redeemed": 0, "expired": 0, "issued": 577_808, "outstanding": 577_808,
                      "outstanding_value": "5778.08",
                      "outstanding_by_tier": {"member": 6_975, "silver": 7_825, "gold": 563_008},
-                     "bonus": 0},  # the engagement rules' line (§17): none in the example programme
+                     "bonus": 0,  # the engagement rules' line (§17): none in the example programme
+                     # each total's money value, points x 0.01 (review item 7)
+                     "earned_value": "5778.08", "adjusted_positive_value": "0.00", "adjusted_negative_value": "0.00",
+                     "clawed_back_value": "0.00", "redeemed_value": "0.00", "expired_value": "0.00",
+                     "issued_value": "5778.08", "bonus_value": "0.00",
+                     "outstanding_by_tier_value": {"member": "69.75", "silver": "78.25", "gold": "5630.08"}},
         "as_of": {"expiring_30_days": 0, "expiring_60_days": 196_456, "expiring_90_days": 196_456, "overdue": 0,
-                  "pending": 0},
+                  "pending": 0, "expiring_30_days_value": "0.00", "expiring_60_days_value": "1964.56",
+                  "expiring_90_days_value": "1964.56", "overdue_value": "0.00", "pending_value": "0.00"},
     }
     text = run("report", "liability", "--as-of", "2026-12-31", data=sample, check=0).stdout.splitlines()
     assert text[1] == "  all-time totals: everything recorded up to now, not cut at the as-of date"

@@ -2,7 +2,8 @@
 
 Conventions, for every command:
 - `--data DIR` (or POINTSLEDGER_DATA) picks the ledger, default ./pointsledger-data;
-  commands that write create it with the example programme when it is new.
+  the set-up commands (ingest, program set, serve) create it with the example
+  programme when it is new; every other command refuses (exit 1) when there is none.
 - `--help` shows an example; `--json` prints one JSON document for scripts.
 - Exit status (EXIT_STATUS_HELP, in every --help): 0 done; 1 the ledger refused
   or the command failed (a LedgerError, an unreadable file, problems found by

@@ -12,7 +12,7 @@ import time
 from .. import calendar, limits
 from .._engine_py import validate_id
 from ..errors import InvalidArgument
-from ..operations import validate_reason
+from ..operations import validate_birthday, validate_reason
 
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 PORT_MAX = 65_535
@@ -41,16 +41,25 @@ def time_argument(text):
 
 def date_argument(text):
     """A UTC date, YYYY-MM-DD, as its midnight: the rollforward counts whole UTC days (SPEC §17)."""
+    return _date(text, limits.time_s_max_exclusive - 1)
+
+
+def end_date_argument(text):
+    """As date_argument, for an exclusive end (--to): the day after the last one covered, so it may be
+    the end of the event-time range itself (2100-01-01), or the last day could not be covered."""
+    return _date(text, limits.time_s_max_exclusive)
+
+
+def _date(text, latest):
     given = text.strip()
     value = calendar.parse_utc(given + "T00:00:00Z") if DATE_PATTERN.fullmatch(given) else None
     if value is None:
         raise argparse.ArgumentTypeError(
             f"{given!r} is not a date: give YYYY-MM-DD (the rollforward covers whole UTC days, midnight to midnight)"
         )
-    if not limits.time_s_min <= value < limits.time_s_max_exclusive:
+    if not limits.time_s_min <= value <= latest:
         raise argparse.ArgumentTypeError(
-            f"{given!r} is outside {calendar.format_utc(limits.time_s_min)[:10]} "
-            f"to {calendar.format_utc(limits.time_s_max_exclusive - 1)[:10]}"
+            f"{given!r} is outside {calendar.format_utc(limits.time_s_min)[:10]} to {calendar.format_utc(latest)[:10]}"
         )
     return value
 
@@ -87,6 +96,16 @@ def id_argument(field):
 
 
 reason_argument = _checked(validate_reason)
+
+
+def birthday_argument(text):
+    """MM-DD, a day that exists (29 February does): the ledger's own check, named birthday."""
+    try:
+        validate_birthday(text)
+    except InvalidArgument as error:
+        reason = error.reason.replace("or null to clear it", "or --clear to remove it")
+        raise argparse.ArgumentTypeError(f"birthday {reason} (got {text!r})") from None
+    return text
 
 
 def address_argument(text):

@@ -46,15 +46,29 @@ class Interrupted(Exception):
 
 
 def data_directory(arguments):
-    return arguments.data
+    """--data; a path that is there but is not a directory is a bad argument value (exit status 2)."""
+    path = arguments.data
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise Usage(f"--data {path}: not a directory (the ledger is a directory)")
+    return path
 
 
 # --- opening the ledger ---------------------------------------------------------------------
 
 
 def open_ledger(arguments, *, sync=True):
-    """The ledger at --data, created with the example programme when it is new."""
+    """The ledger at --data, created with the example programme when it is new.
+
+    Only the set-up commands (ingest, program set, serve) create a ledger.
+    """
     return open_with_example_program(data_directory(arguments), sync=sync)
+
+
+def open_existing_for_writing(arguments):
+    """The ledger at --data, to write; refused when there is none: a refused request (an
+    unknown member, say) must not leave a new ledger behind (SPEC §15)."""
+    _require_store(data_directory(arguments))
+    return open_with_example_program(data_directory(arguments))
 
 
 def store_exists(path):
@@ -64,9 +78,13 @@ def store_exists(path):
 def open_existing(arguments):
     """The ledger at --data, read-only; refused when there is none (reads never create one)."""
     path = data_directory(arguments)
+    _require_store(path)
+    return Ledger(path, readonly=True)
+
+
+def _require_store(path):
     if not store_exists(path):
         raise NotFound(f"no ledger at {os.path.abspath(path)} (`pointsledger ingest` or `serve` creates one)")
-    return Ledger(path, readonly=True)
 
 
 def one_line(text):

@@ -4,7 +4,7 @@ import dataclasses
 import sys
 import time
 
-from .common import EXIT_OK, open_existing, open_ledger
+from .common import EXIT_OK, open_existing, open_existing_for_writing, Usage
 from .output import ALL_TIME_LABEL, emit, format_time, print_fields, print_json, split_fields
 
 BAR_WIDTH = 20
@@ -56,7 +56,10 @@ def _can_encode(text):
 
 
 def cmd_referral_register(arguments):
-    with open_ledger(arguments) as ledger:
+    if arguments.referee_id == arguments.referrer_id:
+        # The ledger's own rule, found before the ledger is touched (exit status 2).
+        raise Usage(f"referee_id: a member cannot refer itself (got {arguments.referee_id!r})")
+    with open_existing_for_writing(arguments) as ledger:
         time_s = arguments.time
         if time_s is None:
             time_s = _recorded_referral_time(ledger, arguments.referral_id)
@@ -88,10 +91,8 @@ def cmd_referral_show(arguments):
 def cmd_profile_set(arguments):
     birthday = None if arguments.clear else arguments.birthday
     if birthday is None and not arguments.clear:
-        from .common import Usage
-
         raise Usage("profile set needs a birthday (MM-DD) or --clear")
-    with open_ledger(arguments) as ledger:
+    with open_existing_for_writing(arguments) as ledger:
         profile = ledger.set_member_profile(arguments.member_id, birthday)
     emit(arguments, vars(profile))
     return EXIT_OK

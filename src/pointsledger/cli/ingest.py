@@ -48,6 +48,8 @@ def ingest_input(arguments):
         raise Usage("ingest needs FILE (or --sample)")
     if not os.path.exists(arguments.file):
         raise Usage(f"{arguments.file}: no such file")
+    if os.path.isdir(arguments.file):
+        raise Usage(f"{arguments.file}: a directory, not a file of purchases")
     return arguments.file, arguments.format
 
 

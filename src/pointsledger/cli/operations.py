@@ -3,7 +3,7 @@
 import time
 
 from ..errors import NotFound
-from .common import EXIT_OK, open_existing, open_ledger
+from .common import EXIT_OK, open_existing, open_existing_for_writing
 from .engagement import print_balance
 from .output import emit, format_time, print_json
 
@@ -47,21 +47,21 @@ def write_result(arguments, result):
 
 
 def cmd_refund(arguments):
-    with open_ledger(arguments) as ledger:
+    with open_existing_for_writing(arguments) as ledger:
         time_s = time_or_recorded(arguments.time, ledger.get_refund, arguments.refund_id)
         result = ledger.refund(arguments.refund_id, arguments.order_id, arguments.amount_minor, time_s)
     return write_result(arguments, result)
 
 
 def cmd_redeem(arguments):
-    with open_ledger(arguments) as ledger:
+    with open_existing_for_writing(arguments) as ledger:
         time_s = time_or_recorded(arguments.time, ledger.get_redemption, arguments.redemption_id)
         result = ledger.redeem(arguments.redemption_id, arguments.member_id, arguments.points, time_s)
     return write_result(arguments, result)
 
 
 def cmd_adjust(arguments):
-    with open_ledger(arguments) as ledger:
+    with open_existing_for_writing(arguments) as ledger:
         time_s = time_or_recorded(arguments.time, ledger.get_adjustment, arguments.adjustment_id)
         result = ledger.adjust(arguments.adjustment_id, arguments.member_id, arguments.points,
                                arguments.reason, time_s)
@@ -85,7 +85,7 @@ def time_or_recorded(time_s, recorded, operation_id):
 
 
 def cmd_expire(arguments):
-    with open_ledger(arguments) as ledger:
+    with open_existing_for_writing(arguments) as ledger:
         result = ledger.expire(arguments.as_of)
     emit(arguments, vars(result), ("as_of_s",))
     return EXIT_OK

@@ -6,7 +6,7 @@ import os
 from .. import engine as engines, limits
 from ..ledger import DEFAULT_PATH
 from .arguments import (
-    address_argument, date_argument, id_argument, integer_argument, positive_seconds, reason_argument, time_argument,
+    address_argument, birthday_argument, date_argument, end_date_argument, id_argument, integer_argument, positive_seconds, reason_argument, time_argument,
 )
 from .bench import cmd_bench
 from .common import (
@@ -126,8 +126,9 @@ def build_parser():
     report.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="liability: default now")
     report.add_argument("--from", type=date_argument, dest="from_time", metavar="DATE",
                         help="rollforward: the first UTC day covered (YYYY-MM-DD)")
-    report.add_argument("--to", type=date_argument, dest="to_time", metavar="DATE",
-                        help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive)")
+    report.add_argument("--to", type=end_date_argument, dest="to_time", metavar="DATE",
+                        help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive; "
+                             "equal to --from: an empty period, all zero)")
 
     export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
                          ["pointsledger export --output journal.parquet",
@@ -219,7 +220,8 @@ def add_program_parser(commands, common, with_json):
     )
     actions = program_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     set_parser = add_command(actions, "set", cmd_program_set,
-                             "store a programme (JSON) as a new version; every problem is listed",
+                             "store a programme (JSON) as a new version; every problem is listed. A set-up "
+                             "step: it creates the ledger with the example programme when there is none",
                              ["pointsledger program set programme.json --effective-from 2027-01-01"],
                              (common, with_json))
     set_parser.add_argument("file", metavar="FILE", help="the JSON document, or - for stdin")
@@ -236,25 +238,26 @@ def add_engagement_parsers(commands, parents):
     referral = commands.add_parser(
         "referral", help="register or show a referral", description="register or show a referral",
         epilog="example:\n  pointsledger referral register ref-1 member-001 new-member-7\n"
-               "  pointsledger referral show ref-1",
+               "  pointsledger referral show ref-1\n\n" + EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = referral.add_subparsers(dest="action", required=True, metavar="ACTION")
     register = add_command(actions, "register", cmd_referral_register,
                            "record that a member referred someone not yet a member",
                            ["pointsledger referral register ref-1 member-001 new-member-7"], parents)
-    register.add_argument("referral_id")
-    register.add_argument("referrer_id")
-    register.add_argument("referee_id")
+    register.add_argument("referral_id", type=id_argument("referral_id"))
+    register.add_argument("referrer_id", type=id_argument("referrer_id"))
+    register.add_argument("referee_id", type=id_argument("referee_id"))
     register.add_argument("--time", type=time_argument, metavar="TIME", help=TIME_HELP)
     show = add_command(actions, "show", cmd_referral_show, "a referral: open or settled, with the settling order",
                        ["pointsledger referral show ref-1 --json"], parents)
-    show.add_argument("referral_id")
+    show.add_argument("referral_id", type=id_argument("referral_id"))
 
     profile = commands.add_parser(
         "profile", help="set or show a member's profile (birthday)",
         description="set or show a member's profile (birthday)",
-        epilog="example:\n  pointsledger profile set member-001 03-20\n  pointsledger profile show member-001",
+        epilog="example:\n  pointsledger profile set member-001 03-20\n  pointsledger profile show member-001\n\n"
+               + EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = profile.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -262,12 +265,12 @@ def add_engagement_parsers(commands, parents):
                              "set a member's birthday (MM-DD), before or after its first purchase",
                              ["pointsledger profile set member-001 03-20",
                               "pointsledger profile set member-001 --clear"], parents)
-    set_parser.add_argument("member_id")
-    set_parser.add_argument("birthday", nargs="?", metavar="MM-DD")
+    set_parser.add_argument("member_id", type=id_argument("member_id"))
+    set_parser.add_argument("birthday", nargs="?", type=birthday_argument, metavar="MM-DD")
     set_parser.add_argument("--clear", action="store_true", help="remove the birthday")
     show = add_command(actions, "show", cmd_profile_show, "a member's profile",
                        ["pointsledger profile show member-001"], parents)
-    show.add_argument("member_id")
+    show.add_argument("member_id", type=id_argument("member_id"))
 
 
 def _version():

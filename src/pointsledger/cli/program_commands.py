@@ -15,6 +15,8 @@ def cmd_program_set(arguments):
     else:
         if not os.path.exists(arguments.file):
             raise Usage(f"{arguments.file}: no such file")
+        if os.path.isdir(arguments.file):
+            raise Usage(f"{arguments.file}: a directory, not a programme (JSON) file")
         with open(arguments.file, encoding="utf-8") as handle:
             text = handle.read()
     with open_ledger(arguments) as ledger:

@@ -28,7 +28,8 @@ def cmd_report(arguments):
     fields["issued"] = report.issued
     header, as_of, all_time = split_fields(fields, LIABILITY_AS_OF + ("pending",), LIABILITY_HEADER)
     if arguments.json:
-        print_json(dict(header, all_time=all_time, as_of=as_of))
+        print_json(dict(header, all_time=with_values(all_time, report.point_value),
+                        as_of=with_values(as_of, report.point_value)))
         return EXIT_OK
     as_of_text = format_time(report.as_of_s)
     print(f"Points liability ({report.currency}, one point = {report.point_value} {report.currency} "
@@ -47,6 +48,18 @@ def cmd_report(arguments):
     return EXIT_OK
 
 
+def with_values(totals, point_value):
+    """The totals with the money value of each, <name>_value (points × point_value, exact decimal text), as
+    the text report prints and the gRPC Liability carries them."""
+    values = {}
+    for name, points in totals.items():
+        if isinstance(points, int) and not isinstance(points, bool):
+            values[f"{name}_value"] = str(points * point_value)
+        elif name == "outstanding_by_tier":
+            values["outstanding_by_tier_value"] = {tier: str(each * point_value) for tier, each in points.items()}
+    return dict(totals, **values)
+
+
 def print_line(label, points, point_value):
     print(f"    {label:<28}{points:>20,}{point_value * points:>20,.2f}")
 
@@ -54,8 +67,9 @@ def print_line(label, points, point_value):
 def report_rollforward(arguments):
     if arguments.from_time is None or arguments.to_time is None:
         raise Usage("report rollforward needs --from and --to")
-    if arguments.to_time <= arguments.from_time:
-        raise Usage("--to must be a later date than --from: the period is the days from --from up to, "
+    # One rule with the API: --to equal to --from is an empty period (harmless, every line 0); before it, an error.
+    if arguments.to_time < arguments.from_time:
+        raise Usage("--to must not be an earlier date than --from: the period is the days from --from up to, "
                     "not including, --to")
     with open_existing(arguments) as ledger:
         report = ledger.rollforward(arguments.from_time, arguments.to_time)
@@ -73,14 +87,18 @@ def report_rollforward(arguments):
     if arguments.json:
         print_json(dict(fields, first_day=first_day, last_day=last_day, days=days))
         return EXIT_OK
-    print(f"Points rollforward for the UTC days {first_day} through {last_day} ({plural(days, 'day')}: "
+    covered = f"the UTC days {first_day} through {last_day}" if days else "an empty period"
+    print(f"Points rollforward for {covered} ({plural(days, 'day')}: "
           f"{format_time(report.from_s)} up to {format_time(report.to_s)})")
     emit(arguments, fields, ROLLFORWARD_TIMES)
     return EXIT_OK
 
 
 def period_days(from_s, to_s):
-    """(first day, last day, number of days) of the UTC days [from_s, to_s) a rollforward covers."""
+    """(first day, last day, number of days) of the UTC days [from_s, to_s) a rollforward covers
+    (None, None, 0) for an empty period."""
     days = (to_s - from_s) // calendar.SECONDS_PER_DAY
+    if not days:
+        return None, None, 0
     last_day = calendar.format_utc(to_s - calendar.SECONDS_PER_DAY)[:10]
     return calendar.format_utc(from_s)[:10], last_day, days

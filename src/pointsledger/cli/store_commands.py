@@ -40,6 +40,8 @@ def cmd_export(arguments):
     file_format = arguments.format or ("parquet" if arguments.output.endswith((".parquet", ".pq")) else "csv")
     if file_format == "parquet" and arguments.output == "-":
         raise Usage("Parquet export needs --output FILE")
+    if arguments.to_seq is not None and arguments.to_seq < arguments.from_seq:
+        raise Usage(f"--to-seq {arguments.to_seq} is before --from-seq {arguments.from_seq}: nothing to export")
     with open_existing(arguments) as ledger:
         last_seq = ledger.last_seq()
         to_seq = last_seq if arguments.to_seq is None else min(arguments.to_seq, last_seq)
