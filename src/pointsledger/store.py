@@ -63,8 +63,12 @@ class Store:
         # Writes still to look every order id up after a resent order was found
         # (see write): resends tend to come in runs, and each would run twice.
         self.careful_writes_left = 0
-        with self.env.begin() as txn:
-            self.refresh(txn)
+        try:
+            with self.read() as txn:
+                self.refresh(txn)
+        except LedgerError:
+            self.env.close()
+            raise
 
     def _open_dbs(self, readonly):
         """Open the sub-databases; check (or, new, write) the format version."""
