@@ -73,6 +73,29 @@ def test_every_command_on_a_truncated_store_says_so_in_one_line(tmp_path):
     assert not (tmp_path / "copy").exists()
 
 
+def test_damaged_pages_and_an_empty_data_file_are_one_line_naming_the_file(tmp_path):
+    data = tmp_path / "ledger"
+    make_ledger(data)
+    with open(data / "data.mdb", "r+b") as handle:  # every byte after the two meta pages flipped
+        handle.seek(2 * 4096)
+        rest = handle.read()
+        handle.seek(2 * 4096)
+        handle.write(bytes(byte ^ 0x5A for byte in rest))
+    damaged = (f"{data / 'data.mdb'}: the store file is damaged (LMDB: mdb_dbi_open: MDB_CORRUPTED: "
+               "Located page was wrong type); restore it from a backup")
+    empty = (f"{data / 'data.mdb'}: empty store file (0 bytes: its creation was interrupted); "
+             "open it for writing to create it again, or restore it from a backup")
+    for problem in (damaged, empty):
+        for command in (["info"], ["balance", "member-0"], ["export"]):
+            completed = run(*command, data=data)
+            assert completed.returncode == 1, (command, completed.returncode, completed.stderr)
+            assert one_line(completed) == f"pointsledger: DATA_LOSS: {problem}", command
+        verified = run("verify", data=data)
+        assert (verified.returncode, verified.stderr) == (1, "")
+        assert verified.stdout == f"1 problem(s) in {data}:\n  {problem}\n"
+        os.truncate(data / "data.mdb", 0)
+
+
 # --- a full disk ------------------------------------------------------------------------------------------
 
 

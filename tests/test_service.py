@@ -428,7 +428,7 @@ def test_programme_set_and_get(served):
     assert client.get_program().document["tiers"] == [{"min_spend_minor": 0, "multiplier": 1, "name": "member"}]
     # A dict document goes as JSON too.
     assert client.set_program(simple_program(effective_from=T + 1)) == 3
-    with raises_code(pointsledger.InvalidArgument, "INVALID_ARGUMENT", "document") as info:
+    with raises_code(pointsledger.InvalidArgument, "INVALID_ARGUMENT", "document_json") as info:
         client.set_program(json.dumps({"currency": "usd", "earn": {}, "tiers": [], "point_value": "x"}))
     assert "currency" in str(info.value) and "tiers" in str(info.value)
     with raises_code(pointsledger.FailedPrecondition, "FAILED_PRECONDITION"):

@@ -7,6 +7,7 @@ google.rpc.Status (here with grpcio-status over raw stubs, not pointsledger's cl
 Programme: the §3 example, so 12,345 cents of groceries earn 123 points.
 """
 
+import json
 import logging
 import random
 import time
@@ -21,7 +22,7 @@ from pointsledger import Ledger
 from pointsledger.client import LedgerClient
 from pointsledger.service import BackgroundServer
 from pointsledger.v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
-from support import T_2026_03_15, entries, example_program
+from support import T_2026_03_15, entries, example_program, simple_program
 
 T = T_2026_03_15  # 2026-03-15T00:00:00Z
 
@@ -156,7 +157,7 @@ def test_deeply_nested_programme_json_is_invalid_argument(served):
             document = "[" * depth + "]" * depth
             code, bad_request, info = details_of(stub.SetProgram, pb.SetProgramRequest(document_json=document), ())
             assert (code, bad_request.field_violations[0].field, info.reason) == (
-                "INVALID_ARGUMENT", "document", "INVALID_PROGRAM")
+                "INVALID_ARGUMENT", "document_json", "INVALID_PROGRAM")
             assert "nested deeper than 32 levels" in bad_request.field_violations[0].description
         assert stub.GetProgram(pb.GetProgramRequest(), timeout=10).version == 1  # nothing stored
         channel.close()
@@ -282,3 +283,55 @@ def _bad_request(error):
             detail.Unpack(bad_request)
             return bad_request
     raise AssertionError("no BadRequest")
+
+
+def test_engagement_refusals_name_their_reason_and_field(served):
+    _, _, stub = served
+    for order_id, member_id in (("o-1", "m-1"), ("o-2", "m-2")):  # two members
+        stub.RecordPurchase(purchase(order_id, member_id=member_id), timeout=10, metadata=WRITER)
+    code, _, info = details_of(stub.RegisterReferral, pb.RegisterReferralRequest(
+        referral_id="ref-1", referrer_id="nobody1", referee_id="new-1", time_s=T))
+    assert (code, info.reason, dict(info.metadata)) == ("NOT_FOUND", "MEMBER_NOT_FOUND", {"field": "referrer_id"})
+    code, _, info = details_of(stub.GetReferral, pb.GetReferralRequest(referral_id="nope"))
+    assert (code, info.reason, dict(info.metadata)) == ("NOT_FOUND", "REFERRAL_NOT_FOUND", {"field": "referral_id"})
+    code, _, info = details_of(stub.GetMemberProfile, pb.GetMemberProfileRequest(member_id="nope"))
+    assert (code, info.reason, dict(info.metadata)) == ("NOT_FOUND", "PROFILE_NOT_FOUND", {"field": "member_id"})
+
+    stub.RegisterReferral(pb.RegisterReferralRequest(referral_id="ref-1", referrer_id="m-1", referee_id="new-1",
+                                                     time_s=T), timeout=10, metadata=WRITER)
+    code, _, info = details_of(stub.RegisterReferral, pb.RegisterReferralRequest(
+        referral_id="ref-1", referrer_id="m-1", referee_id="new-2", time_s=T))
+    assert (code, info.reason, dict(info.metadata)) == (
+        "ALREADY_EXISTS", "ID_REUSED", {"field": "referral_id", "differing_fields": "referee_id"})
+    for referral_id, referee_id in (("ref-2", "new-1"), ("ref-3", "m-2")):  # already referred; already a member
+        code, _, info = details_of(stub.RegisterReferral, pb.RegisterReferralRequest(
+            referral_id=referral_id, referrer_id="m-1", referee_id=referee_id, time_s=T))
+        assert (code, info.reason, dict(info.metadata)) == (
+            "FAILED_PRECONDITION", "REFEREE_NOT_ELIGIBLE", {"field": "referee_id"})
+
+
+def test_set_program_errors_name_the_request_fields(served):
+    ledger, _, _ = served
+    admin_server = BackgroundServer(ledger)  # no tokens: SetProgram is allowed
+    channel = grpc.insecure_channel(f"127.0.0.1:{admin_server.port}")
+    try:
+        stub = pb_grpc.LedgerStub(channel)
+        document = simple_program()
+        del document["effective_from"]  # the request's effective_from_s says when
+        code, bad_request, info = details_of(stub.SetProgram, pb.SetProgramRequest(document_json='{"earn": 5}'), ())
+        assert (code, bad_request.field_violations[0].field, info.reason, dict(info.metadata)) == (
+            "INVALID_ARGUMENT", "document_json", "INVALID_PROGRAM", {"field": "document_json"})
+        code, bad_request, info = details_of(stub.SetProgram, pb.SetProgramRequest(
+            document_json=json.dumps(document), effective_from_s=-1), ())
+        assert (code, bad_request.field_violations[0].field, info.reason, dict(info.metadata)) == (
+            "INVALID_ARGUMENT", "effective_from_s", "INVALID_FIELD", {"field": "effective_from_s"})
+        stub.SetProgram(pb.SetProgramRequest(document_json=json.dumps(document), effective_from_s=T + 100),
+                        timeout=10)  # version 2
+        code, bad_request, info = details_of(stub.SetProgram, pb.SetProgramRequest(
+            document_json=json.dumps(document), effective_from_s=T), ())
+        assert (code, bad_request, info.reason, info.metadata["field"]) == (
+            "FAILED_PRECONDITION", None, "EFFECTIVE_FROM_BEFORE_LATEST", "effective_from_s")
+        assert stub.GetProgram(pb.GetProgramRequest(), timeout=10).version == 2  # no version 3
+    finally:
+        channel.close()
+        admin_server.stop()

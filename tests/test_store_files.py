@@ -102,6 +102,45 @@ def test_an_empty_data_file_is_left_to_lmdb_to_create(tmp_path, engine_name):
         assert ledger.purchase("o", "m", 1_000, "x", T).balance == 10
 
 
+def damage_pages(path):
+    """Flip every byte after the two meta pages: the pages LMDB reads are garbage."""
+    with open(path / "data.mdb", "r+b") as handle:
+        handle.seek(2 * 4096)
+        rest = handle.read()
+        handle.seek(2 * 4096)
+        handle.write(bytes(byte ^ 0x5A for byte in rest))
+
+
+def test_damaged_pages_are_store_damaged_naming_the_file_and_lmdbs_error(tmp_path, engine_name):
+    path = tmp_path / "ledger"
+    make_ledger(path, engine_name)
+    ledger = pointsledger.Ledger(path, engine=engine_name, readonly=True)
+    damage_pages(path)  # while open: verify and reads meet the damage, not the opening
+    prefix = f"{path / 'data.mdb'}: the store file is damaged (LMDB: "
+    suffix = ": MDB_BAD_TXN: Transaction must abort, has a child, or is invalid); restore it from a backup"
+    report = ledger.verify()
+    assert (report.ok, report.problems) == (False, [prefix + "mdb_cursor_get" + suffix])
+    with pytest.raises(pointsledger.StoreDamaged) as damaged:
+        ledger.balance("member-0")
+    assert (damaged.value.code, str(damaged.value)) == ("DATA_LOSS", prefix + "mdb_get" + suffix)
+    ledger.store.env.close()
+    with pytest.raises(pointsledger.StoreDamaged) as damaged:  # opening reads the main database
+        pointsledger.Ledger(path, engine=engine_name, readonly=True)
+    assert str(damaged.value) == (prefix + "mdb_dbi_open: MDB_CORRUPTED: Located page was wrong type); "
+                                  "restore it from a backup")
+
+
+def test_an_empty_data_file_is_refused_read_only(tmp_path, engine_name):
+    path = tmp_path / "ledger"
+    make_ledger(path, engine_name)
+    os.truncate(path / "data.mdb", 0)  # lock.mdb stays: a store whose creation was cut short
+    with pytest.raises(pointsledger.StoreDamaged) as damaged:
+        pointsledger.Ledger(path, engine=engine_name, readonly=True)
+    assert str(damaged.value) == (
+        f"{path / 'data.mdb'}: empty store file (0 bytes: its creation was interrupted); "
+        "open it for writing to create it again, or restore it from a backup")
+
+
 # --- backup -----------------------------------------------------------------------------------------------
 
 

@@ -223,6 +223,13 @@ CASES = {
         lambda raw: (raw.member("bob", debt=-5, buckets=[(T_2026_07_01, 25)]), raw.expiry(T_2026_07_01, 148)),
         ["member 'bob': debt -5 while holding 25 points in buckets"],
     ),
+    # A negative debt without buckets (alice's balance is 0): caught by the sign alone, not only
+    # beside points; the buckets minus the debt (0 + 5) then miss the balance as well.
+    "negative debt without points": (
+        lambda raw: raw.member("alice", debt=-5),
+        ["member 'alice': buckets 0 minus debt -5 is not the balance 0",
+         "member 'alice': debt -5 while holding 0 points in buckets"],
+    ),
     # Counters per day.
     "day counter": (
         lambda raw: raw.day(T_2026_03_15, earned=601),

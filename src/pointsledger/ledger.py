@@ -292,10 +292,10 @@ class Ledger:
         try:
             # Truncated since it was opened: reading on would be a SIGBUS.
             store_file.check_whole(self.path)
-        except StoreDamaged as error:
+            with self.store.read() as txn:
+                return verifier.verify(self.store, txn)
+        except StoreDamaged as error:  # a truncated file, or pages LMDB cannot read
             return VerifyReport([error.message], 0, 0)
-        with self.store.read() as txn:
-            return verifier.verify(self.store, txn)
 
 
 def _tier_before(writer, member_id, time_s):

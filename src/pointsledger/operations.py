@@ -300,15 +300,17 @@ def register_referral(writer, referral_id, referrer_id, referee_id, time_s):
         return ("DUPLICATE", stored_time, settled_seq, order_key)
 
     if writer.member(referrer_key) is None:
-        raise NotFound(f"referrer_id {referrer_id!r}: no such member")
+        raise NotFound(f"referrer_id {referrer_id!r}: no such member", "referrer_id", referrer_id,
+                       reason_code="MEMBER_NOT_FOUND")
     if writer.member(referee_key) is not None:
         raise FailedPrecondition(
-            f"referee_id {referee_id!r}: already a member (it has a purchase)", "referee_id", referee_id)
+            f"referee_id {referee_id!r}: already a member (it has a purchase)", "referee_id", referee_id,
+            reason_code="REFEREE_NOT_ELIGIBLE")
     named_by = writer.get(fmt.DB_REFEREES, referee_key)
     if named_by is not None:
         raise FailedPrecondition(
             f"referee_id {referee_id!r}: already named by referral {bytes(named_by).decode()!r}",
-            "referee_id", referee_id)
+            "referee_id", referee_id, reason_code="REFEREE_NOT_ELIGIBLE")
 
     writer.engaged = True
     writer.put(fmt.DB_REFERRALS, referral_key, fmt.encode_referral(time_s, 0, referrer_key, referee_key, b""))

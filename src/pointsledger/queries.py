@@ -22,7 +22,9 @@ def entry_from_value(seq, value):
 def _recorded(store, txn, db_name, key, id_field, id_value):
     value = txn.get(key, db=store.dbs[db_name])
     if value is None:
-        raise NotFound(f"{id_field} {id_value!r}: none recorded")
+        # order_id -> ORDER_NOT_FOUND, refund_id -> REFUND_NOT_FOUND, ...
+        raise NotFound(f"{id_field} {id_value!r}: none recorded", id_field, id_value,
+                       reason_code=id_field.removesuffix("_id").upper() + "_NOT_FOUND")
     return value
 
 
@@ -344,7 +346,8 @@ def get_referral(store, txn, referral_id, referral_key):
     db = store.dbs.get(fmt.DB_REFERRALS)
     value = None if db is None else txn.get(referral_key, db=db)
     if value is None:
-        raise NotFound(f"referral_id {referral_id!r}: no such referral")
+        raise NotFound(f"referral_id {referral_id!r}: no such referral", "referral_id", referral_id,
+                       reason_code="REFERRAL_NOT_FOUND")
     return referral_of(referral_id, value)
 
 
@@ -356,4 +359,5 @@ def get_member_profile(store, txn, member_id, member_key):
         if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
             birthday = engagement.current_birthday(txn, store.dbs, member_key)
             return Profile(member_id, None if birthday is None else f"{birthday[0]:02d}-{birthday[1]:02d}")
-    raise NotFound(f"member_id {member_id!r}: no profile")
+    raise NotFound(f"member_id {member_id!r}: no profile", "member_id", member_id,
+                   reason_code="PROFILE_NOT_FOUND")

@@ -6,6 +6,7 @@ another writer may have committed, which the commit counter in meta tells.
 """
 
 import bisect
+import contextlib
 import os
 import sys
 
@@ -28,7 +29,7 @@ class Store:
         if not readonly:
             os.makedirs(self.path, exist_ok=True)
         # A truncated data file would be a SIGBUS at the first read through the map.
-        store_file.check_whole(self.path)
+        store_file.check_whole(self.path, readonly)
         self.env = lmdb.open(
             self.path,
             map_size=map_size_bytes or limits.map_size_initial_bytes,
@@ -45,6 +46,9 @@ class Store:
         except StoreFormatUnknown:
             self.env.close()
             raise
+        except store_file.DAMAGE_ERRORS as error:
+            self.env.close()
+            raise store_file.damaged(self.path, error) from error
         self.cached_commit_count = None
         self.programs = []
         self.program_starts = []
@@ -59,8 +63,12 @@ class Store:
         # Writes still to look every order id up after a resent order was found
         # (see write): resends tend to come in runs, and each would run twice.
         self.careful_writes_left = 0
-        with self.env.begin() as txn:
-            self.refresh(txn)
+        try:
+            with self.read() as txn:
+                self.refresh(txn)
+        except LedgerError:
+            self.env.close()
+            raise
 
     def _open_dbs(self, readonly):
         """Open the sub-databases; check (or, new, write) the format version."""
@@ -170,9 +178,16 @@ class Store:
 
     # --- transactions ----------------------------------------------------------------
 
+    @contextlib.contextmanager
     def read(self):
-        """A read transaction: one consistent snapshot, never waiting for the writer."""
-        return self._begin(write=False)
+        """A read transaction: one consistent snapshot, never waiting for the writer.
+
+        LMDB's errors for a damaged page become StoreDamaged naming the file."""
+        try:
+            with self._begin(write=False) as txn:
+                yield txn
+        except store_file.DAMAGE_ERRORS as error:
+            raise store_file.damaged(self.path, error) from error
 
     def _begin(self, write):
         try:
@@ -227,6 +242,8 @@ class Store:
                 self.forget()
                 if store_file.is_disk_full(error, self.path):
                     raise StoreFull(f"{self.path}: no space left on device; {self._not_committed()}") from error
+                if isinstance(error, store_file.DAMAGE_ERRORS):
+                    raise store_file.damaged(self.path, error) from error
                 raise
             except LedgerError:
                 # Operations check everything before they change anything, so a
@@ -248,7 +265,7 @@ class Store:
             with self.read() as txn:
                 return (f"this write was not committed; the ledger holds every write before it "
                         f"(journal through seq {self.last_seq(txn):,}); free space and send it again")
-        except lmdb.Error:
+        except (lmdb.Error, LedgerError):
             return "this write was not committed; free space, reopen the ledger and send it again"
 
     def _grow_map(self):

@@ -14,6 +14,8 @@ import shutil
 import struct
 import tempfile
 
+import lmdb
+
 from .errors import AlreadyExists, DiskFull, StoreDamaged, StoreFull
 
 DATA_FILE = "data.mdb"
@@ -26,6 +28,10 @@ META_HEAD = struct.Struct("=IIQQI")  # at 16: magic, version, address, map size,
 META_TAIL = struct.Struct("=QQ")  # at 136: last page number, txnid
 META_HEAD_AT, META_TAIL_AT = 16, 136
 META_BYTES = META_TAIL_AT + META_TAIL.size
+# LMDB's errors for pages that are not what they should be (MDB_BAD_TXN: a transaction
+# that hit one already): a damaged file, not a refusal or a bug.
+DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadTxnError, lmdb.PanicError,
+                 lmdb.InvalidError)
 # Under this much free space, an I/O error of a write is taken for a full disk:
 # LMDB turns a short write on a full disk into EIO.
 DISK_FULL_FREE_BYTES = 1 << 20
@@ -48,17 +54,27 @@ def _read_meta(handle, offset):
     return page_size, (last_page + 1) * page_size, txnid
 
 
-def check_whole(directory):
+def damaged(directory, error):
+    """The StoreDamaged of an LMDB error in DAMAGE_ERRORS met reading the store at directory."""
+    return StoreDamaged(f"{data_path(directory)}: the store file is damaged (LMDB: {error}); "
+                        f"restore it from a backup")
+
+
+def check_whole(directory, readonly=False):
     """Refuse a data file shorter than its newest valid meta page says (StoreDamaged).
 
-    A missing or empty file is left to LMDB, which creates one (an empty file is
-    what a writer killed while creating the store leaves).
+    A missing or empty file is left to LMDB when opening for writing: it creates
+    one (an empty file is what a writer killed while creating the store leaves).
+    Read-only, LMDB cannot, and an empty file is refused here.
     """
     path = data_path(directory)
     try:
         with open(path, "rb") as handle:
             length = os.fstat(handle.fileno()).st_size
             if length == 0:
+                if readonly:
+                    raise StoreDamaged(f"{path}: empty store file (0 bytes: its creation was interrupted); "
+                                       f"open it for writing to create it again, or restore it from a backup")
                 return
             first = _read_meta(handle, 0)
             second = _read_meta(handle, first[0]) if first else None

@@ -69,7 +69,9 @@ def profile_message(profile):
 
 # The id field a request's ALREADY_EXISTS is about, where the error names none (the engine's).
 ID_FIELDS = {"RecordPurchase": "order_id", "Refund": "refund_id", "Redeem": "redemption_id",
-             "Adjust": "adjustment_id"}
+             "Adjust": "adjustment_id", "RegisterReferral": "referral_id"}
+# The request fields named otherwise than the Ledger arguments an error names.
+REQUEST_FIELDS = {"SetProgram": {"document": "document_json", "effective_from": "effective_from_s"}}
 # Batch requests are columns: an item's error names the request's column, not the Ledger argument.
 PURCHASE_COLUMNS = {"order_id": "order_ids", "member_id": "member_ids", "amount_minor": "amounts_minor",
                     "category": "categories", "time_s": "times_s"}

@@ -24,7 +24,7 @@ from .ingest_budget import IngestBudget
 from .journal_tail import JournalTail
 from .logs import RateLimitedLog, log, log_event
 from .messages import (
-    BALANCES_COLUMNS, ID_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message,
+    BALANCES_COLUMNS, ID_FIELDS, REQUEST_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message,
     item_error, liability_message, operation_result, profile_message, program_message, referral_message,
 )
 from .status import Refusal, ledger_error_status, refusal_status, rich_status
@@ -136,6 +136,8 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         if isinstance(error, LedgerError):
             # The engine's purchase conflict names no field: the request's id field is meant.
             field = ID_FIELDS.get(name) if error.code == "ALREADY_EXISTS" and error.field is None else None
+            # The API's argument names where the request's differ (SetProgram's document_json, ...).
+            field = field or REQUEST_FIELDS.get(name, {}).get(error.field)
             return ledger_error_status(error, field)
         log.error("internal error", exc_info=error, extra={"fields": {"rpc": name, "error": repr(error)}})
         return rich_status(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}", "INTERNAL")
