@@ -53,6 +53,9 @@ class Writer:
         self.engaged = False
         self.bonus_day_deltas = {}  # day -> BONUS points issued
         self.bonus_total = None  # read from meta when first needed
+        # The what-if (simulate/) sets a list here: both engines append the tier
+        # rank each applied purchase earned at (§4: the tier held before it).
+        self.tier_ranks = None
 
     # --- reads through the overlay --------------------------------------------------
 
