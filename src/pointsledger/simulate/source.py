@@ -1,0 +1,204 @@
+"""What the what-if replays, read from one snapshot of the ledger (§16, §17).
+
+The journal is walked once, in seq order; only EARN, CLAWBACK, REDEEM and
+ADJUST entries with time in the replay window become steps (an order's
+amount, category and time come from its record). Everything kept across
+batches is bounded by members, refunds and profiles, never by purchases: the
+set of members seen, the orders some refund in the window will need, the
+referrals and the profile changes.
+"""
+
+from .. import calendar, store_format as fmt
+
+KINDS_ROLLING = (fmt.KIND_REDEEM, fmt.KIND_ADJUST)  # recorded, not replayed: they still roll the tier year
+HEAD = fmt.JOURNAL_HEAD
+HEAD_SIZE = fmt.JOURNAL_HEAD.size
+
+
+class Batch:
+    """One scratch transaction's worth of steps, in journal order.
+
+    steps: ("purchases", first, end) ranges of the purchase columns, and
+    ("refund", refund index), ("roll", member key, ref key, time), ("profile",
+    member key, value) between them. ensure: (member key, year) of members the
+    ledger already had, to create in the scratch before the steps (so their
+    first replayed purchase pays no welcome bonus, §17); early_profiles:
+    profile changes of members not yet in the replay, also applied first.
+    """
+
+    def __init__(self):
+        self.steps = []
+        self.ensure = []
+        self.early_profiles = []
+        # Purchases, by column (what the engine takes, and what the tally needs).
+        self.order_ids, self.member_ids, self.amounts, self.categories, self.times = [], [], [], [], []
+        self.order_keys, self.category_codes = [], []
+        self.recorded_points, self.recorded_bonus, self.recorded_versions = [], [], []
+        # Refunds: (refund id, order id, amount, time), and what the tally needs.
+        self.refunds = []
+        self.refund_order_keys, self.refund_points, self.refund_versions = [], [], []
+        self._run_start = 0
+
+    def __len__(self):
+        return len(self.order_ids)
+
+    def close_run(self):
+        if self._run_start < len(self.order_ids):
+            self.steps.append(("purchases", self._run_start, len(self.order_ids)))
+        self._run_start = len(self.order_ids)
+
+    def add_step(self, step):
+        self.close_run()
+        self.steps.append(step)
+
+
+class Source:
+    """The replay's input from a read transaction: batches, referrals, programme versions."""
+
+    def __init__(self, store, txn, start_s, to_s):
+        self.store, self.txn, self.dbs = store, txn, store.dbs
+        self.start_s, self.to_s = start_s, to_s
+        self.category_names = {}  # code -> name (str)
+        self.refunded_orders = self._refunded_orders()
+        self.referrals = self._referrals()
+        self.referrers = {record[3]: record[2] for _, record in self.referrals}  # referee -> referrer
+        self.profiles = self._profiles()
+        self.last_seq = store.last_seq(txn)
+
+    # --- what is read once, before the journal ------------------------------------------
+
+    def program_records(self):
+        """[(effective_from_s, canonical document bytes)] of every version, in order."""
+        return [(fmt.PROGRAM_HEAD.unpack_from(value)[0], bytes(value[fmt.PROGRAM_HEAD.size:]))
+                for _, value in self.txn.cursor(db=self.dbs[fmt.DB_PROGRAMS])]
+
+    def _refunded_orders(self):
+        """The orders a refund in the window will claw back: their tiers and category are kept."""
+        orders = set()
+        for _, value in self.txn.cursor(db=self.dbs[fmt.DB_REFUNDS]):
+            (_, time_s, _), order_key, _ = fmt.decode_tail(fmt.REFUND_HEAD, value)
+            if self.start_s <= time_s < self.to_s:
+                orders.add(order_key)
+        return orders
+
+    def _referrals(self):
+        """[(referral key, record)] open at the replay's start or registered during it (§17)."""
+        db = self.dbs.get(fmt.DB_REFERRALS)
+        if db is None:
+            return []
+        found = []
+        for key, value in self.txn.cursor(db=db):
+            record = fmt.decode_referral(value)
+            settled_seq, order_key = record[1], record[4]
+            if settled_seq:
+                order = self.txn.get(order_key, db=self.dbs[fmt.DB_ORDERS])
+                if order is None or fmt.decode_order(order)[1] < self.start_s:
+                    continue  # settled before the replay: it pays nothing in it
+            found.append((bytes(key), record))
+        return found
+
+    def _profiles(self):
+        """[(first seq it applies to, member key, value)] of every profile change, by seq."""
+        db = self.dbs.get(fmt.DB_PROFILES)
+        if db is None:
+            return []
+        changes = []
+        for key, value in self.txn.cursor(db=db):
+            member_key = bytes(key[1:1 + key[0]])
+            seq = fmt.PROFILE_SEQ.unpack_from(key, 1 + key[0])[0]
+            changes.append((seq, member_key, bytes(value)))
+        changes.sort(key=lambda change: change[0])
+        return changes
+
+    # --- the journal ----------------------------------------------------------------------
+
+    def category_name(self, code):
+        name = self.category_names.get(code)
+        if name is None:
+            value = self.txn.get(fmt.encode_category_code(code), db=self.dbs[fmt.DB_CATEGORY_NAMES])
+            name = self.category_names[code] = bytes(value).decode("utf-8")
+        return name
+
+    def batches(self, size):
+        """Batches of at most `size` purchases, in journal order; each yielded with the last seq read."""
+        txn, dbs = self.txn, self.dbs
+        orders_db, refunds_db = dbs[fmt.DB_ORDERS], dbs[fmt.DB_REFUNDS]
+        start_s, to_s = self.start_s, self.to_s
+        seen = set()  # members with an EARN so far: the next one's first purchase created it
+        known = set()  # members the replay has (created or ensured)
+        profiles, next_profile = self.profiles, 0
+        referrers = self.referrers
+        batch = Batch()
+        last_purchase = None  # the batch index of the purchase the next BONUS entries belong to
+        unpack, u64 = HEAD.unpack_from, fmt.U64.unpack
+        seq = 0
+        for key, value in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
+            seq = u64(key)[0]
+            while next_profile < len(profiles) and profiles[next_profile][0] <= seq:
+                _, member_key, birthday = profiles[next_profile]
+                next_profile += 1
+                if member_key in known:
+                    batch.add_step(("profile", member_key, birthday))
+                else:
+                    batch.early_profiles.append((member_key, birthday))
+            kind, points, _, time_s, version, _, member_length, ref_length = unpack(value)
+            if kind == fmt.KIND_BONUS:
+                if last_purchase is not None:
+                    batch.recorded_bonus[last_purchase] += points
+                continue
+            if kind == fmt.KIND_EXPIRE:
+                continue  # between a purchase's EARN and its referrer's BONUS (§17)
+            last_purchase = None
+            member_key = bytes(value[HEAD_SIZE:HEAD_SIZE + member_length])
+            if kind == fmt.KIND_EARN:
+                created = member_key not in seen
+                if created:
+                    seen.add(member_key)
+                if not start_s <= time_s < to_s:
+                    continue
+                if len(batch) >= size:
+                    batch.close_run()
+                    yield batch, seq - 1
+                    batch = Batch()
+                ref_key = bytes(value[HEAD_SIZE + member_length:HEAD_SIZE + member_length + ref_length])
+                amount, _, _, _, _, code = fmt.decode_order(txn.get(ref_key, db=orders_db))
+                year = None
+                if member_key not in known:
+                    known.add(member_key)
+                    if not created:
+                        year = calendar.year_of(time_s)
+                        batch.ensure.append((member_key, year))
+                referrer = referrers.get(member_key)
+                if referrer is not None and referrer not in known:
+                    known.add(referrer)
+                    batch.ensure.append((referrer, year or calendar.year_of(time_s)))
+                last_purchase = len(batch)
+                batch.order_ids.append(ref_key.decode("utf-8"))
+                batch.member_ids.append(member_key.decode("utf-8"))
+                batch.amounts.append(amount)
+                batch.categories.append(self.category_name(code))
+                batch.times.append(time_s)
+                batch.order_keys.append(ref_key)
+                batch.category_codes.append(code)
+                batch.recorded_points.append(points)
+                batch.recorded_bonus.append(0)
+                batch.recorded_versions.append(version)
+            elif not start_s <= time_s < to_s:
+                continue
+            elif kind == fmt.KIND_CLAWBACK:
+                refund_key = bytes(value[HEAD_SIZE + member_length:HEAD_SIZE + member_length + ref_length])
+                (amount, _, _), order_key, _ = fmt.decode_tail(fmt.REFUND_HEAD, txn.get(refund_key, db=refunds_db))
+                order_time = fmt.decode_order(txn.get(order_key, db=orders_db))[1]
+                if not start_s <= order_time < to_s:
+                    continue  # its purchase is not replayed: skipped on both sides (§17)
+                batch.add_step(("refund", len(batch.refunds)))
+                batch.refunds.append((refund_key.decode("utf-8"), order_key.decode("utf-8"), amount, time_s))
+                batch.refund_order_keys.append(order_key)
+                batch.refund_points.append(-points)
+                batch.refund_versions.append(version)
+            elif kind in KINDS_ROLLING and member_key in known:
+                ref_key = bytes(value[HEAD_SIZE + member_length:HEAD_SIZE + member_length + ref_length])
+                batch.add_step(("roll", member_key, ref_key, time_s))
+        batch.close_run()
+        yield batch, seq
+
