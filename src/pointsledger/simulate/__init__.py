@@ -2,12 +2,15 @@
 
 `simulate` reads one snapshot of the ledger and replays, in journal order,
 every purchase and refund with time from 1 January of the year before `from`
-up to `to` through the engine in use, twice, in two scratch stores: once with
-the draft as the only programme, once with the recorded programme versions
-(only for the tier each purchase was recorded at: the journal does not keep
-it). Points on the recorded side are the journal's own entries. Only events
+up to `to` through the engine in use, in a scratch store with the draft as
+the only programme; and, when the draft's tier thresholds differ from a
+recorded version's, a second time in another scratch store with the recorded
+versions (only for the tier each purchase was recorded at: the journal does
+not keep it). Points on the recorded side are the journal's own entries. Only events
 in [from, to) are counted. See docs/design.md, *The what-if*.
 """
+
+import contextlib
 
 from .. import calendar, limits, program as programs
 from .._engine_py import validate_time
@@ -40,6 +43,10 @@ def check_period(from_s, to_s):
     return from_s, to_s
 
 
+class _TiersDiverged(Exception):
+    """The draft refused a purchase the recorded programme took: their spends part, so must their tiers."""
+
+
 def simulate(store, engine, draft, from_s, to_s, *, progress=None, scratch_dir=None):
     """The SimulationResult of `draft` over [from_s, to_s) (see the module's doc).
 
@@ -51,16 +58,40 @@ def simulate(store, engine, draft, from_s, to_s, *, progress=None, scratch_dir=N
     replay_from_s = calendar.year_start(calendar.year_of(from_s) - 1)
     with store.read() as txn:
         source = Source(store, txn, replay_from_s, to_s)
-        with Scratch(engine, [(limits.time_s_min, document)], scratch_dir) as draft_side, \
-                Scratch(engine, source.program_records(), scratch_dir) as recorded_side:
-            tally = Tally(from_s, draft_program, recorded_side.programs, source.refunded_orders,
-                          source.category_name)
-            for side in (draft_side, recorded_side):
-                side.register_referrals(source.referrals)
-            for batch, seq in source.batches(BATCH_PURCHASES):
-                tally.add(batch, draft_side.apply(batch), recorded_side.apply(batch))
-                draft_side.release_mapped_pages()
-                recorded_side.release_mapped_pages()
-                if progress is not None:
-                    progress(seq, source.last_seq)
+        recorded_programs = [programs.compile_program(programs.parse_document(text), version, effective_from_s)
+                             for version, (effective_from_s, text) in enumerate(source.program_records(), 1)]
+        # Tier ranks follow from spend and thresholds only (§4): when every recorded
+        # version has the draft's thresholds, the draft's replay gives the recorded
+        # tiers too, and the second replay is not needed.
+        same_tiers = all(program.tier_min_spend_minor == draft_program.tier_min_spend_minor
+                         for program in recorded_programs)
+        if same_tiers:
+            try:
+                return _replay(source, engine, document, draft_program, recorded_programs, from_s, to_s,
+                               replay_from_s, progress, scratch_dir, one_replay=True)
+            except _TiersDiverged:
+                source = Source(store, txn, replay_from_s, to_s)
+        return _replay(source, engine, document, draft_program, recorded_programs, from_s, to_s,
+                       replay_from_s, progress, scratch_dir, one_replay=False)
+
+
+def _replay(source, engine, document, draft_program, recorded_programs, from_s, to_s, replay_from_s,
+            progress, scratch_dir, one_replay):
+    tally = Tally(from_s, draft_program, recorded_programs, source.refunded_orders, source.category_list)
+    with contextlib.ExitStack() as stack:
+        draft_side = stack.enter_context(Scratch(engine, [(limits.time_s_min, document)], scratch_dir))
+        sides = [draft_side]
+        if not one_replay:
+            sides.append(stack.enter_context(Scratch(engine, source.program_records(), scratch_dir)))
+        for side in sides:
+            side.register_referrals(source.referrals)
+        for batch, seq in source.batches(BATCH_PURCHASES):
+            outcomes = [side.apply(batch) for side in sides]
+            if one_replay and not all(outcomes[0].applied):
+                raise _TiersDiverged()
+            tally.add(batch, outcomes[0], outcomes[-1])
+            for side in sides:
+                side.release_mapped_pages()
+            if progress is not None:
+                progress(seq, source.last_seq)
     return tally.result(to_s, replay_from_s, engine.ENGINE_NAME)

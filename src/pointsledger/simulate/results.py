@@ -3,6 +3,8 @@
 import dataclasses
 import decimal
 
+import numpy
+
 
 @dataclasses.dataclass(frozen=True)
 class Figures:
@@ -100,83 +102,141 @@ class _Sums:
         return Figures(self.earned, self.bonus, self.clawed_back, value)
 
 
+def _group_sums(keys, columns):
+    """{key: [sum of each column]} over the rows: numpy for the many, exact Python ints throughout.
+
+    int64 sums are exact while (largest value) x (rows) < 2^63 (every value here
+    is >= 0 and <= int64); a batch past that is summed in Python.
+    """
+    found = {}
+    if not len(keys):
+        return found
+    unique, inverse = numpy.unique(keys, return_inverse=True)
+    sums = []
+    for column in columns:
+        if int(column.max()) * len(column) < 1 << 63:
+            total = numpy.zeros(len(unique), dtype=numpy.int64)
+            numpy.add.at(total, inverse, column)
+            sums.append(total.tolist())
+        else:
+            exact = [0] * len(unique)
+            for index, value in zip(inverse.tolist(), column.tolist()):
+                exact[index] += value
+            sums.append(exact)
+    for index, key in enumerate(unique.tolist()):
+        found[key] = [each[index] for each in sums]
+    return found
+
+
 class _Side:
+    """One side's sums by (category number, version, tier rank); totals, tiers, categories at the end."""
+
     def __init__(self):
-        self.total = _Sums()
-        self.tiers = {}
-        self.categories = {}
+        self.groups = {}
 
-    def add(self, tier, category, version, earned=0, bonus=0, clawed_back=0):
-        for sums in (self.total, _of(self.tiers, tier), _of(self.categories, category)):
-            sums.add(version, earned, bonus, clawed_back)
+    def add(self, category, version, tier, earned=0, bonus=0, clawed_back=0):
+        sums = self.groups.get((category, version, tier))
+        if sums is None:
+            sums = self.groups[(category, version, tier)] = _Sums()
+        sums.add(version, earned, bonus, clawed_back)
 
+    def add_many(self, categories, versions, tiers, earned, bonus):
+        """Purchases by column (int64 arrays): category numbers, versions and tier ranks are small."""
+        if not len(categories):
+            return
+        width, ranks = int(categories.max()) + 1, int(tiers.max()) + 1
+        keys = (versions * ranks + tiers) * width + categories
+        for key, (earned_sum, bonus_sum) in _group_sums(keys, (earned, bonus)).items():
+            version_rank, category = divmod(key, width)
+            version, tier = divmod(version_rank, ranks)
+            self.add(category, version, tier, earned=earned_sum, bonus=bonus_sum)
 
-def _of(groups, key):
-    sums = groups.get(key)
-    if sums is None:
-        sums = groups[key] = _Sums()
-    return sums
+    def by(self, name_of):
+        """{name: _Sums} grouped by name_of((category, version, tier))."""
+        grouped = {}
+        for key, sums in self.groups.items():
+            target = grouped.get(name_of(key))
+            if target is None:
+                target = grouped[name_of(key)] = _Sums()
+            target.earned += sums.earned
+            target.bonus += sums.bonus
+            target.clawed_back += sums.clawed_back
+            for version, net in sums.net_by_version.items():
+                target.net_by_version[version] = target.net_by_version.get(version, 0) + net
+        return grouped
 
 
 class Tally:
     """Sums both sides batch by batch; keeps only what refunds in the window will need."""
 
-    def __init__(self, from_s, draft_program, recorded_programs, refunded_orders, category_name):
+    def __init__(self, from_s, draft_program, recorded_programs, refunded_orders, category_list):
         self.from_s = from_s
         self.draft_program = draft_program
         self.recorded_names = {program.version: program.tier_names for program in recorded_programs}
         self.point_values = {program.version: program.point_value for program in recorded_programs}
         self.refunded_orders = refunded_orders
-        self.category_name = category_name
-        self.kept = {}  # order key -> (category, draft tier, recorded tier) for refunded orders
+        self.category_list = category_list
+        self.kept = {}  # order key -> (category, draft tier, recorded version, recorded tier), refunded orders
         self.draft, self.recorded = _Side(), _Side()
         self.purchases = self.refunds = self.refused = 0
 
     def add(self, batch, draft, recorded):
-        from_s, draft_names, recorded_names = self.from_s, self.draft_program.tier_names, self.recorded_names
-        refunded, kept, category_name = self.refunded_orders, self.kept, self.category_name
-        for index, time_s in enumerate(batch.times):
-            version = batch.recorded_versions[index]
-            category = category_name(batch.category_codes[index])
-            draft_tier = draft_names[draft.tiers[index]] if draft.applied[index] else None
-            recorded_tier = recorded_names[version][recorded.tiers[index]]
-            order_key = batch.order_keys[index]
-            if order_key in refunded:
-                kept[order_key] = (category, draft_tier, recorded_tier)
-            if time_s < from_s:
-                continue
-            self.purchases += 1
-            self.recorded.add(recorded_tier, category, version,
-                              earned=batch.recorded_points[index], bonus=batch.recorded_bonus[index])
-            if draft_tier is None:
-                self.refused += 1
-            else:
-                self.draft.add(draft_tier, category, 1, earned=draft.points[index], bonus=draft.bonus[index])
+        """One replayed batch; `recorded` gives the recorded tiers (the draft's own when they must agree)."""
+        for index, order_key in batch.refunded_keys.items():
+            self.kept[order_key] = (batch.category_numbers[index], draft.tiers[index] if draft.applied[index] else None,
+                                    recorded.tiers[index])
+        if len(batch):
+            self._add_purchases(batch, draft, recorded)
         for index, (_, _, _, time_s) in enumerate(batch.refunds):
-            if time_s < from_s:
+            if time_s < self.from_s:
                 continue
             self.refunds += 1
-            category, draft_tier, recorded_tier = kept[batch.refund_order_keys[index]]
-            self.recorded.add(recorded_tier, category, batch.refund_versions[index],
+            category, draft_tier, recorded_tier = self.kept[batch.refund_order_keys[index]]
+            self.recorded.add(category, batch.refund_versions[index], recorded_tier,
                               clawed_back=batch.refund_points[index])
-            if draft.clawed_back[index] is not None:
-                self.draft.add(draft_tier, category, 1, clawed_back=draft.clawed_back[index])
+            if draft_tier is not None and draft.clawed_back[index] is not None:
+                self.draft.add(category, 1, draft_tier, clawed_back=draft.clawed_back[index])
+
+    def _add_purchases(self, batch, draft, recorded):
+        def array(values):
+            return numpy.asarray(values, dtype=numpy.int64)
+
+        counted = array(batch.times) >= self.from_s
+        if not counted.any():
+            return
+        applied = numpy.asarray(draft.applied, dtype=bool)
+        categories = array(batch.category_numbers)
+        bonus = numpy.zeros(len(batch), dtype=numpy.int64)
+        for index, points in batch.recorded_bonus.items():
+            bonus[index] = points
+        self.purchases += int(counted.sum())
+        self.recorded.add_many(categories[counted], array(batch.recorded_versions)[counted],
+                               array(recorded.tiers)[counted], array(batch.recorded_points)[counted], bonus[counted])
+        rows = counted & applied
+        self.refused += int((counted & ~applied).sum())
+        self.draft.add_many(categories[rows], numpy.ones(int(rows.sum()), dtype=numpy.int64),
+                            array(draft.tiers)[rows], array(draft.points)[rows], array(draft.bonus)[rows])
 
     def result(self, to_s, replay_from_s, engine_name):
         draft_values = {1: self.draft_program.point_value}
-        categories = {}
-        for name in sorted(set(self.draft.categories) | set(self.recorded.categories)):
-            categories[name] = Comparison(
-                self.draft.categories.get(name, _Sums()).figures(draft_values),
-                self.recorded.categories.get(name, _Sums()).figures(self.point_values),
-            )
+        names = self.category_list
+        draft_categories = self.draft.by(lambda key: names[key[0]])
+        recorded_categories = self.recorded.by(lambda key: names[key[0]])
+        categories = {
+            name: Comparison(draft_categories.get(name, _Sums()).figures(draft_values),
+                             recorded_categories.get(name, _Sums()).figures(self.point_values))
+            for name in sorted(set(draft_categories) | set(recorded_categories))
+        }
+        draft_names, recorded_names = self.draft_program.tier_names, self.recorded_names
         return SimulationResult(
             from_s=self.from_s, to_s=to_s, replay_from_s=replay_from_s,
             currency=self.draft_program.currency, point_value=self.draft_program.point_value,
             engine=engine_name, purchases=self.purchases, refunds=self.refunds, refused=self.refused,
-            total=Comparison(self.draft.total.figures(draft_values), self.recorded.total.figures(self.point_values)),
-            draft_tiers=_tiers(self.draft.tiers, self.draft_program.tier_names, draft_values),
-            recorded_tiers=_tiers(self.recorded.tiers, _all_names(self.recorded_names), self.point_values),
+            total=Comparison(self.draft.by(lambda key: None).get(None, _Sums()).figures(draft_values),
+                             self.recorded.by(lambda key: None).get(None, _Sums()).figures(self.point_values)),
+            draft_tiers=_tiers(self.draft.by(lambda key: draft_names[key[2]]), draft_names, draft_values),
+            recorded_tiers=_tiers(self.recorded.by(lambda key: recorded_names[key[1]][key[2]]),
+                                  _all_names(recorded_names), self.point_values),
             categories=categories,
         )
 

@@ -126,14 +126,12 @@ class Scratch:
 
 
 def _take(outcome, first, results):
+    end = first + len(results)
+    outcome.applied[first:end] = [result[RESULT_STATUS] == APPLIED for result in results]
+    outcome.points[first:end] = [result[RESULT_POINTS] for result in results]
     for offset, result in enumerate(results):
-        if result[RESULT_STATUS] != APPLIED:
-            continue
-        position = first + offset
-        outcome.applied[position] = True
-        outcome.points[position] = result[RESULT_POINTS]
-        if len(result) > 5:
-            outcome.bonus[position] = sum(bonus[2] for bonus in result[5])
+        if len(result) > 5 and result[RESULT_STATUS] == APPLIED:
+            outcome.bonus[first + offset] = sum(bonus[2] for bonus in result[5])
 
 
 def _roll(writer, member_key, ref_key, time_s):

@@ -30,22 +30,33 @@ class Batch:
         self.steps = []
         self.ensure = []
         self.early_profiles = []
-        # Purchases, by column (what the engine takes, and what the tally needs).
+        # Purchases, a tuple each while the batch is read, then by column (what
+        # the engine takes, and what the tally needs): see finish.
+        self.rows = []
         self.order_ids, self.member_ids, self.amounts, self.categories, self.times = [], [], [], [], []
-        self.order_keys, self.category_codes = [], []
-        self.recorded_points, self.recorded_bonus, self.recorded_versions = [], [], []
+        self.category_numbers = []  # the category's number in Source.category_list
+        self.recorded_points, self.recorded_versions = [], []
+        self.recorded_bonus = {}  # purchase index -> BONUS points recorded after its EARN
+        self.refunded_keys = {}  # purchase index -> order key, for orders a refund in the window needs
         # Refunds: (refund id, order id, amount, time), and what the tally needs.
         self.refunds = []
         self.refund_order_keys, self.refund_points, self.refund_versions = [], [], []
         self._run_start = 0
 
     def __len__(self):
-        return len(self.order_ids)
+        return len(self.rows)
 
     def close_run(self):
-        if self._run_start < len(self.order_ids):
-            self.steps.append(("purchases", self._run_start, len(self.order_ids)))
-        self._run_start = len(self.order_ids)
+        if self._run_start < len(self.rows):
+            self.steps.append(("purchases", self._run_start, len(self.rows)))
+        self._run_start = len(self.rows)
+
+    def finish(self):
+        """The rows as columns (one zip in C rather than eight appends per purchase)."""
+        self.close_run()
+        if self.rows:
+            (self.order_ids, self.member_ids, self.amounts, self.categories, self.times, self.category_numbers,
+             self.recorded_points, self.recorded_versions) = map(list, zip(*self.rows))
 
     def add_step(self, step):
         self.close_run()
@@ -58,7 +69,8 @@ class Source:
     def __init__(self, store, txn, start_s, to_s):
         self.store, self.txn, self.dbs = store, txn, store.dbs
         self.start_s, self.to_s = start_s, to_s
-        self.category_names = {}  # code -> name (str)
+        self.categories = {}  # category code as an order stores it -> (name, number)
+        self.category_list = []  # names by number
         self.refunded_orders = self._refunded_orders()
         self.referrals = self._referrals()
         self.referrers = {record[3]: record[2] for _, record in self.referrals}  # referee -> referrer
@@ -112,12 +124,13 @@ class Source:
 
     # --- the journal ----------------------------------------------------------------------
 
-    def category_name(self, code):
-        name = self.category_names.get(code)
-        if name is None:
-            value = self.txn.get(fmt.encode_category_code(code), db=self.dbs[fmt.DB_CATEGORY_NAMES])
-            name = self.category_names[code] = bytes(value).decode("utf-8")
-        return name
+    def _category(self, code_bytes):
+        """(name, number) of a category code as the order stores it; numbered in order of first use."""
+        code = fmt.decode_category_code(code_bytes)
+        value = self.txn.get(fmt.encode_category_code(code), db=self.dbs[fmt.DB_CATEGORY_NAMES])
+        found = self.categories[code_bytes] = (bytes(value).decode("utf-8"), len(self.category_list))
+        self.category_list.append(found[0])
+        return found
 
     def batches(self, size):
         """Batches of at most `size` purchases, in journal order; each yielded with the last seq read."""
@@ -127,66 +140,75 @@ class Source:
         seen = set()  # members with an EARN so far: the next one's first purchase created it
         known = set()  # members the replay has (created or ensured)
         profiles, next_profile = self.profiles, 0
-        referrers = self.referrers
+        next_profile_seq = profiles[0][0] if profiles else None
+        referrers, refunded_orders, categories = self.referrers, self.refunded_orders, self.categories
+        unpack, u64, amount_of = HEAD.unpack_from, fmt.U64.unpack, fmt.I64.unpack_from
+        code_at = fmt.ORDER_HEAD.size
+        kind_earn, kind_bonus, kind_expire, kind_clawback = (
+            fmt.KIND_EARN, fmt.KIND_BONUS, fmt.KIND_EXPIRE, fmt.KIND_CLAWBACK)
         batch = Batch()
+        rows_append = batch.rows.append
+        count = 0
         last_purchase = None  # the batch index of the purchase the next BONUS entries belong to
-        unpack, u64 = HEAD.unpack_from, fmt.U64.unpack
         seq = 0
         for key, value in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
-            seq = u64(key)[0]
-            while next_profile < len(profiles) and profiles[next_profile][0] <= seq:
-                _, member_key, birthday = profiles[next_profile]
-                next_profile += 1
-                if member_key in known:
-                    batch.add_step(("profile", member_key, birthday))
-                else:
-                    batch.early_profiles.append((member_key, birthday))
+            if next_profile_seq is not None:
+                seq = u64(key)[0]
+                while next_profile_seq is not None and next_profile_seq <= seq:
+                    _, member_key, birthday = profiles[next_profile]
+                    next_profile += 1
+                    next_profile_seq = profiles[next_profile][0] if next_profile < len(profiles) else None
+                    if member_key in known:
+                        batch.add_step(("profile", member_key, birthday))
+                    else:
+                        batch.early_profiles.append((member_key, birthday))
             kind, points, _, time_s, version, _, member_length, ref_length = unpack(value)
-            if kind == fmt.KIND_BONUS:
+            if kind == kind_bonus:
                 if last_purchase is not None:
-                    batch.recorded_bonus[last_purchase] += points
+                    batch.recorded_bonus[last_purchase] = batch.recorded_bonus.get(last_purchase, 0) + points
                 continue
-            if kind == fmt.KIND_EXPIRE:
+            if kind == kind_expire:
                 continue  # between a purchase's EARN and its referrer's BONUS (§17)
             last_purchase = None
-            member_key = bytes(value[HEAD_SIZE:HEAD_SIZE + member_length])
-            if kind == fmt.KIND_EARN:
-                created = member_key not in seen
-                if created:
+            member_end = HEAD_SIZE + member_length
+            member_key = value[HEAD_SIZE:member_end]
+            if kind == kind_earn:
+                if member_key not in seen:
                     seen.add(member_key)
+                    created = True
+                else:
+                    created = False
                 if not start_s <= time_s < to_s:
                     continue
-                if len(batch) >= size:
-                    batch.close_run()
-                    yield batch, seq - 1
+                if count >= size:
+                    batch.finish()
+                    yield batch, u64(key)[0] - 1
                     batch = Batch()
-                ref_key = bytes(value[HEAD_SIZE + member_length:HEAD_SIZE + member_length + ref_length])
-                amount, _, _, _, _, code = fmt.decode_order(txn.get(ref_key, db=orders_db))
-                year = None
+                    rows_append = batch.rows.append
+                    count = 0
+                ref_key = value[member_end:member_end + ref_length]
+                order = txn.get(ref_key, None, orders_db)
+                category = categories.get(order[code_at:])
+                if category is None:
+                    category = self._category(order[code_at:])
                 if member_key not in known:
                     known.add(member_key)
                     if not created:
-                        year = calendar.year_of(time_s)
-                        batch.ensure.append((member_key, year))
-                referrer = referrers.get(member_key)
-                if referrer is not None and referrer not in known:
-                    known.add(referrer)
-                    batch.ensure.append((referrer, year or calendar.year_of(time_s)))
-                last_purchase = len(batch)
-                batch.order_ids.append(ref_key.decode("utf-8"))
-                batch.member_ids.append(member_key.decode("utf-8"))
-                batch.amounts.append(amount)
-                batch.categories.append(self.category_name(code))
-                batch.times.append(time_s)
-                batch.order_keys.append(ref_key)
-                batch.category_codes.append(code)
-                batch.recorded_points.append(points)
-                batch.recorded_bonus.append(0)
-                batch.recorded_versions.append(version)
+                        batch.ensure.append((member_key, calendar.year_of(time_s)))
+                    referrer = referrers.get(member_key)
+                    if referrer is not None and referrer not in known:
+                        known.add(referrer)
+                        batch.ensure.append((referrer, calendar.year_of(time_s)))
+                if ref_key in refunded_orders:
+                    batch.refunded_keys[count] = ref_key
+                last_purchase = count
+                count += 1
+                rows_append((ref_key.decode("utf-8"), member_key.decode("utf-8"), amount_of(order)[0], category[0],
+                             time_s, category[1], points, version))
             elif not start_s <= time_s < to_s:
                 continue
-            elif kind == fmt.KIND_CLAWBACK:
-                refund_key = bytes(value[HEAD_SIZE + member_length:HEAD_SIZE + member_length + ref_length])
+            elif kind == kind_clawback:
+                refund_key = value[member_end:member_end + ref_length]
                 (amount, _, _), order_key, _ = fmt.decode_tail(fmt.REFUND_HEAD, txn.get(refund_key, db=refunds_db))
                 order_time = fmt.decode_order(txn.get(order_key, db=orders_db))[1]
                 if not start_s <= order_time < to_s:
@@ -197,8 +219,6 @@ class Source:
                 batch.refund_points.append(-points)
                 batch.refund_versions.append(version)
             elif kind in KINDS_ROLLING and member_key in known:
-                ref_key = bytes(value[HEAD_SIZE + member_length:HEAD_SIZE + member_length + ref_length])
-                batch.add_step(("roll", member_key, ref_key, time_s))
-        batch.close_run()
-        yield batch, seq
-
+                batch.add_step(("roll", member_key, value[member_end:member_end + ref_length], time_s))
+        batch.finish()
+        yield batch, self.last_seq
