@@ -188,6 +188,7 @@ VALID_REQUESTS = {
     "GetReferral": pb.GetReferralRequest(referral_id="ref-1"),
     "SetMemberProfile": pb.SetMemberProfileRequest(member_id="m-1", birthday="03-15"),
     "GetMemberProfile": pb.GetMemberProfileRequest(member_id="m-1"),
+    "Simulate": pb.SimulateRequest(document_json=json.dumps(simple_program()), from_s=T, to_s=T + 86_400),
 }
 
 

@@ -72,6 +72,7 @@ CALLS = {
     "GetReferral": ("read", lambda client: client.get_referral("ref-0")),
     "SetMemberProfile": ("write", lambda client: client.set_member_profile("m-1", "04-01")),
     "GetMemberProfile": ("read", lambda client: client.get_member_profile("m-1")),
+    "Simulate": ("read", lambda client: client.simulate(example_program(), T - 86_400, T + 86_400)),
 }
 TOKEN_OF_SCOPE = {"read": READ_TOKEN, "write": WRITE_TOKEN, "admin": ADMIN_TOKEN}
 

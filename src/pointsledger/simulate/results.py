@@ -97,8 +97,9 @@ class _Sums:
         self.net_by_version[version] = self.net_by_version.get(version, 0) + earned + bonus - clawed_back
 
     def figures(self, point_values):
-        value = sum((net * point_values[version] for version, net in self.net_by_version.items()),
-                    decimal.Decimal(0))
+        # Started from 0 at the finest point value, so "0.00" reads as money, not "0".
+        zero = sum((0 * point_value for point_value in point_values.values()), decimal.Decimal(0))
+        value = sum((net * point_values[version] for version, net in self.net_by_version.items()), zero)
         return Figures(self.earned, self.bonus, self.clawed_back, value)
 
 
