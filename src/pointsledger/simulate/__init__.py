@@ -79,10 +79,10 @@ def _replay(source, engine, document, draft_program, recorded_programs, from_s, 
             progress, scratch_dir, one_replay):
     tally = Tally(from_s, draft_program, recorded_programs, source.refunded_orders, source.category_list)
     with contextlib.ExitStack() as stack:
-        draft_side = stack.enter_context(Scratch(engine, [(limits.time_s_min, document)], scratch_dir))
+        draft_side = stack.enter_context(Scratch(engine, [(limits.time_s_min, document)], source.refunded_orders, scratch_dir))
         sides = [draft_side]
         if not one_replay:
-            sides.append(stack.enter_context(Scratch(engine, source.program_records(), scratch_dir)))
+            sides.append(stack.enter_context(Scratch(engine, source.program_records(), source.refunded_orders, scratch_dir)))
         for side in sides:
             side.register_referrals(source.referrals)
         for batch, seq in source.batches(BATCH_PURCHASES):

@@ -15,6 +15,9 @@ from ..errors import LedgerError
 from ..store import Store
 
 RESULT_STATUS, RESULT_POINTS = 0, 2
+# Sparse: the scratch file takes only the disk it writes. Large enough that the map never
+# grows, since growing runs the transaction again after dropping the caches (see _lost).
+SCRATCH_MAP_BYTES = 1 << 37
 APPLIED = "APPLIED"
 
 
@@ -34,13 +37,17 @@ class PurchaseOutcome:
 class Scratch:
     """A temporary store with the given programme versions; `apply` replays a batch in it."""
 
-    def __init__(self, engine, programs, directory=None, now_s=0):
+    def __init__(self, engine, programs, kept_orders, directory=None, now_s=0):
         self.engine = engine
+        self.kept_orders = kept_orders
         self.path = tempfile.mkdtemp(prefix="pointsledger-simulate-", dir=directory)
         self.store = None
         try:
-            self.store = Store(self.path, sync=False)
+            self.store = Store(self.path, sync=False, map_size_bytes=SCRATCH_MAP_BYTES)
             self.store.engine = engine
+            # Members live in the store's member cache only (see _keep_only_what_is_read):
+            # a write that would drop the caches and run again would lose them.
+            self.store.forget = _lost
             self.store.write(lambda writer: [
                 operations.set_program(writer, document, effective_from_s, now_s)
                 for effective_from_s, document in programs
@@ -119,7 +126,19 @@ class Scratch:
                 outcome.tiers[position] = tiers[index]
                 index += 1
         writer.tier_ranks = None
+        self._keep_only_what_is_read(writer)
         return outcome
+
+    def _keep_only_what_is_read(self, writer):
+        """Write to LMDB only what the replay reads back: the journal (a refund's EARN entry, a
+        member's purchase count), programmes, profiles, referrals, and the orders a refund in the
+        window will look up. Member records stay in the member cache, where every later batch
+        finds them; other orders are never read again (order ids are unique)."""
+        orders, kept = writer.overlay[fmt.DB_ORDERS], self.kept_orders
+        for order_key in [key for key in orders if key not in kept]:
+            del orders[order_key]
+        writer.unchecked_order_keys[:] = [key for key in writer.unchecked_order_keys if key in orders]
+        writer.dirty_members.clear()
 
     def release_mapped_pages(self):
         self.store.release_mapped_pages()
@@ -147,3 +166,7 @@ def _set_profile(writer, member_key, value):
     birthday = f"{value[0]:02d}-{value[1]:02d}" if len(value) == 2 else None
     operations.set_member_profile(writer, member_key.decode("utf-8"), birthday)
 
+
+def _lost():
+    """Store.forget on a scratch store: its members were only in the cache, so the replay cannot go on."""
+    raise RuntimeError("the what-if's scratch store dropped its caches (a failed write): its replay is lost")
