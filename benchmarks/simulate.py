@@ -10,8 +10,9 @@ replayed and counted) under two drafts:
   are the recorded ones: one replay);
 - `simulate-new-threshold`: silver from 20,000 instead of 50,000 cents (other
   thresholds than the recorded ones: a second replay gives the recorded tiers).
+Each simulate runs in a process of its own (peak RSS: the simulation's alone).
 Prints one JSON line per measure (rate = purchases replayed per second, wall and
-CPU time, peak RSS of the process so far) and a summary line with each
+CPU time, peak RSS) and a summary line with each
 simulate's rate over the backfill-seq rate of the same run (`cpu_` keys: CPU time).
 """
 
@@ -19,6 +20,7 @@ import argparse
 import copy
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -44,7 +46,27 @@ def line(name, engine, count, clock, **extra):
     return {"workload": name, "engine": engine, "count": count, "seconds": round(clock.seconds, 3),
             "rate": round(count / clock.seconds, 1), "cpu_seconds": round(clock.cpu_seconds, 3),
             "cpu_rate": round(count / max(clock.cpu_seconds, 1e-9), 1),
-            "peak_rss_mib": round(backfill.peak_rss_mib(), 1), **extra}
+            "peak_rss_mib": round(peak_rss_mib(), 1), **extra}
+
+
+def peak_rss_mib():
+    """VmHWM: this process's own peak (ru_maxrss would carry over the parent's across fork and exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for text in status:
+            if text.startswith("VmHWM:"):
+                return int(text.split()[1]) / 1024
+    return backfill.peak_rss_mib()
+
+
+def replay(directory, engine, name, count, scratch_dir):
+    """One simulate, in this (fresh) process: its JSON line, peak RSS its own."""
+    with Ledger(directory, engine=engine, readonly=True) as ledger:
+        clock = backfill.Clock()
+        with clock:
+            result = ledger.simulate(drafts()[name], FROM_S, TO_S, scratch_dir=scratch_dir)
+    if result.purchases != count:
+        raise RuntimeError(f"{name}: {result.purchases} purchases counted, not {count}")
+    return line(name, engine, count, clock, difference=result.total.difference)
 
 
 def main(argv=None):
@@ -54,8 +76,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1, help="simulate each draft this many times")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scratch-dir", default=None, help="where the ledger and the simulation scratch go")
+    parser.add_argument("--replay", nargs=2, metavar=("DIRECTORY", "DRAFT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     count, engine = arguments.count, arguments.engine
+    if arguments.replay:
+        directory, name = arguments.replay
+        print(json.dumps(replay(directory, engine, name, count, arguments.scratch_dir)), flush=True)
+        return
     summary = {"workload": "simulate-summary", "engine": engine, "count": count}
     with tempfile.TemporaryDirectory(prefix="pointsledger-bench-", dir=arguments.scratch_dir) as scratch:
         directory = os.path.join(scratch, "ledger")
@@ -64,20 +91,19 @@ def main(argv=None):
         clock.seconds, clock.cpu_seconds = run["seconds"], run["cpu_seconds"]
         base = line("backfill-seq", engine, count, clock)
         print(json.dumps(base), flush=True)
-        with Ledger(directory, engine=engine, readonly=True) as ledger:
-            for _ in range(arguments.rounds):
-                for name, draft in drafts().items():
-                    clock = backfill.Clock()
-                    with clock:
-                        result = ledger.simulate(draft, FROM_S, TO_S, scratch_dir=scratch)
-                    if result.purchases != count:
-                        raise RuntimeError(f"{name}: {result.purchases} purchases counted, not {count}")
-                    measured = line(name, engine, count, clock, difference=result.total.difference)
-                    print(json.dumps(measured), flush=True)
-                    for key in ("rate", "cpu_rate"):
-                        prefix = "" if key == "rate" else "cpu_"
-                        summary.setdefault(f"{prefix}{name}_over_backfill_seq", []).append(
-                            round(measured[key] / base[key], 3))
+        for _ in range(arguments.rounds):
+            for name in drafts():
+                # Its own process: the peak RSS is the simulation's alone.
+                completed = subprocess.run(
+                    [sys.executable, __file__, "--replay", directory, name, "--count", str(count),
+                     "--engine", engine, "--scratch-dir", scratch],
+                    stdout=subprocess.PIPE, text=True, check=True)
+                measured = json.loads(completed.stdout.strip().splitlines()[-1])
+                print(json.dumps(measured), flush=True)
+                for key in ("rate", "cpu_rate"):
+                    prefix = "" if key == "rate" else "cpu_"
+                    summary.setdefault(f"{prefix}{name}_over_backfill_seq", []).append(
+                        round(measured[key] / base[key], 3))
     summary["machine"] = backfill.machine_description()
     print(json.dumps(summary), flush=True)
 

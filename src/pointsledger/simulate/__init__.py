@@ -90,6 +90,9 @@ def _replay(source, engine, document, draft_program, recorded_programs, from_s, 
             if one_replay and not all(outcomes[0].applied):
                 raise _TiersDiverged()
             tally.add(batch, outcomes[0], outcomes[-1])
+            # RSS: the pages read through the maps, the ledger's and the scratch's, are page
+            # cache the kernel may drop, not memory the replay holds (Store.release_mapped_pages).
+            source.store.release_mapped_pages()
             for side in sides:
                 side.release_mapped_pages()
             if progress is not None:

@@ -135,9 +135,13 @@ class Scratch:
         window will look up. Member records stay in the member cache, where every later batch
         finds them; other orders are never read again (order ids are unique)."""
         orders, kept = writer.overlay[fmt.DB_ORDERS], self.kept_orders
-        for order_key in [key for key in orders if key not in kept]:
-            del orders[order_key]
-        writer.unchecked_order_keys[:] = [key for key in writer.unchecked_order_keys if key in orders]
+        if kept:
+            for order_key in [key for key in orders if key not in kept]:
+                del orders[order_key]
+            writer.unchecked_order_keys[:] = [key for key in writer.unchecked_order_keys if key in orders]
+        else:
+            orders.clear()
+            writer.unchecked_order_keys.clear()
         writer.dirty_members.clear()
 
     def release_mapped_pages(self):
