@@ -54,9 +54,12 @@ def test_the_table_shows_both_sides_and_the_difference(capsys, ledger_dir, draft
     assert lines[electronics + 3].split() == ["difference", "+75", "+0.75"]
 
 
-def test_json_is_the_result_as_data(capsys, ledger_dir, draft_file):
-    status, out, _ = simulate(capsys, ledger_dir, draft_file, "--from", "2026-01-01", "--to", "2027-01-01", "--json")
-    assert status == 0
+def test_json_is_the_result_as_data(capsys, ledger_dir, draft_file, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    status, out, _ = simulate(capsys, ledger_dir, draft_file, "--from", "2026-01-01", "--to", "2027-01-01", "--json",
+                              "--scratch-dir", scratch)
+    assert status == 0 and os.listdir(scratch) == []
     result = json.loads(out)
     assert result["total"]["draft"] == {"earned": 250, "bonus": 0, "clawed_back": 50, "net": 200, "value": "2.00"}
     assert result["total"]["difference"] == 75 and result["total"]["difference_value"] == "0.75"

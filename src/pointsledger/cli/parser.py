@@ -141,6 +141,8 @@ def build_parser():
                           help="first instant counted (a date is its midnight UTC)")
     simulate.add_argument("--to", type=time_argument, dest="to_time", metavar="TIME", required=True,
                           help="end of the period, not included")
+    simulate.add_argument("--scratch-dir", metavar="DIR",
+                          help="where the replay's scratch store goes, removed afterwards (default: temp)")
 
     export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
                          ["pointsledger export --output journal.parquet",

@@ -20,7 +20,8 @@ def cmd_simulate(arguments):
     text = _read_draft(arguments.draft)
     with open_existing(arguments) as ledger:
         with _Progress(arguments.json) as progress:
-            result = ledger.simulate(text, arguments.from_time, arguments.to_time, progress=progress.update)
+            result = ledger.simulate(text, arguments.from_time, arguments.to_time, progress=progress.update,
+                                     scratch_dir=arguments.scratch_dir)
     if arguments.json:
         print_json(result.to_dict())
     else:

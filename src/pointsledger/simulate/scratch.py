@@ -7,6 +7,7 @@ in a temporary directory (relaxed sync: nothing is ever fsync'd) that is
 removed when the what-if ends, whether it succeeds, fails or is interrupted.
 """
 
+import operator
 import shutil
 import tempfile
 
@@ -15,6 +16,7 @@ from ..errors import LedgerError
 from ..store import Store
 
 RESULT_STATUS, RESULT_POINTS = 0, 2
+_status, _points = operator.itemgetter(RESULT_STATUS), operator.itemgetter(RESULT_POINTS)
 # Sparse: the scratch file takes only the disk it writes. Large enough that the map never
 # grows, since growing runs the transaction again after dropping the caches (see _lost).
 SCRATCH_MAP_BYTES = 1 << 37
@@ -150,11 +152,12 @@ class Scratch:
 
 def _take(outcome, first, results):
     end = first + len(results)
-    outcome.applied[first:end] = [result[RESULT_STATUS] == APPLIED for result in results]
-    outcome.points[first:end] = [result[RESULT_POINTS] for result in results]
-    for offset, result in enumerate(results):
-        if len(result) > 5 and result[RESULT_STATUS] == APPLIED:
-            outcome.bonus[first + offset] = sum(bonus[2] for bonus in result[5])
+    outcome.applied[first:end] = [status == APPLIED for status in map(_status, results)]
+    outcome.points[first:end] = list(map(_points, results))
+    if results and max(map(len, results)) > 5:  # a purchase that wrote bonuses (§17) has a sixth element
+        for offset, result in enumerate(results):
+            if len(result) > 5 and result[RESULT_STATUS] == APPLIED:
+                outcome.bonus[first + offset] = sum(bonus[2] for bonus in result[5])
 
 
 def _roll(writer, member_key, ref_key, time_s):
