@@ -355,3 +355,26 @@ def test_the_drafts_effective_from_is_ignored(ledger):
     ledger.purchase("p1", "m1", 10_000, "food", T_2026_03_10)
     result = ledger.simulate(simple_program(effective_from=T_2027_01_15), T_2026_01_01, T_2027_01_01)
     assert result.total.draft.earned == 100
+
+
+# --- the engines' part: writer.tier_ranks ------------------------------------------------------
+
+
+@pytest.mark.parametrize("rules", [{}, {"welcome_bonus": 10, "milestones": [
+    {"id": "two", "purchases": 2, "bonus_points": 5}]}], ids=["plain", "engaged"])
+def test_both_engines_note_the_tier_each_applied_purchase_earned_at(ledger, rules):
+    ledger.set_program(two_tiers(50_000, **rules))
+
+    def apply(writer):
+        writer.tier_ranks = []
+        results = ledger.engine.apply_purchases(
+            writer, ["a", "b", "c", "d", "e"], ["m1", "m1", "m1", "m2", "m1"],
+            [40_000, 20_000, 1_000, 1_000, 0], ["food"] * 5,
+            [T_2026_03_10, T_2026_03_15, T_2026_06_01, T_2026_06_01, T_2026_07_01])
+        return [result[0] for result in results], writer.tier_ranks
+
+    statuses, ranks = ledger.store.write(apply)
+    # m1: member before a (0 spent) and b (40,000), silver before c (60,000); m2 new: member;
+    # e is refused (amount 0) and notes nothing.
+    assert statuses == ["APPLIED"] * 4 + ["INVALID_ARGUMENT"]
+    assert ranks == [0, 0, 1, 0]
