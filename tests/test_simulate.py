@@ -378,3 +378,24 @@ def test_both_engines_note_the_tier_each_applied_purchase_earned_at(ledger, rule
     # e is refused (amount 0) and notes nothing.
     assert statuses == ["APPLIED"] * 4 + ["INVALID_ARGUMENT"]
     assert ranks == [0, 0, 1, 0]
+
+
+def test_an_interrupt_inside_a_scratch_write_stays_an_interrupt_and_the_scratch_goes(ledger, tmp_path, monkeypatch):
+    from pointsledger import faults
+
+    ledger.set_program(simple_program())
+    ledger.purchase("p1", "m1", 10_000, "food", T_2026_03_10)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    flushes = []
+
+    def interrupt_the_replay(point):
+        if point == "flush":
+            flushes.append(point)
+            if len(flushes) == 2:  # the first is the scratch's programme, the second its first batch
+                raise KeyboardInterrupt()
+
+    monkeypatch.setattr(faults, "hook", interrupt_the_replay)
+    with pytest.raises(KeyboardInterrupt):
+        ledger.simulate(simple_program(), T_2026_01_01, T_2027_01_01, scratch_dir=scratch)
+    assert len(flushes) == 2 and os.listdir(scratch) == []

@@ -18,7 +18,7 @@ from ..store import Store
 RESULT_STATUS, RESULT_POINTS = 0, 2
 _status, _points = operator.itemgetter(RESULT_STATUS), operator.itemgetter(RESULT_POINTS)
 # Sparse: the scratch file takes only the disk it writes. Large enough that the map never
-# grows, since growing runs the transaction again after dropping the caches (see _lost).
+# grows, since growing runs the transaction again after dropping the caches (see Scratch.apply).
 SCRATCH_MAP_BYTES = 1 << 37
 APPLIED = "APPLIED"
 
@@ -48,8 +48,16 @@ class Scratch:
             self.store = Store(self.path, sync=False, map_size_bytes=SCRATCH_MAP_BYTES)
             self.store.engine = engine
             # Members live in the store's member cache only (see _keep_only_what_is_read):
-            # a write that would drop the caches and run again would lose them.
-            self.store.forget = _lost
+            # a write that drops the caches (a failure, or a retry after a full map or
+            # an order conflict, none expected here) loses them; apply then refuses to go on.
+            self.lost = False
+            forget = self.store.forget
+
+            def forget_and_note():
+                self.lost = True
+                forget()
+
+            self.store.forget = forget_and_note
             self.store.write(lambda writer: [
                 operations.set_program(writer, document, effective_from_s, now_s)
                 for effective_from_s, document in programs
@@ -90,7 +98,11 @@ class Scratch:
 
     def apply(self, batch):
         """Replay one batch in one scratch transaction; what each purchase and refund came to."""
-        return self.store.write(lambda writer: self._apply(writer, batch))
+        outcome = self.store.write(lambda writer: self._apply(writer, batch))
+        if self.lost:
+            raise RuntimeError("the what-if's scratch store dropped its caches (a write ran again): "
+                               "its replay is lost")
+        return outcome
 
     def _apply(self, writer, batch):
         outcome = PurchaseOutcome(len(batch), len(batch.refunds))
@@ -173,7 +185,3 @@ def _set_profile(writer, member_key, value):
     birthday = f"{value[0]:02d}-{value[1]:02d}" if len(value) == 2 else None
     operations.set_member_profile(writer, member_key.decode("utf-8"), birthday)
 
-
-def _lost():
-    """Store.forget on a scratch store: its members were only in the cache, so the replay cannot go on."""
-    raise RuntimeError("the what-if's scratch store dropped its caches (a failed write): its replay is lost")
