@@ -136,13 +136,15 @@ class Ledger:
                         raw = self.engine.apply_purchases(writer, *([argument] for argument in arguments))[0]
                         if raw[4] is not None:
                             raise raw[4]
-                        outcomes.append(OperationResult(*raw[:4], *raw[5:], tier=tier if raw[0] == "APPLIED" else None))
+                        outcomes.append(OperationResult(*raw[:4], *raw[5:], tier=tier if raw[0] == "APPLIED" else None,
+                                                        **_entry_fields(writer, raw[1])))
                     else:
                         result = OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments))
+                        refunded = {}
                         if operation == "refund":
                             order = writer.get(fmt.DB_ORDERS, validate_id("order_id", arguments[1]))
-                            result = dataclasses.replace(result, refunded_minor=fmt.decode_order(order)[3])
-                        outcomes.append(result)
+                            refunded = {"refunded_minor": fmt.decode_order(order)[3]}
+                        outcomes.append(dataclasses.replace(result, **refunded, **_entry_fields(writer, result.seq)))
                 except LedgerError as error:
                     outcomes.append(error)
             return outcomes
@@ -296,6 +298,13 @@ class Ledger:
                 return verifier.verify(self.store, txn)
         except StoreDamaged as error:  # a truncated file, or pages LMDB cannot read
             return VerifyReport([error.message], 0, 0)
+
+
+def _entry_fields(writer, seq):
+    """The member and programme version of the journal entry at seq, read in the write's own
+    transaction: the service answers with them without a read transaction per call."""
+    _, _, _, _, version, _, member_key, _ = writer.entry(seq)
+    return {"member_id": member_key.decode("utf-8"), "program_version": version}
 
 
 def _tier_before(writer, member_id, time_s):
