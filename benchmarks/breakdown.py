@@ -4,7 +4,8 @@
     mkfifo /tmp/ctl && perf record -F 999 -D -1 --control fifo:/tmp/ctl -o seq.data -- \
         python benchmarks/breakdown.py backfill-seq --perf-control /tmp/ctl
 
-The workload of benchmarks/backfill.py (same seeded batches, relaxed sync), with the
+The workload of benchmarks/backfill.py (same seeded batches, relaxed sync; backfill-engaged
+with its engagement rules and untimed set-up), with the
 stage boundaries taken from the write path's fault-injection points
 (pointsledger.faults.hook: "flush", each "putmulti", "commit", "committed"), which
 the write path passes in production too (one None test each). A stage's time is
@@ -80,7 +81,8 @@ def perf_command(path, command):
 
 
 def run(workload_name, count, batch_size, seed, scratch_directory, perf_control=None):
-    order_ids = workload_name.rsplit("-", 1)[1]
+    engaged = workload_name == "backfill-engaged"
+    order_ids = "seq" if engaged else workload_name.rsplit("-", 1)[1]
     stages = Stages()
     # Made before timing (and before perf samples), so the profile is the write path's alone.
     batches = [[batch[name] for name in workload.COLUMNS]
@@ -88,7 +90,9 @@ def run(workload_name, count, batch_size, seed, scratch_directory, perf_control=
     with tempfile.TemporaryDirectory(prefix="pointsledger-breakdown-", dir=scratch_directory) as scratch:
         ledger = Ledger(os.path.join(scratch, "ledger"), sync=False, engine="cython")
         try:
-            ledger.set_program(backfill.backfill_program())
+            ledger.set_program(dict(backfill.backfill_program(), **(backfill.ENGAGEMENT_RULES if engaged else {})))
+            if engaged:
+                backfill.set_up_engagement(ledger)  # untimed, as in benchmarks/backfill.py
             faults.hook = stages.hook
             perf_command(perf_control, "enable")
             try:
@@ -114,7 +118,7 @@ def run(workload_name, count, batch_size, seed, scratch_directory, perf_control=
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workload", choices=("backfill-seq", "backfill-rand"))
+    parser.add_argument("workload", choices=("backfill-seq", "backfill-rand", "backfill-engaged"))
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=backfill.BATCH_SIZE_DEFAULT)
     parser.add_argument("--seed", type=int, default=1)
