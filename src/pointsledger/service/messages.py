@@ -16,11 +16,11 @@ ITEM_CODES = {name: pb.Code.Value("CODE_" + name) for name in
               ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION")}
 
 
-def operation_result(result, entry):
-    """The answer to a unary write from its OperationResult and its journal entry."""
+def operation_result(result):
+    """The answer to a unary write from its OperationResult (filled by Ledger.apply_group)."""
     return pb.OperationResult(duplicate=result.status == "DUPLICATE", seq=result.seq,
-                              points=result.points, balance=result.balance, member_id=entry.member_id,
-                              program_version=entry.program_version, tier=result.tier or "",
+                              points=result.points, balance=result.balance, member_id=result.member_id,
+                              program_version=result.program_version, tier=result.tier or "",
                               refunded_minor=result.refunded_minor or 0,
                               bonuses=bonus_messages(getattr(result, "bonuses", ())))
 

@@ -206,10 +206,10 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     async def _write(self, operation, arguments, context):
         outcome = await self.writer.submit_grouped(operation, arguments, self._deadline(context))
-        # The journal entry names the member (a refund's, too) and the programme version applied;
-        # it never changes once written, so reading it after the commit is exact. A point read.
-        (entry,) = self.ledger.journal(outcome.seq, 1)
-        return operation_result(outcome, entry)
+        # The member (a refund's, too) and the programme version come from the journal entry,
+        # which apply_group read in the write's transaction on the writer thread: no read
+        # transaction per call on the event loop.
+        return operation_result(outcome)
 
     # --- writes -------------------------------------------------------------------------
 
