@@ -66,6 +66,8 @@ class Revenue:
     total: CohortRevenue  # sums of the rounded figures (rates: those at from and to)
     observed: Fraction | None  # redeemed / P_c over the cohorts whose points are all gone
     observed_decimal: decimal.Decimal | None  # half-even, 6 places
+    observed_redeemed: int = 0  # the numerator and denominator, as summed (not reduced)
+    observed_points: int = 0
 
 
 # --- estimates -----------------------------------------------------------------------------
@@ -270,7 +272,8 @@ def revenue(store, txn, from_s, to_s, cohort):
     observed_decimal = None
     if observed is not None:
         observed_decimal = decimal.Decimal(_round(observed * 10**6)).scaleb(-6)
-    return Revenue(from_s, to_s, cohort, currency, exponent, rows, total, observed, observed_decimal)
+    return Revenue(from_s, to_s, cohort, currency, exponent, rows, total, observed, observed_decimal,
+                   gone_redeemed, gone_points)
 
 
 def check_period(from_s, to_s, cohort):

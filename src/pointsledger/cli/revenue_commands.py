@@ -101,6 +101,6 @@ def revenue_json(report):
         "exponent": report.exponent, "cohorts": [row_json(row) for row in report.cohorts],
         "total": row_json(report.total),
         "observed": None if report.observed is None else {
-            "redeemed": report.observed.numerator, "points": report.observed.denominator,
+            "redeemed": report.observed_redeemed, "points": report.observed_points,
             "decimal": str(report.observed_decimal)},
     }
