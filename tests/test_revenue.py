@@ -228,3 +228,29 @@ def test_a_currency_without_minor_units(ledger):
     # S = 100 x 1 x 0.5 = 50; D = 10,000 x 50 / 10,050 = 49.75; X = 50: Rev = 9.95; L = 39.80.
     assert (report.currency, report.exponent) == ("JPY", 0)
     assert (cohort.allocated_minor, cohort.revenue_minor, cohort.liability_to_minor) == (50, 10, 40)
+
+
+def test_verify_checks_the_cohort_counters(ledger):
+    ledger.set_program(SIMPLE)
+    ledger.purchase("o-1", "m-1", 10_000, "goods", Y1 + 10 * DAY)  # 100 points, January 2026
+    ledger.redeem("r-1", "m-1", 30, FEB_1)
+    assert ledger.verify().ok
+    jan = 2026 * 12
+    key = fmt.COHORT_KEY.pack(jan, FEB_1 // DAY)
+    db = ledger.store.dbs[fmt.DB_COHORTS]
+    with ledger.store.env.begin(write=True) as txn:
+        assert fmt.COHORT.unpack(txn.get(key, db=db)) == (0, 0, 30, 0, 0)
+        txn.put(key, fmt.COHORT.pack(0, 0, 31, 0, 0), db=db)
+    assert ledger.verify().problems == [
+        "cohort 2026-01: counters leave 69 points, the members' buckets and lots of that issue month hold 70",
+        "cohort counters of day 2026-02-01: redeemed 31, the journal says 30",
+    ]
+    with ledger.store.env.begin(write=True) as txn:
+        txn.put(key, fmt.COHORT.pack(5, 0, 30, 0, 0), db=db)
+    assert ledger.verify().problems == ["cohort 2026-01: amount 10005, its orders less refunds are 10000"]
+    with ledger.store.env.begin(write=True) as txn:
+        txn.put(key, fmt.COHORT.pack(0, 7, 30, 7, 0), db=db)  # credits on a day of another month
+    assert ledger.verify().problems == [
+        "cohort 2026-01 day 2026-02-01: credits 7 outside their issue month",
+        "cohort counters of day 2026-02-01: credited 7, the journal says 0",
+    ]
