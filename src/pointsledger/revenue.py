@@ -176,19 +176,26 @@ class _Position:
 
     def __init__(self):
         self.amount = self.credited = self.redeemed = self.taken_back = self.expired = 0
-        self.value = Fraction(0)  # Σ credited points × point value (minor units)
+        self.credited_at = {}  # point value (minor units) -> points credited at it: integers while summing
 
     def add(self, counters, point_value):
-        self.amount += counters[fmt.COHORT_AMOUNT]
-        self.credited += counters[fmt.COHORT_CREDITED]
-        self.redeemed += counters[fmt.COHORT_REDEEMED]
-        self.taken_back += counters[fmt.COHORT_TAKEN_BACK]
-        self.expired += counters[fmt.COHORT_EXPIRED]
-        self.value += counters[fmt.COHORT_CREDITED] * point_value
+        amount, credited, redeemed, taken_back, expired = counters
+        self.amount += amount
+        self.redeemed += redeemed
+        self.taken_back += taken_back
+        self.expired += expired
+        if credited:
+            self.credited += credited
+            self.credited_at[point_value] = self.credited_at.get(point_value, 0) + credited
 
     @property
     def points(self):
         return self.credited - self.taken_back
+
+    @property
+    def value(self):
+        """Σ credited points × their point value, in minor units."""
+        return sum((points * point_value for point_value, points in self.credited_at.items()), Fraction(0))
 
     def allocated(self, rate):
         """D_c = A S / (A + S); S = points x value x r_c, taken-back points at the cohort's mean value."""
