@@ -18,6 +18,8 @@ from .engagement import cmd_profile_set, cmd_profile_show, cmd_referral_register
 from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_redeem, cmd_refund
 from .program_commands import cmd_program_set, cmd_program_show
 from .reports import cmd_report
+from .arguments import _checked
+from ..revenue import parse_rate
 from .revenue_commands import cmd_estimate_list, cmd_estimate_set
 from .serve import cmd_serve
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
@@ -256,7 +258,8 @@ def add_estimate_parser(commands, common, with_json):
     set_parser.add_argument("estimate_id", type=id_argument("estimate_id"))
     set_parser.add_argument("--from", type=time_argument, dest="effective_from", metavar="TIME", required=True,
                             help="the instant from which it applies (never before the previous estimate's)")
-    set_parser.add_argument("--rate", required=True, metavar="RATE", help="a decimal such as 0.95")
+    set_parser.add_argument("--rate", type=_checked(parse_rate), required=True, metavar="RATE",
+                            help="a decimal such as 0.95")
     add_command(actions, "list", cmd_estimate_list, "the redemption estimates, in the order they apply",
                 ["pointsledger estimate list --json"], (common, with_json))
 
