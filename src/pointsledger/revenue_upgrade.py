@@ -13,38 +13,53 @@ the months of its buckets are matched to what it holds now (newest first), and
 `verify()` says if anything still disagrees.
 """
 
+import lmdb
+
 from . import _engine_py, calendar, limits, store_format as fmt
 from .program import parse_document
 
 NEVER = limits.never_expires_s
 
 
-def needs_upgrade(store):
-    with store.env.begin() as txn:
-        stored = txn.get(fmt.META_FORMAT, db=store.dbs[fmt.DB_META])
-        version = fmt.U32.unpack(stored)[0] if stored else fmt.FORMAT_VERSION
-        if version >= fmt.FORMAT_VERSION_LOTS:
-            return False
-        return txn.stat(store.dbs[fmt.DB_JOURNAL])["entries"] > 0
+def needs_upgrade(store, txn):
+    stored = txn.get(fmt.META_FORMAT, db=store.dbs[fmt.DB_META])
+    version = fmt.U32.unpack(stored)[0] if stored else fmt.FORMAT_VERSION
+    if version >= fmt.FORMAT_VERSION_LOTS:
+        return False
+    return txn.stat(store.dbs[fmt.DB_JOURNAL])["entries"] > 0
 
 
 def upgrade(store):
-    """Replay the journal into issue months and cohort counters; write format 4."""
-    if not needs_upgrade(store):
-        return False
+    """Replay the journal into issue months and cohort counters; write format 4.
+
+    The map grows as for any write (the rewritten members are 4 bytes a bucket larger)."""
+    with store.env.begin() as txn:
+        if not needs_upgrade(store, txn):
+            return False
+    while True:
+        try:
+            return _upgrade_once(store)
+        except lmdb.MapFullError:
+            store._grow_map()
+
+
+def _upgrade_once(store):
     with store.env.begin(write=True) as txn:
-        expiry_months = _expiry_months(store, txn)
-        members, cohorts, entry_times = _replay(store, txn, expiry_months)
-        _amounts(store, txn, cohorts)
+        if not needs_upgrade(store, txn):  # another process upgraded it meanwhile
+            return False
         members_db = store.dbs[fmt.DB_MEMBERS]
-        for key, value in txn.cursor(db=members_db):
-            state = _engine_py.MemberState.decode(value)
-            replayed = members.get(bytes(key))
+        # Read whole before rewriting: no put while a cursor walks the same sub-database.
+        stored = [(bytes(key), _engine_py.MemberState.decode(value)) for key, value in txn.cursor(db=members_db)]
+        lot_seqs = {lot[3] for _, state in stored if state.engagement is not None for lot in state.engagement.lots}
+        members, cohorts, entry_times = _replay(store, txn, _expiry_months(store, txn), lot_seqs)
+        _amounts(store, txn, cohorts)
+        for key, state in stored:
+            replayed = members.get(key)
             state.buckets = _months_for(state.buckets, replayed.buckets if replayed else [])
             if state.engagement is not None:
                 for lot in state.engagement.lots:
                     lot[5] = calendar.issue_month_of(entry_times.get(lot[3], 0))
-            txn.put(bytes(key), state.encode(), db=members_db)
+            txn.put(key, state.encode(), db=members_db)
         cohorts_db = store.dbs[fmt.DB_COHORTS]
         for (month, day), counters in sorted(cohorts.items()):
             if any(counters):
@@ -66,7 +81,8 @@ def _expiry_months(store, txn):
     return months
 
 
-def _replay(store, txn, expiry_months):
+def _replay(store, txn, expiry_months, lot_seqs):
+    """Each member's buckets with months, the cohort counters, and the times of the entries in lot_seqs."""
     members, cohorts, entry_times = {}, {}, {}
 
     def count(month, time_s, column, points):
@@ -77,7 +93,8 @@ def _replay(store, txn, expiry_months):
     for key, value in txn.cursor(db=store.dbs[fmt.DB_JOURNAL]):
         seq = fmt.U64.unpack(key)[0]
         kind, points, _, time_s, version, _, member_key, _ = fmt.decode_entry(value)
-        entry_times[seq] = time_s
+        if seq in lot_seqs:
+            entry_times[seq] = time_s
         state = members.get(member_key)
         if state is None:
             state = members[member_key] = _engine_py.MemberState(0)
