@@ -253,4 +253,6 @@ def test_verify_checks_the_cohort_counters(ledger):
     assert ledger.verify().problems == [
         "cohort 2026-01 day 2026-02-01: credits 7 outside their issue month",
         "cohort counters of day 2026-02-01: credited 7, the journal says 0",
+        "cohort counters: taken back 7, the journal's clawbacks and negative adjustments less the members' "
+        "debt 0 are 0",
     ]

@@ -176,7 +176,9 @@ def check(workloads, tmp_path, engine_name, corrupt, expected):
 
 # --- one corruption per invariant, each with the exact report -------------------------------
 
-HELD = "the members' buckets and lots of that issue month hold"  # verify's cohort check (§19)
+HELD = "the members' buckets and lots of that issue month hold"  # verify's cohort checks (§19)
+# bob's clawbacks 50 + 150 and alice's -40: 240 taken back, bob's debt paid (100) in between.
+TAKEN = "cohort counters: taken back 240, the journal's clawbacks and negative adjustments less the members' debt"
 
 # Each case: (corruption, the exact problems verify() must report).
 CASES = {
@@ -230,19 +232,22 @@ CASES = {
     "debt beside points": (
         lambda raw: (raw.member("bob", debt=5, buckets=[(T_2026_07_01, 35)]), raw.expiry(T_2026_07_01, 158)),
         ["member 'bob': debt 5 while holding 35 points in buckets",
-         f"cohort 2026-05: counters leave 153 points, {HELD} 158"],
+         f"cohort 2026-05: counters leave 153 points, {HELD} 158",
+         f"{TAKEN} 5 are 235"],
     ),
     "negative debt": (
         lambda raw: (raw.member("bob", debt=-5, buckets=[(T_2026_07_01, 25)]), raw.expiry(T_2026_07_01, 148)),
         ["member 'bob': debt -5 while holding 25 points in buckets",
-         f"cohort 2026-05: counters leave 153 points, {HELD} 148"],
+         f"cohort 2026-05: counters leave 153 points, {HELD} 148",
+         f"{TAKEN} -5 are 245"],
     ),
     # A negative debt without buckets (alice's balance is 0): caught by the sign alone, not only
     # beside points; the buckets minus the debt (0 + 5) then miss the balance as well.
     "negative debt without points": (
         lambda raw: raw.member("alice", debt=-5),
         ["member 'alice': buckets 0 minus debt -5 is not the balance 0",
-         "member 'alice': debt -5 while holding 0 points in buckets"],
+         "member 'alice': debt -5 while holding 0 points in buckets",
+         f"{TAKEN} -5 are 245"],
     ),
     # Counters per day.
     "day counter": (

@@ -185,6 +185,7 @@ def _verify_members(store, txn, problems, journal):
         for lot in _lots(state):  # pending points count at their expiry instant too (§17)
             expiry_expected[lot[1]] = expiry_expected.get(lot[1], 0) + lot[2]
             held_by_month[lot[5]] = held_by_month.get(lot[5], 0) + lot[2]
+        held_by_month[DEBT] = held_by_month.get(DEBT, 0) + state.debt
     for member_key in sorted(set(journal.sums) - seen):
         problems.add(f"member {_text(member_key)}: has entries but no record")
     # The sum of all balances equals the sum of all entries (§7) follows from the two
@@ -495,11 +496,15 @@ def _verify_referrals(store, txn, problems):
 # --- cohort counters (§19) ----------------------------------------------------------------
 
 
+DEBT = "debt"  # held_by_month's key for the members' total debt
+
+
 def _verify_cohorts(store, txn, problems, journal, held_by_month):
     """The cohort counters against the members' lots, the journal and the orders."""
     db = store.dbs.get(fmt.DB_COHORTS)
     if db is None:  # a store of format 1-3 opened read-only: it has no cohort counters yet
         return
+    debt = held_by_month.pop(DEBT, 0)
     per_month, per_day = {}, {}
     for key, value in txn.cursor(db=db):
         month, day = fmt.COHORT_KEY.unpack(key)
@@ -529,6 +534,13 @@ def _verify_cohorts(store, txn, problems, journal, held_by_month):
             if stored != expected:
                 problems.add(f"cohort counters of day {calendar.format_utc(day * 86400)[:10]}: {name} "
                              f"{stored}, the journal says {expected}")
+    # Taken back: clawbacks and negative adjustments, less the debt still owed (a credit
+    # that pays debt counts what it paid as taken back from its own cohort).
+    taken_back = sum(counters[fmt.COHORT_TAKEN_BACK] for counters in per_month.values())
+    expected = journal.totals[fmt.COUNTER_CLAWED_BACK] + journal.totals[fmt.COUNTER_ADJUSTED_NEGATIVE] - debt
+    if taken_back != expected:
+        problems.add(f"cohort counters: taken back {taken_back}, the journal's clawbacks and negative "
+                     f"adjustments less the members' debt {debt} are {expected}")
     _verify_cohort_amounts(store, txn, problems, per_month)
 
 
