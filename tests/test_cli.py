@@ -506,11 +506,13 @@ def test_every_command_has_help_with_an_example(capsys):
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"info", "ingest", "serve", "balance", "history", "refund", "redeem", "adjust",
                              "expire", "program", "report", "export", "verify", "backup", "bench",
-                             "referral", "profile"}
+                             "referral", "profile", "estimate"}
     for name, subparser in commands.items():
         assert "example:\n  pointsledger " in subparser.format_help(), name
     for action in ("set", "show"):
         assert "example:" in commands["program"]._subparsers._group_actions[0].choices[action].format_help()
+    for action in ("set", "list"):
+        assert "example:" in commands["estimate"]._subparsers._group_actions[0].choices[action].format_help()
     with pytest.raises(SystemExit) as exited:
         cli.main(["ingest", "--help"])
     assert exited.value.code == 0 and "--sort" in capsys.readouterr().out
