@@ -309,6 +309,52 @@ cdef _ExpiryDeltas _deltas_into(dict target):
     return deltas
 
 
+@cython.final
+cdef class _MonthSums:
+    """Points by issue month (§19) of debits or expiries, summed in C; `fold` hands them to a dict.
+
+    The batch keeps one for the points expired on its current day, so an expiry
+    before a purchase costs no Python call (the cohort counters take it once a day).
+    """
+    cdef int size
+    cdef int32_t months[DELTAS_MAX]
+    cdef int64_t points[DELTAS_MAX]
+    cdef dict overflow  # past DELTAS_MAX distinct months (rare): a dict
+
+    cdef int add(self, int32_t month, int64_t points) except -1:
+        cdef int index
+        for index in range(self.size):
+            if self.months[index] == month:
+                self.points[index] += points
+                return 0
+        if self.size < DELTAS_MAX:
+            self.months[self.size] = month
+            self.points[self.size] = points
+            self.size += 1
+            return 0
+        if self.overflow is None:
+            self.overflow = {}
+        self.overflow[month] = self.overflow.get(month, 0) + points
+        return 0
+
+    cdef int fold(self, dict target) except -1:
+        """target[month] += points for each month; then empty."""
+        cdef int index
+        for index in range(self.size):
+            month = self.months[index]
+            target[month] = target.get(month, 0) + self.points[index]
+        self.size = 0
+        if self.overflow is not None:
+            for month, points in self.overflow.items():
+                target[month] = target.get(month, 0) + points
+            self.overflow = None
+        return 0
+
+
+cdef inline _MonthSums _month_sums_for(dict taken):
+    return None if taken is None else _MonthSums.__new__(_MonthSums)
+
+
 # --- the member record -------------------------------------------------------------
 
 cdef struct Bucket:
@@ -420,17 +466,20 @@ cdef class MemberState:
         if self._count == 0 or self._buckets[0].instant > time_s:
             return 0  # nothing due (the usual case of an expire run): nothing changes
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
-        cdef int64_t total = self._expire_due(time_s, deltas, taken)
+        cdef _MonthSums sums = _month_sums_for(taken)
+        cdef int64_t total = self._expire_due(time_s, deltas, sums)
         deltas.fold()
+        if sums is not None:
+            sums.fold(taken)
         return total
 
-    cdef int64_t _expire_due(self, int64_t time_s, _ExpiryDeltas deltas, dict taken) except? -1:
+    cdef int64_t _expire_due(self, int64_t time_s, _ExpiryDeltas deltas, _MonthSums taken) except? -1:
         cdef int64_t total = 0
         cdef Py_ssize_t due = 0
         while due < self._count and self._buckets[due].instant <= time_s:
             deltas.add(self._buckets[due].instant, -self._buckets[due].points)
             if taken is not None:
-                _add_taken(taken, self._buckets[due].month, self._buckets[due].points)
+                taken.add(self._buckets[due].month, self._buckets[due].points)
             total += self._buckets[due].points
             due += 1
         self._drop_front(due)
@@ -488,11 +537,14 @@ cdef class MemberState:
 
     def debit(self, long long points, dict expiry_deltas, dict taken=None):
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
-        cdef int64_t remaining = self._debit(points, deltas, taken)
+        cdef _MonthSums sums = _month_sums_for(taken)
+        cdef int64_t remaining = self._debit(points, deltas, sums)
         deltas.fold()
+        if sums is not None:
+            sums.fold(taken)
         return remaining
 
-    cdef int64_t _debit(self, int64_t points, _ExpiryDeltas deltas, dict taken) except? -1:
+    cdef int64_t _debit(self, int64_t points, _ExpiryDeltas deltas, _MonthSums taken) except? -1:
         cdef int64_t remaining = points
         cdef int64_t available, used
         cdef Py_ssize_t used_up = 0
@@ -501,7 +553,7 @@ cdef class MemberState:
             used = available if available < remaining else remaining
             deltas.add(self._buckets[used_up].instant, -used)
             if taken is not None:
-                _add_taken(taken, self._buckets[used_up].month, used)
+                taken.add(self._buckets[used_up].month, used)
             remaining -= used
             if used == available:
                 used_up += 1
@@ -510,12 +562,6 @@ cdef class MemberState:
         self._drop_front(used_up)
         self.balance -= points
         return remaining
-
-
-cdef int _add_taken(dict taken, int32_t month, int64_t points) except -1:
-    """taken[month] += points: a debit's or an expiry's points by issue month (§19)."""
-    taken[month] = taken.get(month, 0) + points
-    return 0
 
 
 cdef bytes _encode_state(MemberState self):
@@ -1060,6 +1106,7 @@ cdef class _Batch:
     cdef int64_t calendar_year
     cdef int32_t calendar_month  # the issue month (§19) of calendar_day
     cdef int64_t day_amount  # purchase amounts of `day` (§19), folded with the day counters
+    cdef _MonthSums day_expired  # points expired on `day` by issue month (§19), folded likewise
     cdef dict amount_day_deltas
     cdef int64_t instant_day
     cdef int64_t instant_months
@@ -1115,6 +1162,7 @@ cdef class _Batch:
         self.day_deltas = writer.day_deltas
         self.amount_day_deltas = writer.amount_day_deltas
         self.day_amount = 0
+        self.day_expired = _MonthSums.__new__(_MonthSums)
         self.store_category_codes = writer.store.category_codes
         self.new_categories = writer.new_categories
         self.categories = {}
@@ -1266,6 +1314,11 @@ cdef class _Batch:
         if self.day_amount:
             self.amount_day_deltas[day] = self.amount_day_deltas.get(day, 0) + self.day_amount
             self.day_amount = 0
+        cdef dict expired
+        if self.day_expired.size or self.day_expired.overflow is not None:
+            expired = {}
+            self.day_expired.fold(expired)
+            self.writer.count_taken(day * SECONDS_PER_DAY, COHORT_EXPIRED, expired)
         self.day_touched = False
         return 0
 
@@ -1278,11 +1331,7 @@ cdef class _Batch:
             self.calendar_year = year
             self.calendar_month = <int32_t>(year * 12 + month - 1)
 
-    cdef int count_taken(self, int64_t time_s, int column, dict taken) except -1:
-        """writer.count_taken, after folding nothing: cohort counters are the writer's own."""
-        if taken:
-            self.writer.count_taken(time_s, column, taken)
-        return 0
+
 
     cdef inline int enter_day(self, int64_t day) except -1:
         if day != self.day:
@@ -1595,20 +1644,18 @@ cdef class _Batch:
             lots = engagement.lots
         self.enter_day(day)
         cdef int64_t expired = 0
-        cdef dict taken = {}
         if state._count and state._buckets[0].instant <= time_s:
-            expired = state._expire_due(time_s, self.expiry_deltas, taken)
+            expired = state._expire_due(time_s, self.expiry_deltas, self.day_expired)
         if lots_due:  # engagement.expire_due: the due lots join the same EXPIRE entry
             for lot in lots:
                 if <int64_t>lot[1] <= time_s:
                     self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
-                    _add_taken(taken, <int32_t>lot[5], <int64_t>lot[2])
+                    self.day_expired.add(<int32_t>lot[5], <int64_t>lot[2])
             lots = [lot for lot in lots if <int64_t>lot[1] > time_s]
             engagement.lots = lots
             state.balance -= lots_due
             state.expired += lots_due
             expired += lots_due
-        self.count_taken(time_s, COHORT_EXPIRED, taken)
         if expired:
             self.append_entry(KIND_EXPIRE, -expired, state, member_key, order_key, time_s)
             self.count(COUNTER_EXPIRED, expired)
@@ -1682,20 +1729,18 @@ cdef class _Batch:
                 referrer.engagement = Engagement(
                     referrer.tier_year, _engagement.count_purchases(self.writer.entry, referrer, referrer.tier_year))
             engagement = referrer.engagement
-            taken = {}
             if referrer._count and referrer._buckets[0].instant <= time_s:
-                expired = referrer._expire_due(time_s, self.expiry_deltas, taken)
+                expired = referrer._expire_due(time_s, self.expiry_deltas, self.day_expired)
             lots_due = self.lots_due(referrer, time_s)
             if lots_due:
                 for lot in engagement.lots:
                     if <int64_t>lot[1] <= time_s:
                         self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
-                        _add_taken(taken, <int32_t>lot[5], <int64_t>lot[2])
+                        self.day_expired.add(<int32_t>lot[5], <int64_t>lot[2])
                 engagement.lots = [lot for lot in engagement.lots if <int64_t>lot[1] > time_s]
                 referrer.balance -= lots_due
                 referrer.expired += lots_due
                 expired += lots_due
-            self.count_taken(time_s, COHORT_EXPIRED, taken)
             if expired:
                 self.append_entry(KIND_EXPIRE, -expired, referrer, referrer_key, order_key, time_s)
                 self.count(COUNTER_EXPIRED, expired)
@@ -1844,11 +1889,8 @@ cdef class _Batch:
         cdef _Rules rules = self.rules
         self.enter_day(day)
         cdef int64_t expired = 0
-        cdef dict taken
         if state._count and state._buckets[0].instant <= time_s:
-            taken = {}
-            expired = state._expire_due(time_s, self.expiry_deltas, taken)
-            self.count_taken(time_s, COHORT_EXPIRED, taken)
+            expired = state._expire_due(time_s, self.expiry_deltas, self.day_expired)
         if expired:
             self.append_entry(KIND_EXPIRE, -expired, state, member_key, order_key, time_s)
             self.count(COUNTER_EXPIRED, expired)
