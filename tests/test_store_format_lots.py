@@ -9,8 +9,11 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import pytest
+
 import pointsledger
 from pointsledger import store_format as fmt
+from pointsledger.errors import FailedPrecondition
 from support import dump_ledger, entries
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -51,6 +54,10 @@ def test_a_format_3_store_is_upgraded_and_continues(tmp_path, engine_name):
     with pointsledger.Ledger(path, engine=engine_name, readonly=True) as old:
         journal = entries(old)
         assert len(journal) == 16
+        assert old.verify().ok  # read as it is: issue months unknown, no cohort counters to check
+        with pytest.raises(FailedPrecondition) as refused:
+            old.revenue(T - 4 * DAY, T + 361 * DAY)
+        assert "open it once for writing to upgrade it" in str(refused.value)
     with pointsledger.Ledger(path, engine=engine_name) as ledger:
         assert entries(ledger) == journal
         assert ledger.verify().ok

@@ -219,14 +219,14 @@ class _Position:
 
 
 def revenue(store, txn, from_s, to_s, cohort):
+    db = store.dbs.get(fmt.DB_COHORTS)
+    if db is None:
+        raise FailedPrecondition(f"{store.path}: a store of an earlier format has no cohort counters; "
+                                 "open it once for writing to upgrade it", reason_code="STORE_NOT_UPGRADED")
     estimates = read_estimates(store, txn)
     if not estimates:
         raise FailedPrecondition("no redemption estimate is set: set one before asking for revenue",
                                  reason_code="NO_REDEMPTION_ESTIMATE")
-    db = store.dbs.get(fmt.DB_COHORTS)
-    if db is None:
-        raise FailedPrecondition(f"{store.path}: a store of an earlier format has no cohort counters; "
-                                 "open it once for writing to upgrade it")
     program = store.program_at(to_s - 1, txn) or store.program_at(from_s, txn)
     currency = program.currency if program is not None else "USD"
     exponent = CURRENCY_EXPONENTS.get(currency, 2)
