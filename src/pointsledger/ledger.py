@@ -4,7 +4,8 @@ import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, queries, store_file, store_format as fmt, verify as verifier
+from . import engine as engines, limits, operations, queries, revenue, store_file, store_format as fmt
+from . import revenue_upgrade, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
 from .program import EXAMPLE_PROGRAM, parse_document
@@ -34,6 +35,12 @@ class Ledger:
         self.store = Store(self.path, sync=sync, map_size_bytes=map_size_bytes, readonly=readonly)
         self.store.engine = self.engine
         self._clock = clock
+        if not readonly:
+            try:  # a store written before §19: issue months and cohort counters, once
+                revenue_upgrade.upgrade(self.store)
+            except BaseException:
+                self.store.close()
+                raise
 
     @property
     def engine_name(self):
@@ -296,6 +303,22 @@ class Ledger:
         to_s = queries.require_midnight("to_s", validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive))
         with self.store.read() as txn:
             return queries.rollforward(self.store, txn, from_s, to_s)
+
+    # --- revenue (§19) ----------------------------------------------------------------
+
+    def set_redemption_estimate(self, estimate_id, effective_from_s, rate):
+        """Store an expected redemption rate (a decimal 0 … 1, at most 4 places) from an instant on."""
+        return self.store.write(lambda writer: revenue.set_estimate(writer, estimate_id, effective_from_s, rate))
+
+    def redemption_estimates(self):
+        with self.store.read() as txn:
+            return revenue.read_estimates(self.store, txn)
+
+    def revenue(self, from_s, to_s, cohort="year"):
+        """IFRS 15 revenue and contract liability per cohort (§19), from the cohort counters."""
+        from_s, to_s, cohort = revenue.check_period(from_s, to_s, cohort)
+        with self.store.read() as txn:
+            return revenue.revenue(self.store, txn, from_s, to_s, cohort)
 
     def verify(self):
         """Check every invariant of §7, the buckets, the counters, the id records and the

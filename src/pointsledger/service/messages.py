@@ -69,7 +69,8 @@ def profile_message(profile):
 
 # The id field a request's ALREADY_EXISTS is about, where the error names none (the engine's).
 ID_FIELDS = {"RecordPurchase": "order_id", "Refund": "refund_id", "Redeem": "redemption_id",
-             "Adjust": "adjustment_id", "RegisterReferral": "referral_id"}
+             "Adjust": "adjustment_id", "RegisterReferral": "referral_id",
+             "SetRedemptionEstimate": "estimate_id"}
 # The request fields named otherwise than the Ledger arguments an error names.
 REQUEST_FIELDS = {"SetProgram": {"document": "document_json", "effective_from": "effective_from_s"}}
 # Batch requests are columns: an item's error names the request's column, not the Ledger argument.
@@ -195,3 +196,31 @@ def add_servicer(servicer, server, service_descriptor=pb.DESCRIPTOR.services_by_
                                      response_serializer=_serializer(response_class))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers),))
     server.add_registered_method_handlers(service_descriptor.full_name, handlers)
+
+
+# --- revenue (§19) ------------------------------------------------------------------------
+
+
+def estimate_message(estimate):
+    return pb.RedemptionEstimate(duplicate=estimate.status == "DUPLICATE", estimate_id=estimate.estimate_id,
+                                 effective_from_s=estimate.effective_from_s, rate=str(estimate.rate))
+
+
+def _cohort_revenue_message(row):
+    return pb.CohortRevenue(
+        cohort=row.cohort, start_s=row.start_s, amount_minor=row.amount_minor, points=row.points,
+        rate="" if row.rate is None else str(row.rate), allocated_minor=row.allocated_minor,
+        redeemed=row.redeemed, expired=row.expired, estimate_from=str(row.estimate_from),
+        estimate_to=str(row.estimate_to), revenue_minor=row.revenue_minor,
+        liability_from_minor=row.liability_from_minor, liability_to_minor=row.liability_to_minor,
+    )
+
+
+def revenue_message(report):
+    return pb.Revenue(
+        from_s=report.from_s, to_s=report.to_s, cohort=report.cohort, currency=report.currency,
+        exponent=report.exponent, cohorts=[_cohort_revenue_message(row) for row in report.cohorts],
+        total=_cohort_revenue_message(report.total), observed_redeemed=report.observed_redeemed,
+        observed_points=report.observed_points,
+        observed="" if report.observed_decimal is None else str(report.observed_decimal),
+    )

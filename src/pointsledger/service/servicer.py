@@ -27,6 +27,7 @@ from .messages import (
     BALANCES_COLUMNS, ID_FIELDS, REQUEST_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message,
     item_error, liability_message, operation_result, profile_message, program_message, referral_message,
 )
+from .messages import estimate_message, revenue_message
 from .status import Refusal, ledger_error_status, refusal_status, rich_status
 
 
@@ -500,3 +501,19 @@ class LedgerServicer(pb_grpc.LedgerServicer):
     @rpc(SCOPE_READ)
     async def GetMemberProfile(self, request, context):
         return profile_message(await self._read(self.ledger.get_member_profile, request.member_id))
+
+    # --- revenue (§19) ------------------------------------------------------------------
+
+    @rpc(SCOPE_ADMIN)
+    async def SetRedemptionEstimate(self, request, context):
+        estimate = await self.writer.submit_alone(
+            self.ledger.set_redemption_estimate, (request.estimate_id, request.effective_from_s, request.rate),
+            self._deadline(context))
+        log_event(logging.INFO, "redemption estimate set", estimate_id=estimate.estimate_id,
+                  effective_from_s=estimate.effective_from_s, rate=str(estimate.rate))
+        return estimate_message(estimate)
+
+    @rpc(SCOPE_READ)
+    async def GetRevenue(self, request, context):
+        return revenue_message(await self._read(
+            self.ledger.revenue, request.from_s, request.to_s, request.cohort or "year"))
