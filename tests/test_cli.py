@@ -160,7 +160,7 @@ def test_data_directory_from_the_environment_and_after_the_command(tmp_path):
     assert info["journal_entries"] == SAMPLE_ROWS and info["members"] == 52 and info["orders"] == SAMPLE_ROWS
     assert info["engine"] == pointsledger.ENGINE
     assert info["store_bytes"] == os.path.getsize(tmp_path / "env" / "data.mdb")
-    assert (info["categories"], info["format_version"]) == (8, 1)  # the sample's 8 categories, two-byte codes
+    assert (info["categories"], info["format_version"]) == (8, 4)  # the sample's 8 categories; format 4: lots by issue month (§19)
 
 
 # --- ingest: bad rows -------------------------------------------------------------------------
@@ -506,11 +506,13 @@ def test_every_command_has_help_with_an_example(capsys):
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"info", "ingest", "serve", "balance", "history", "refund", "redeem", "adjust",
                              "expire", "program", "report", "export", "verify", "backup", "bench",
-                             "referral", "profile", "simulate"}
+                             "referral", "profile", "simulate", "estimate"}
     for name, subparser in commands.items():
         assert "example:\n  pointsledger " in subparser.format_help(), name
     for action in ("set", "show"):
         assert "example:" in commands["program"]._subparsers._group_actions[0].choices[action].format_help()
+    for action in ("set", "list"):
+        assert "example:" in commands["estimate"]._subparsers._group_actions[0].choices[action].format_help()
     with pytest.raises(SystemExit) as exited:
         cli.main(["ingest", "--help"])
     assert exited.value.code == 0 and "--sort" in capsys.readouterr().out

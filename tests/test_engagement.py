@@ -505,8 +505,9 @@ def test_members_keep_the_record_of_the_release_before_until_a_rule_needs_their_
     ledger.purchase("o-3", "new", 1_000, "any", T_2026_03_15)  # its welcome is kept in its state
     with ledger.store.read() as txn:
         members = ledger.store.dbs[pointsledger.store_format.DB_MEMBERS]
-        assert txn.get(b"old", db=members)[0] == 1
-        assert txn.get(b"new", db=members)[0] == 2
+        # Format 4 (§19): versions 3 and 4 are versions 1 and 2 with issue months.
+        assert txn.get(b"old", db=members)[0] == pointsledger.store_format.MEMBER_RECORD_VERSION_LOTS == 3
+        assert txn.get(b"new", db=members)[0] == pointsledger.store_format.MEMBER_RECORD_VERSION_LOTS_ENGAGED == 4
 
 
 def test_verify_finds_a_referral_without_its_index_entry(ledger):

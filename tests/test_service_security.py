@@ -42,6 +42,7 @@ def ledger(tmp_path, engine_name):
     opened.purchase("o-1", "m-1", 12_345, "grocery", T)  # 123 points, seq 1
     opened.register_referral("ref-0", "m-1", "m-0", T)
     opened.set_member_profile("m-1", "03-20")
+    opened.set_redemption_estimate("e-0", T, "0.9")
     yield opened
     opened.close()
 
@@ -73,6 +74,8 @@ CALLS = {
     "SetMemberProfile": ("write", lambda client: client.set_member_profile("m-1", "04-01")),
     "GetMemberProfile": ("read", lambda client: client.get_member_profile("m-1")),
     "Simulate": ("read", lambda client: client.simulate(example_program(), T - 86_400, T + 86_400)),
+    "SetRedemptionEstimate": ("admin", lambda client: client.set_redemption_estimate("e-1", T + 86_400, "0.95")),
+    "GetRevenue": ("read", lambda client: client.revenue(1_767_225_600, 1_798_761_600)),
 }
 TOKEN_OF_SCOPE = {"read": READ_TOKEN, "write": WRITE_TOKEN, "admin": ADMIN_TOKEN}
 

@@ -27,7 +27,7 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import store_format as fmt
+from pointsledger import calendar, store_format as fmt
 from support import (
     DAY_S, T_2026_03_15, T_2026_03_25, T_2026_04_01, T_2026_05_01, T_2026_06_01, T_2026_07_01,
     simple_program,
@@ -99,15 +99,20 @@ class Raw:
         assert self.txn.delete(key, db=self.dbs[db]), (db, key)
 
     def member(self, name, buckets=None, **changes):
-        """Change fields of a member record (and optionally its buckets)."""
+        """Change fields of a member record (and optionally its buckets).
+
+        Buckets are (expiry instant, points): their issue month (§19) is the one the
+        workload's expiry of one month gives, two months before the instant's."""
         key = name.encode()
         value = self.get(fmt.DB_MEMBERS, key)
         fields = dict(zip(MEMBER_FIELDS, fmt.MEMBER_HEAD.unpack_from(value)))
         if buckets is None:
-            buckets = list(fmt.BUCKET.iter_unpack(value[fmt.MEMBER_HEAD.size:]))
+            buckets = list(fmt.BUCKET_MONTH.iter_unpack(value[fmt.MEMBER_HEAD.size:]))
+        else:
+            buckets = [(instant, points, calendar.issue_month_of(instant) - 2) for instant, points in buckets]
         fields.update(changes, bucket_count=len(buckets))
         self.put(fmt.DB_MEMBERS, key, fmt.MEMBER_HEAD.pack(*fields.values())
-                 + b"".join(fmt.BUCKET.pack(*bucket) for bucket in buckets))
+                 + b"".join(fmt.BUCKET_MONTH.pack(*bucket) for bucket in buckets))
 
     def entry(self, seq, **changes):
         fields = dict(zip(ENTRY_FIELDS, fmt.decode_entry(self.get(fmt.DB_JOURNAL, fmt.seq_key(seq)))))
@@ -171,12 +176,17 @@ def check(workloads, tmp_path, engine_name, corrupt, expected):
 
 # --- one corruption per invariant, each with the exact report -------------------------------
 
+HELD = "the members' buckets and lots of that issue month hold"  # verify's cohort checks (§19)
+# bob's clawbacks 50 + 150 and alice's -40: 240 taken back, bob's debt paid (100) in between.
+TAKEN = "cohort counters: taken back 240, the journal's clawbacks and negative adjustments less the members' debt"
+
 # Each case: (corruption, the exact problems verify() must report).
 CASES = {
     # A member's balance is the sum of its entries (§7); bucket and expiry total moved with it.
     "member balance": (
         lambda raw: (raw.member("bob", balance=31, buckets=[(T_2026_07_01, 31)]), raw.expiry(T_2026_07_01, 154)),
-        ["member 'bob': balance 31 but its entries sum to 30"],
+        ["member 'bob': balance 31 but its entries sum to 30",
+         f"cohort 2026-05: counters leave 153 points, {HELD} 154"],
     ),
     # seq is gapless (§7): the last entry moved from 12 to 13, with everything naming it.
     "seq gap": (
@@ -196,39 +206,48 @@ CASES = {
     "bucket sum": (
         lambda raw: (raw.member("carol", buckets=[(T_2026_07_01, 124), (T_2026_08_01, 10)]),
                      raw.expiry(T_2026_07_01, 154)),
-        ["member 'carol': buckets 134 minus debt 0 is not the balance 133"],
+        ["member 'carol': buckets 134 minus debt 0 is not the balance 133",
+         # May's points (carol 123 + bob 30) counted at commit time: the cohort check sees it too (§19).
+         f"cohort 2026-05: counters leave 153 points, {HELD} 154"],
     ),
     # Buckets are sorted by instant, merged, positive.
     "bucket order": (
         lambda raw: raw.member("carol", buckets=[(T_2026_08_01, 10), (T_2026_07_01, 123)]),
         ["member 'carol': buckets not sorted, merged and positive: "
-         "2026-08-01T00:00:00Z: 10, 2026-07-01T00:00:00Z: 123"],
+         "2026-08-01T00:00:00Z issued 2026-06: 10, 2026-07-01T00:00:00Z issued 2026-05: 123"],
     ),
     "buckets not merged": (
         lambda raw: raw.member("carol", buckets=[(T_2026_07_01, 100), (T_2026_07_01, 23), (T_2026_08_01, 10)]),
         ["member 'carol': buckets not sorted, merged and positive: "
-         "2026-07-01T00:00:00Z: 100, 2026-07-01T00:00:00Z: 23, 2026-08-01T00:00:00Z: 10"],
+         "2026-07-01T00:00:00Z issued 2026-05: 100, 2026-07-01T00:00:00Z issued 2026-05: 23, "
+         "2026-08-01T00:00:00Z issued 2026-06: 10"],
     ),
     "empty bucket": (
         lambda raw: raw.member("carol", buckets=[(T_2026_07_01, 123), (T_2026_08_01, 10), (T_2026_09_01, 0)]),
         ["member 'carol': buckets not sorted, merged and positive: "
-         "2026-07-01T00:00:00Z: 123, 2026-08-01T00:00:00Z: 10, 2026-09-01T00:00:00Z: 0"],
+         "2026-07-01T00:00:00Z issued 2026-05: 123, 2026-08-01T00:00:00Z issued 2026-06: 10, "
+         "2026-09-01T00:00:00Z issued 2026-07: 0"],
     ),
     # Debt only while no points are left (§15), never negative.
     "debt beside points": (
         lambda raw: (raw.member("bob", debt=5, buckets=[(T_2026_07_01, 35)]), raw.expiry(T_2026_07_01, 158)),
-        ["member 'bob': debt 5 while holding 35 points in buckets"],
+        ["member 'bob': debt 5 while holding 35 points in buckets",
+         f"cohort 2026-05: counters leave 153 points, {HELD} 158",
+         f"{TAKEN} 5 are 235"],
     ),
     "negative debt": (
         lambda raw: (raw.member("bob", debt=-5, buckets=[(T_2026_07_01, 25)]), raw.expiry(T_2026_07_01, 148)),
-        ["member 'bob': debt -5 while holding 25 points in buckets"],
+        ["member 'bob': debt -5 while holding 25 points in buckets",
+         f"cohort 2026-05: counters leave 153 points, {HELD} 148",
+         f"{TAKEN} -5 are 245"],
     ),
     # A negative debt without buckets (alice's balance is 0): caught by the sign alone, not only
     # beside points; the buckets minus the debt (0 + 5) then miss the balance as well.
     "negative debt without points": (
         lambda raw: raw.member("alice", debt=-5),
         ["member 'alice': buckets 0 minus debt -5 is not the balance 0",
-         "member 'alice': debt -5 while holding 0 points in buckets"],
+         "member 'alice': debt -5 while holding 0 points in buckets",
+         f"{TAKEN} -5 are 245"],
     ),
     # Counters per day.
     "day counter": (
@@ -286,7 +305,9 @@ CASES = {
     "member without record": (
         lambda raw: (raw.delete(fmt.DB_MEMBERS, b"carol"), raw.expiry(T_2026_07_01, 30),
                      raw.expiry(T_2026_08_01, None), raw.put(fmt.DB_META, fmt.META_MEMBER_COUNT, fmt.U64.pack(2))),
-        ["member 'carol': has entries but no record"],
+        ["member 'carol': has entries but no record",
+         f"cohort 2026-05: counters leave 153 points, {HELD} 30",
+         f"cohort 2026-06: counters leave 10 points, {HELD} 0"],
     ),
     # Entries: the programme version must be one in force at the entry's time.
     "programme version": (
@@ -296,7 +317,8 @@ CASES = {
     # Orders and refunds (§6): refunded = sum of refunds, clawed = sum of clawbacks = floor(P × R / A).
     "order refunded": (
         lambda raw: raw.order("o-2", refunded=19_000),
-        ["order 'o-2': refunded 19000 of 20000, its refunds sum to 20000"],
+        ["cohort 2026-03: amount 40000, its orders less refunds are 41000",
+         "order 'o-2': refunded 19000 of 20000, its refunds sum to 20000"],
     ),
     "order clawed back": (
         lambda raw: raw.order("o-2", clawed=199),
@@ -304,7 +326,8 @@ CASES = {
     ),
     "order amount": (
         lambda raw: raw.order("o-2", amount=20_001),
-        ["order 'o-2': clawed back 200, floor(200 x 20000 / 20001) is 199"],
+        ["cohort 2026-03: amount 40000, its orders less refunds are 40001",
+         "order 'o-2': clawed back 200, floor(200 x 20000 / 20001) is 199"],
     ),
     "order names another entry": (
         lambda raw: raw.order("o-1", seq=3),
@@ -320,7 +343,8 @@ CASES = {
     ),
     "order missing": (
         lambda raw: raw.delete(fmt.DB_ORDERS, b"o-5"),
-        ["journal seq 11: EARN of order 'o-5', which has no record"],
+        ["cohort 2026-05: amount 22345, its orders less refunds are 12345",
+         "journal seq 11: EARN of order 'o-5', which has no record"],
     ),
     "order of an unknown category": (
         lambda raw: raw.order("o-1", category=7),
@@ -353,7 +377,8 @@ CASES = {
     ),
     "refund missing": (
         lambda raw: (raw.delete(fmt.DB_REFUNDS, b"r-2"), raw.order("o-2", refunded=5_000, clawed=50)),
-        ["journal seq 6: CLAWBACK of refund 'r-2', which has no record"],
+        ["cohort 2026-03: amount 40000, its orders less refunds are 55000",
+         "journal seq 6: CLAWBACK of refund 'r-2', which has no record"],
     ),
     # Redemptions and adjustments agree with their entries.
     "redemption points": (

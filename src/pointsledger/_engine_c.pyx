@@ -126,6 +126,7 @@ cdef enum:
     SECONDS_PER_DAY = 86400
     MEMBER_HEAD_SIZE = 85
     BUCKET_SIZE = 16
+    BUCKET_MONTH_SIZE = 20  # (§19) the bucket with its issue month
     JOURNAL_HEAD_SIZE = 39
     ORDER_HEAD_SIZE = 40  # then the category code: two bytes below NARROW_CODES, else four
     NARROW_CODES = 65536
@@ -139,6 +140,7 @@ cdef enum:
     ENGAGEMENT_HEAD_SIZE = 21
     LOT_COUNT_SIZE = 4
     LOT_HEAD_SIZE = 33
+    LOT_HEAD_MONTH_SIZE = 37
 
 cdef int64_t ID_BYTES_MAX = limits.id_bytes_max
 cdef int64_t CATEGORY_BYTES_MAX = limits.category_bytes_max
@@ -156,6 +158,10 @@ cdef int COUNTER_EXPIRED = fmt.COUNTER_EXPIRED
 cdef int COUNTER_PURCHASES = fmt.COUNTER_PURCHASES
 cdef int MEMBER_RECORD_VERSION = fmt.MEMBER_RECORD_VERSION
 cdef int MEMBER_RECORD_VERSION_ENGAGED = fmt.MEMBER_RECORD_VERSION_ENGAGED
+cdef int MEMBER_RECORD_VERSION_LOTS = fmt.MEMBER_RECORD_VERSION_LOTS
+cdef int MEMBER_RECORD_VERSION_LOTS_ENGAGED = fmt.MEMBER_RECORD_VERSION_LOTS_ENGAGED
+cdef int COHORT_TAKEN_BACK = fmt.COHORT_TAKEN_BACK
+cdef int COHORT_EXPIRED = fmt.COHORT_EXPIRED
 
 # The hand-written layouts below must be the struct formats of store_format.
 if (fmt.MEMBER_HEAD.format, fmt.MEMBER_HEAD.size) != (">BqqiqiqqqqqQI", MEMBER_HEAD_SIZE):
@@ -164,6 +170,9 @@ if ((fmt.ENGAGEMENT_HEAD.format, fmt.ENGAGEMENT_HEAD.size, fmt.LOT_COUNT.format,
      fmt.LOT_HEAD.format, fmt.LOT_HEAD.size)
         != (">qiqB", ENGAGEMENT_HEAD_SIZE, ">I", LOT_COUNT_SIZE, ">qqqQB", LOT_HEAD_SIZE)):
     raise ImportError("store_format's engagement layouts changed: update _engine_c.pyx")
+if ((fmt.BUCKET_MONTH.format, fmt.BUCKET_MONTH.size, fmt.LOT_HEAD_MONTH.format, fmt.LOT_HEAD_MONTH.size)
+        != (">qqi", BUCKET_MONTH_SIZE, ">qqqQiB", LOT_HEAD_MONTH_SIZE)):
+    raise ImportError("store_format's issue-month layouts changed: update _engine_c.pyx")
 if (fmt.BUCKET.format, fmt.BUCKET.size) != (">qq", BUCKET_SIZE):
     raise ImportError("store_format.BUCKET changed: update _engine_c.pyx")
 if (fmt.JOURNAL_HEAD.format, fmt.JOURNAL_HEAD.size) != (">BqqqIQBB", JOURNAL_HEAD_SIZE):
@@ -300,11 +309,58 @@ cdef _ExpiryDeltas _deltas_into(dict target):
     return deltas
 
 
+@cython.final
+cdef class _MonthSums:
+    """Points by issue month (§19) of debits or expiries, summed in C; `fold` hands them to a dict.
+
+    The batch keeps one for the points expired on its current day, so an expiry
+    before a purchase costs no Python call (the cohort counters take it once a day).
+    """
+    cdef int size
+    cdef int32_t months[DELTAS_MAX]
+    cdef int64_t points[DELTAS_MAX]
+    cdef dict overflow  # past DELTAS_MAX distinct months (rare): a dict
+
+    cdef int add(self, int32_t month, int64_t points) except -1:
+        cdef int index
+        for index in range(self.size):
+            if self.months[index] == month:
+                self.points[index] += points
+                return 0
+        if self.size < DELTAS_MAX:
+            self.months[self.size] = month
+            self.points[self.size] = points
+            self.size += 1
+            return 0
+        if self.overflow is None:
+            self.overflow = {}
+        self.overflow[month] = self.overflow.get(month, 0) + points
+        return 0
+
+    cdef int fold(self, dict target) except -1:
+        """target[month] += points for each month; then empty."""
+        cdef int index
+        for index in range(self.size):
+            month = self.months[index]
+            target[month] = target.get(month, 0) + self.points[index]
+        self.size = 0
+        if self.overflow is not None:
+            for month, points in self.overflow.items():
+                target[month] = target.get(month, 0) + points
+            self.overflow = None
+        return 0
+
+
+cdef inline _MonthSums _month_sums_for(dict taken):
+    return None if taken is None else _MonthSums.__new__(_MonthSums)
+
+
 # --- the member record -------------------------------------------------------------
 
 cdef struct Bucket:
     int64_t instant
     int64_t points
+    int32_t month  # issue month (§19): buckets sort by (instant, month)
 
 
 @cython.final
@@ -370,9 +426,10 @@ cdef class MemberState:
 
     @property
     def buckets(self):
-        """[[expiry instant, points]], soonest first: a new list, read-only."""
+        """[[expiry instant, points, issue month]], by (instant, month): a new list, read-only."""
         cdef Py_ssize_t index
-        return [[self._buckets[index].instant, self._buckets[index].points] for index in range(self._count)]
+        return [[self._buckets[index].instant, self._buckets[index].points, self._buckets[index].month]
+                for index in range(self._count)]
 
     @classmethod
     def decode(cls, value):
@@ -405,19 +462,24 @@ cdef class MemberState:
                 total += self._buckets[index].points
         return total
 
-    def expire_due(self, int64_t time_s, dict expiry_deltas):
+    def expire_due(self, int64_t time_s, dict expiry_deltas, dict taken=None):
         if self._count == 0 or self._buckets[0].instant > time_s:
             return 0  # nothing due (the usual case of an expire run): nothing changes
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
-        cdef int64_t total = self._expire_due(time_s, deltas)
+        cdef _MonthSums sums = _month_sums_for(taken)
+        cdef int64_t total = self._expire_due(time_s, deltas, sums)
         deltas.fold()
+        if sums is not None:
+            sums.fold(taken)
         return total
 
-    cdef int64_t _expire_due(self, int64_t time_s, _ExpiryDeltas deltas) except? -1:
+    cdef int64_t _expire_due(self, int64_t time_s, _ExpiryDeltas deltas, _MonthSums taken) except? -1:
         cdef int64_t total = 0
         cdef Py_ssize_t due = 0
         while due < self._count and self._buckets[due].instant <= time_s:
             deltas.add(self._buckets[due].instant, -self._buckets[due].points)
+            if taken is not None:
+                taken.add(self._buckets[due].month, self._buckets[due].points)
             total += self._buckets[due].points
             due += 1
         self._drop_front(due)
@@ -441,40 +503,48 @@ cdef class MemberState:
 
     # --- credits and debits (§5, §6) -------------------------------------------
 
-    def credit(self, int64_t points, int64_t instant, dict expiry_deltas):
+    def credit(self, int64_t points, int64_t instant, dict expiry_deltas, int32_t month):
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
-        self._credit(points, instant, deltas)
+        cdef int64_t paid = self._credit(points, instant, deltas, month)
         deltas.fold()
+        return paid
 
-    cdef int _credit(self, int64_t points, int64_t instant, _ExpiryDeltas deltas) except -1:
+    cdef int64_t _credit(self, int64_t points, int64_t instant, _ExpiryDeltas deltas, int32_t month) except -1:
+        """Pay debt first, the rest to the bucket (instant, issue month); return the debt paid."""
         cdef int64_t paid = self.debt if self.debt < points else points
         self.debt -= paid
         cdef int64_t rest = points - paid
         self.balance += points
         if rest == 0:
-            return 0
+            return paid
         deltas.add(instant, rest)
         cdef Py_ssize_t index = self._count
         # Credits arrive mostly in time order, so the bucket is usually the last.
-        while index > 0 and self._buckets[index - 1].instant > instant:
+        while index > 0 and (self._buckets[index - 1].instant > instant
+                             or (self._buckets[index - 1].instant == instant
+                                 and self._buckets[index - 1].month > month)):
             index -= 1
-        if index > 0 and self._buckets[index - 1].instant == instant:
+        if index > 0 and self._buckets[index - 1].instant == instant and self._buckets[index - 1].month == month:
             self._buckets[index - 1].points += rest
-            return 0
+            return paid
         self._reserve(self._count + 1)
         memmove(self._buckets + index + 1, self._buckets + index, (self._count - index) * sizeof(Bucket))
         self._buckets[index].instant = instant
         self._buckets[index].points = rest
+        self._buckets[index].month = month
         self._count += 1
-        return 0
+        return paid
 
-    def debit(self, long long points, dict expiry_deltas):
+    def debit(self, long long points, dict expiry_deltas, dict taken=None):
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
-        cdef int64_t remaining = self._debit(points, deltas)
+        cdef _MonthSums sums = _month_sums_for(taken)
+        cdef int64_t remaining = self._debit(points, deltas, sums)
         deltas.fold()
+        if sums is not None:
+            sums.fold(taken)
         return remaining
 
-    cdef int64_t _debit(self, int64_t points, _ExpiryDeltas deltas) except? -1:
+    cdef int64_t _debit(self, int64_t points, _ExpiryDeltas deltas, _MonthSums taken) except? -1:
         cdef int64_t remaining = points
         cdef int64_t available, used
         cdef Py_ssize_t used_up = 0
@@ -482,6 +552,8 @@ cdef class MemberState:
             available = self._buckets[used_up].points
             used = available if available < remaining else remaining
             deltas.add(self._buckets[used_up].instant, -used)
+            if taken is not None:
+                taken.add(self._buckets[used_up].month, used)
             remaining -= used
             if used == available:
                 used_up += 1
@@ -499,9 +571,10 @@ cdef bytes _encode_state(MemberState self):
         raise _struct_error("'i' format requires -2147483648 <= number <= 2147483647")
     if self.last_seq < 0:
         raise _struct_error("argument out of range")
-    cdef bytes value = PyBytes_FromStringAndSize(NULL, MEMBER_HEAD_SIZE + self._count * BUCKET_SIZE)
+    cdef bytes value = PyBytes_FromStringAndSize(NULL, MEMBER_HEAD_SIZE + self._count * BUCKET_MONTH_SIZE)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
-    p[0] = <unsigned char>(MEMBER_RECORD_VERSION if self.engagement is None else MEMBER_RECORD_VERSION_ENGAGED)
+    p[0] = <unsigned char>(MEMBER_RECORD_VERSION_LOTS if self.engagement is None
+                           else MEMBER_RECORD_VERSION_LOTS_ENGAGED)
     pl_put64(p + 1, <uint64_t>self.balance)
     pl_put64(p + 9, <uint64_t>self.debt)
     pl_put32(p + 17, <uint32_t>self.tier_year)
@@ -518,7 +591,8 @@ cdef bytes _encode_state(MemberState self):
     for index in range(self._count):
         pl_put64(p, <uint64_t>self._buckets[index].instant)
         pl_put64(p + 8, <uint64_t>self._buckets[index].points)
-        p += BUCKET_SIZE
+        pl_put32(p + 16, <uint32_t>self._buckets[index].month)
+        p += BUCKET_MONTH_SIZE
     if self.engagement is not None:
         return value + _encode_engagement(self.engagement)
     return value
@@ -545,12 +619,14 @@ cdef bytes _encode_engagement(object engagement):
         if type(lot_object) is not list:
             return engagement.encode()
         lot = lot_object
-        if not (len(lot) == 5 and type(lot[4]) is bytes and PyBytes_GET_SIZE(lot[4]) <= 255
+        if not (len(lot) == 6 and type(lot[4]) is bytes and PyBytes_GET_SIZE(lot[4]) <= 255
                 and type(lot[0]) is int and type(lot[1]) is int and type(lot[2]) is int and type(lot[3]) is int
+                and type(lot[5]) is int
                 and INT64_MIN <= lot[0] <= INT64_MAX and INT64_MIN <= lot[1] <= INT64_MAX
-                and INT64_MIN <= lot[2] <= INT64_MAX and 0 <= lot[3] <= INT64_MAX):
+                and INT64_MIN <= lot[2] <= INT64_MAX and 0 <= lot[3] <= INT64_MAX
+                and INT32_MIN <= lot[5] <= INT32_MAX):
             return engagement.encode()
-        size += LOT_HEAD_SIZE + PyBytes_GET_SIZE(lot[4])
+        size += LOT_HEAD_MONTH_SIZE + PyBytes_GET_SIZE(lot[4])
     cdef bytes value = PyBytes_FromStringAndSize(NULL, size)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
     cdef Py_ssize_t length
@@ -572,9 +648,10 @@ cdef bytes _encode_engagement(object engagement):
         pl_put64(p + 8, <uint64_t><int64_t>lot[1])
         pl_put64(p + 16, <uint64_t><int64_t>lot[2])
         pl_put64(p + 24, <uint64_t><int64_t>lot[3])
-        p[32] = <unsigned char>length
-        memcpy(p + LOT_HEAD_SIZE, PyBytes_AS_STRING(lot[4]), length)
-        p += LOT_HEAD_SIZE + length
+        pl_put32(p + 32, <uint32_t><int32_t>lot[5])
+        p[36] = <unsigned char>length
+        memcpy(p + LOT_HEAD_MONTH_SIZE, PyBytes_AS_STRING(lot[4]), length)
+        p += LOT_HEAD_MONTH_SIZE + length
     return value
 
 
@@ -587,11 +664,14 @@ cdef MemberState _decode_member(bytes value):
             f"unpack_from requires a buffer of at least {MEMBER_HEAD_SIZE} bytes for unpacking "
             f"{MEMBER_HEAD_SIZE} bytes at offset 0 (actual buffer size is {size})"
         )
-    if p[0] != MEMBER_RECORD_VERSION and p[0] != MEMBER_RECORD_VERSION_ENGAGED:
+    if not MEMBER_RECORD_VERSION <= p[0] <= MEMBER_RECORD_VERSION_LOTS_ENGAGED:
         raise ValueError(f"member record version {p[0]} is not supported")
-    cdef bint engaged = p[0] == MEMBER_RECORD_VERSION_ENGAGED
+    cdef bint engaged = p[0] == MEMBER_RECORD_VERSION_ENGAGED or p[0] == MEMBER_RECORD_VERSION_LOTS_ENGAGED
+    # Versions 1 and 2 (formats 1-3) have no issue month: 0 until the upgrade sets it.
+    cdef bint with_months = p[0] >= MEMBER_RECORD_VERSION_LOTS
+    cdef Py_ssize_t bucket_size = BUCKET_MONTH_SIZE if with_months else BUCKET_SIZE
     cdef uint32_t bucket_count = pl_get32(p + 81)
-    cdef Py_ssize_t end = MEMBER_HEAD_SIZE + <Py_ssize_t>bucket_count * BUCKET_SIZE
+    cdef Py_ssize_t end = MEMBER_HEAD_SIZE + <Py_ssize_t>bucket_count * bucket_size
     if size < end or (not engaged and size != end):
         raise ValueError(f"member record of {size} bytes has a bad length")
     cdef uint64_t last_seq = pl_get64(p + 73)
@@ -615,10 +695,11 @@ cdef MemberState _decode_member(bytes value):
     for index in range(bucket_count):
         state._buckets[index].instant = <int64_t>pl_get64(p)
         state._buckets[index].points = <int64_t>pl_get64(p + 8)
-        p += BUCKET_SIZE
+        state._buckets[index].month = <int32_t>pl_get32(p + 16) if with_months else 0
+        p += bucket_size
     state._count = bucket_count
     if engaged:
-        state.engagement = Engagement.decode(value, end)
+        state.engagement = Engagement.decode(value, end, with_months)
     return state
 
 
@@ -1024,6 +1105,10 @@ cdef class _Batch:
     # Calendar of the last event's day.
     cdef int64_t calendar_day
     cdef int64_t calendar_year
+    cdef int32_t calendar_month  # the issue month (§19) of calendar_day
+    cdef int64_t day_amount  # purchase amounts of `day` (§19), folded with the day counters
+    cdef _MonthSums day_expired  # points expired on `day` by issue month (§19), folded likewise
+    cdef dict amount_day_deltas
     cdef int64_t instant_day
     cdef int64_t instant_months
     cdef int64_t instant
@@ -1076,6 +1161,9 @@ cdef class _Batch:
         )
         self.dirty_members = writer.dirty_members
         self.day_deltas = writer.day_deltas
+        self.amount_day_deltas = writer.amount_day_deltas
+        self.day_amount = 0
+        self.day_expired = _MonthSums.__new__(_MonthSums)
         self.store_category_codes = writer.store.category_codes
         self.new_categories = writer.new_categories
         self.categories = {}
@@ -1225,8 +1313,27 @@ cdef class _Batch:
             if self.day_counts[index]:
                 deltas[index] += self.day_counts[index]
                 self.day_counts[index] = 0
+        if self.day_amount:
+            self.amount_day_deltas[day] = self.amount_day_deltas.get(day, 0) + self.day_amount
+            self.day_amount = 0
+        cdef dict expired
+        if self.day_expired.size or self.day_expired.overflow is not None:
+            expired = {}
+            self.day_expired.fold(expired)
+            self.writer.count_taken(day * SECONDS_PER_DAY, COHORT_EXPIRED, expired)
         self.day_touched = False
         return 0
+
+    cdef inline void enter_calendar(self, int64_t day) noexcept:
+        """The year and issue month of the event's day, computed once per day."""
+        cdef int64_t year, month, day_of_month
+        if day != self.calendar_day:
+            _civil_from_days(day, &year, &month, &day_of_month)
+            self.calendar_day = day
+            self.calendar_year = year
+            self.calendar_month = <int32_t>(year * 12 + month - 1)
+
+
 
     cdef inline int enter_day(self, int64_t day) except -1:
         if day != self.day:
@@ -1422,9 +1529,7 @@ cdef class _Batch:
             return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
         program = rules.program
         cdef int64_t day = _floor_div(time_s, SECONDS_PER_DAY)
-        if day != self.calendar_day:
-            self.calendar_day = day
-            self.calendar_year = _year_of_day(day)
+        self.enter_calendar(day)
         cdef int64_t year = self.calendar_year
         cdef bint is_new = state is None
         engagement = None if is_new else state.engagement
@@ -1544,11 +1649,12 @@ cdef class _Batch:
         self.enter_day(day)
         cdef int64_t expired = 0
         if state._count and state._buckets[0].instant <= time_s:
-            expired = state._expire_due(time_s, self.expiry_deltas)
+            expired = state._expire_due(time_s, self.expiry_deltas, self.day_expired)
         if lots_due:  # engagement.expire_due: the due lots join the same EXPIRE entry
             for lot in lots:
                 if <int64_t>lot[1] <= time_s:
                     self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
+                    self.day_expired.add(<int32_t>lot[5], <int64_t>lot[2])
             lots = [lot for lot in lots if <int64_t>lot[1] > time_s]
             engagement.lots = lots
             state.balance -= lots_due
@@ -1559,6 +1665,7 @@ cdef class _Batch:
             self.count(COUNTER_EXPIRED, expired)
         if lots:
             self.release_lots(state, lots, time_s)
+        self.day_amount += amount_minor
         state.tier_year = tier_year
         state.spend_minor = spend
         state.carried_rank = carried
@@ -1627,12 +1734,13 @@ cdef class _Batch:
                     referrer.tier_year, _engagement.count_purchases(self.writer.entry, referrer, referrer.tier_year))
             engagement = referrer.engagement
             if referrer._count and referrer._buckets[0].instant <= time_s:
-                expired = referrer._expire_due(time_s, self.expiry_deltas)
+                expired = referrer._expire_due(time_s, self.expiry_deltas, self.day_expired)
             lots_due = self.lots_due(referrer, time_s)
             if lots_due:
                 for lot in engagement.lots:
                     if <int64_t>lot[1] <= time_s:
                         self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
+                        self.day_expired.add(<int32_t>lot[5], <int64_t>lot[2])
                 engagement.lots = [lot for lot in engagement.lots if <int64_t>lot[1] > time_s]
                 referrer.balance -= lots_due
                 referrer.expired += lots_due
@@ -1674,9 +1782,13 @@ cdef class _Batch:
     cdef int credit_engaged(self, MemberState state, int64_t points, int64_t instant, int64_t release_s,
                             bytes order_key) except -1:
         """engagement._Credit.add: into the bucket, or (pending days) debt first, then the order's lot."""
-        if not self.rules.pending_days:
-            return state._credit(points, instant, self.expiry_deltas)
         cdef int64_t paid = state.debt if state.debt < points else points
+        if paid:  # the debt paid is taken back from the credit's cohort (§19)
+            self.writer.count_cohort(self.calendar_month, self.calendar_day * SECONDS_PER_DAY,
+                                     COHORT_TAKEN_BACK, paid)
+        if not self.rules.pending_days:
+            state._credit(points, instant, self.expiry_deltas, self.calendar_month)
+            return 0
         state.debt -= paid
         state.balance += points
         cdef int64_t rest = points - paid
@@ -1689,7 +1801,7 @@ cdef class _Batch:
             if lot[4] == order_key and lot[0] == release_s and lot[1] == instant:
                 lot[2] += rest
                 return 0
-        lots.append([release_s, instant, rest, self.next_seq, order_key])
+        lots.append([release_s, instant, rest, self.next_seq, order_key, self.calendar_month])
         return 0
 
     cdef int release_lots(self, MemberState state, list lots, int64_t time_s) except -1:
@@ -1708,7 +1820,7 @@ cdef class _Batch:
                 points = lot[2]
                 instant = lot[1]
                 # _credit counts the points in the expiry totals again: they are there already.
-                state._credit(points, instant, self.expiry_deltas)
+                state._credit(points, instant, self.expiry_deltas, <int32_t>lot[5])
                 state.balance -= points
                 self.expiry_deltas.add(instant, -points)
         state.engagement.lots = [lot for lot in lots if <int64_t>lot[0] > time_s]
@@ -1727,9 +1839,7 @@ cdef class _Batch:
         """From the member's state (None for a new member): roll, price, the int64 checks."""
         cdef _Rules rules = self.rules
         cdef int64_t day = _floor_div(time_s, SECONDS_PER_DAY)
-        if day != self.calendar_day:
-            self.calendar_day = day
-            self.calendar_year = _year_of_day(day)
+        self.enter_calendar(day)
         cdef int64_t year = self.calendar_year
         cdef bint is_new = state is None
         if is_new:
@@ -1786,12 +1896,16 @@ cdef class _Batch:
         self.enter_day(day)
         cdef int64_t expired = 0
         if state._count and state._buckets[0].instant <= time_s:
-            expired = state._expire_due(time_s, self.expiry_deltas)
+            expired = state._expire_due(time_s, self.expiry_deltas, self.day_expired)
         if expired:
             self.append_entry(KIND_EXPIRE, -expired, state, member_key, order_key, time_s)
             self.count(COUNTER_EXPIRED, expired)
         cdef int64_t instant = self.expiry_instant(day, rules.expiry_months) if rules.expiry_months else NEVER_S
-        state._credit(points, instant, self.expiry_deltas)
+        if state.debt:  # the debt paid is taken back from the credit's cohort (§19)
+            self.writer.count_cohort(self.calendar_month, time_s, COHORT_TAKEN_BACK,
+                                     state.debt if state.debt < points else points)
+        state._credit(points, instant, self.expiry_deltas, self.calendar_month)
+        self.day_amount += amount_minor
         if counts_towards_year:
             state.spend_minor += amount_minor
         state.earned += points

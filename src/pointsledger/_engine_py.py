@@ -17,6 +17,13 @@ __all__ = [
 
 ENGINE_NAME = "python"
 NEVER = limits.never_expires_s
+# member record version -> (bucket layout, engagement state follows)
+_BUCKET_LAYOUT = {
+    fmt.MEMBER_RECORD_VERSION: (fmt.BUCKET, False),
+    fmt.MEMBER_RECORD_VERSION_ENGAGED: (fmt.BUCKET, True),
+    fmt.MEMBER_RECORD_VERSION_LOTS: (fmt.BUCKET_MONTH, False),
+    fmt.MEMBER_RECORD_VERSION_LOTS_ENGAGED: (fmt.BUCKET_MONTH, True),
+}
 
 
 class MemberState:
@@ -39,35 +46,41 @@ class MemberState:
         self.clawed_back = 0
         self.adjusted = 0
         self.last_seq = 0
-        self.buckets = []  # [[expiry instant, points]], soonest first
+        self.buckets = []  # [[expiry instant, points, issue month]], by (instant, issue month)
         self.engagement = None  # member_engagement.Engagement, once a rule of §14 needs it
 
     @classmethod
     def decode(cls, value):
         fields = fmt.MEMBER_HEAD.unpack_from(value)
-        if fields[0] not in (fmt.MEMBER_RECORD_VERSION, fmt.MEMBER_RECORD_VERSION_ENGAGED):
-            raise ValueError(f"member record version {fields[0]} is not supported")
+        version = fields[0]
+        if version not in _BUCKET_LAYOUT:
+            raise ValueError(f"member record version {version} is not supported")
         state = cls(fields[3])
         (_, state.balance, state.debt, _, state.spend_minor, state.carried_rank,
          state.earned, state.redeemed, state.expired, state.clawed_back, state.adjusted,
          state.last_seq, bucket_count) = fields
+        layout, engaged = _BUCKET_LAYOUT[version]
         offset = fmt.MEMBER_HEAD.size
-        end = offset + bucket_count * fmt.BUCKET.size
-        if len(value) < end or (fields[0] == fmt.MEMBER_RECORD_VERSION and len(value) != end):
+        end = offset + bucket_count * layout.size
+        if len(value) < end or (not engaged and len(value) != end):
             raise ValueError(f"member record of {len(value)} bytes has a bad length")
-        state.buckets = [list(bucket) for bucket in fmt.BUCKET.iter_unpack(value[offset:end])]
-        if fields[0] == fmt.MEMBER_RECORD_VERSION_ENGAGED:
-            state.engagement = Engagement.decode(value, end)
+        if layout is fmt.BUCKET:  # a record of format 1-3: issue months unknown (0) until the upgrade
+            state.buckets = [[instant, points, 0] for instant, points in fmt.BUCKET.iter_unpack(value[offset:end])]
+        else:
+            state.buckets = [list(bucket) for bucket in layout.iter_unpack(value[offset:end])]
+        if engaged:
+            state.engagement = Engagement.decode(value, end, layout is fmt.BUCKET_MONTH)
         return state
 
     def encode(self):
-        version = fmt.MEMBER_RECORD_VERSION if self.engagement is None else fmt.MEMBER_RECORD_VERSION_ENGAGED
+        version = (fmt.MEMBER_RECORD_VERSION_LOTS if self.engagement is None
+                   else fmt.MEMBER_RECORD_VERSION_LOTS_ENGAGED)
         head = fmt.MEMBER_HEAD.pack(
             version, self.balance, self.debt, self.tier_year,
             self.spend_minor, self.carried_rank, self.earned, self.redeemed, self.expired,
             self.clawed_back, self.adjusted, self.last_seq, len(self.buckets),
         )
-        value = head + b"".join(fmt.BUCKET.pack(instant, points) for instant, points in self.buckets)
+        value = head + b"".join(fmt.BUCKET_MONTH.pack(*bucket) for bucket in self.buckets)
         if self.engagement is not None:
             value += self.engagement.encode()
         return value
@@ -77,7 +90,7 @@ class MemberState:
     def due_points(self, time_s):
         """Points in buckets whose instant is <= time_s (they expire at time_s)."""
         total = 0
-        for instant, points in self.buckets:
+        for instant, points, _ in self.buckets:
             if instant > time_s:
                 break
             total += points
@@ -85,14 +98,19 @@ class MemberState:
 
     def unexpired_points(self, time_s):
         """Points still usable at time_s: buckets with instant > time_s."""
-        return sum(points for instant, points in self.buckets if instant > time_s)
+        return sum(points for instant, points, _ in self.buckets if instant > time_s)
 
-    def expire_due(self, time_s, expiry_deltas):
-        """Drop the due buckets; return their total (the EXPIRE entry's size)."""
+    def expire_due(self, time_s, expiry_deltas, taken=None):
+        """Drop the due buckets; return their total (the EXPIRE entry's size).
+
+        taken: a dict issue month -> points, added to (§19's cohort counters).
+        """
         total = 0
         while self.buckets and self.buckets[0][0] <= time_s:
-            instant, points = self.buckets.pop(0)
+            instant, points, month = self.buckets.pop(0)
             expiry_deltas[instant] = expiry_deltas.get(instant, 0) - points
+            if taken is not None:
+                taken[month] = taken.get(month, 0) + points
             total += points
         self.balance -= total
         self.expired += total
@@ -116,33 +134,38 @@ class MemberState:
 
     # --- credits and debits (§5, §6) -------------------------------------------
 
-    def credit(self, points, instant, expiry_deltas):
-        """Pay debt first, put the rest in the bucket of `instant`."""
+    def credit(self, points, instant, expiry_deltas, month):
+        """Pay debt first, put the rest in the bucket (instant, issue month); return the debt paid."""
         paid = min(self.debt, points)
         self.debt -= paid
         rest = points - paid
         self.balance += points
         if rest == 0:
-            return
+            return paid
         expiry_deltas[instant] = expiry_deltas.get(instant, 0) + rest
         buckets = self.buckets
         index = len(buckets)
         # Credits arrive mostly in time order, so the bucket is usually the last.
-        while index > 0 and buckets[index - 1][0] > instant:
+        while index > 0 and (buckets[index - 1][0] > instant
+                             or (buckets[index - 1][0] == instant and buckets[index - 1][2] > month)):
             index -= 1
-        if index > 0 and buckets[index - 1][0] == instant:
+        if index > 0 and buckets[index - 1][0] == instant and buckets[index - 1][2] == month:
             buckets[index - 1][1] += rest
         else:
-            buckets.insert(index, [instant, rest])
+            buckets.insert(index, [instant, rest, month])
+        return paid
 
-    def debit(self, points, expiry_deltas):
-        """Consume soonest-expiring first; return what no bucket could cover."""
+    def debit(self, points, expiry_deltas, taken=None):
+        """Consume soonest-expiring first, oldest issue month first at one instant (§19);
+        return what no bucket could cover. taken: issue month -> points, added to."""
         remaining = points
         buckets = self.buckets
         while remaining and buckets:
-            instant, available = buckets[0]
+            instant, available, month = buckets[0]
             used = min(available, remaining)
             expiry_deltas[instant] = expiry_deltas.get(instant, 0) - used
+            if taken is not None:
+                taken[month] = taken.get(month, 0) + used
             remaining -= used
             if used == available:
                 buckets.pop(0)
@@ -287,16 +310,22 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
         writer.tier_ranks.append(tier)
     if is_new:
         writer.add_member(member_key, state)
-    expired = state.expire_due(time_s, writer.expiry_deltas)
-    if expired:
+    if due:
+        taken = {}
+        expired = state.expire_due(time_s, writer.expiry_deltas, taken)
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, order_key, time_s, program.version)
         writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
+        writer.count_taken(time_s, fmt.COHORT_EXPIRED, taken)
     state.tier_year, state.spend_minor, state.carried_rank = tier_year, spend, carried
     if program.expiry_months:
         instant = calendar.expiry_instant(time_s, program.expiry_months)
     else:
         instant = NEVER
-    state.credit(points, instant, writer.expiry_deltas)
+    month = calendar.issue_month_of(time_s)
+    paid = state.credit(points, instant, writer.expiry_deltas, month)
+    if paid:
+        writer.count_cohort(month, time_s, fmt.COHORT_TAKEN_BACK, paid)
+    writer.count_amount(time_s, amount_minor)
     if counts_towards_year:
         state.spend_minor += amount_minor
     state.earned += points

@@ -92,3 +92,18 @@ def parse_utc(text):
 def _days_in_month(year, month):
     next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
     return days_from_civil(next_year, next_month, 1) - days_from_civil(year, month, 1)
+
+
+def issue_month_of_day(days):
+    """The issue month (§19) of a day number: year * 12 + month - 1."""
+    year, month, _ = civil_from_days(days)
+    return year * 12 + month - 1
+
+
+def issue_month_of(time_s):
+    return issue_month_of_day(time_s // SECONDS_PER_DAY)
+
+
+def month_start(issue_month):
+    """The first instant of an issue month."""
+    return days_from_civil(issue_month // 12, issue_month % 12 + 1, 1) * SECONDS_PER_DAY

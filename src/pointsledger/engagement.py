@@ -62,11 +62,12 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
         writer.add_member(member_key, state)
     if engagement is not None:
         state.engagement = engagement
-    expired = expire_due(state, time_s, writer.expiry_deltas)
+    expired = expire_and_count(writer, state, time_s)
     if expired:
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, order_key, time_s, program.version)
         writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
     release_due(state, time_s, writer.expiry_deltas)
+    writer.count_amount(time_s, amount_minor)
     state.tier_year, state.spend_minor, state.carried_rank = tier_year, spend, carried
     instant = credit_instant(program, time_s)
     credit = _Credit(program, order_key, instant, time_s)
@@ -107,15 +108,19 @@ class _Credit:
     def __init__(self, program, order_key, instant, time_s):
         self.order_key = order_key
         self.instant = instant
+        self.time_s = time_s
+        self.month = calendar.issue_month_of(time_s)
         self.release_s = time_s + program.pending_days * SECONDS_PER_DAY if program.pending_days else None
 
     def add(self, writer, state, points):
         """Credit points (debt first); the entry about to be written gets writer.next_seq."""
         if self.release_s is None:
-            state.credit(points, self.instant, writer.expiry_deltas)
+            paid = state.credit(points, self.instant, writer.expiry_deltas, self.month)
         else:
-            credit_pending(state, points, self.release_s, self.instant, writer.next_seq, self.order_key,
-                           writer.expiry_deltas)
+            paid = credit_pending(state, points, self.release_s, self.instant, writer.next_seq, self.order_key,
+                                  writer.expiry_deltas, self.month)
+        if paid:  # points that paid a debt are taken back from their cohort (§19, docs/design.md)
+            writer.count_cohort(self.month, self.time_s, fmt.COHORT_TAKEN_BACK, paid)
 
 
 def _pay(writer, state, member_key, rule, bonus_points, credit, time_s, program):
@@ -227,7 +232,7 @@ def _settle(writer, referral, referrer, order_key, seq, credit, time_s, program)
         _, state, points = referrer
         if state.engagement is None:
             state.engagement = Engagement(state.tier_year, count_purchases(writer.entry, state, state.tier_year))
-        expired = expire_due(state, time_s, writer.expiry_deltas)
+        expired = expire_and_count(writer, state, time_s)
         if expired:
             writer.append_entry(fmt.KIND_EXPIRE, -expired, state, referrer_key, order_key, time_s, program.version)
             writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
@@ -328,9 +333,19 @@ def due_points(state, time_s):
     return state.due_points(time_s) + sum(lot[2] for lot in lots_of(state) if lot[1] <= time_s)
 
 
-def expire_due(state, time_s, expiry_deltas):
-    """state.expire_due, lots included: their total is one EXPIRE entry (§5, §17)."""
-    total = state.expire_due(time_s, expiry_deltas)
+def expire_and_count(writer, state, time_s):
+    """expire_due, with the points expired counted by issue month (§19)."""
+    taken = {}
+    expired = expire_due(state, time_s, writer.expiry_deltas, taken)
+    writer.count_taken(time_s, fmt.COHORT_EXPIRED, taken)
+    return expired
+
+
+def expire_due(state, time_s, expiry_deltas, taken=None):
+    """state.expire_due, lots included: their total is one EXPIRE entry (§5, §17).
+
+    taken: issue month -> points, added to."""
+    total = state.expire_due(time_s, expiry_deltas, taken)
     lots = lots_of(state)
     if lots and any(lot[1] <= time_s for lot in lots):
         expired = 0
@@ -338,6 +353,8 @@ def expire_due(state, time_s, expiry_deltas):
             if lot[1] <= time_s:
                 expired += lot[2]
                 expiry_deltas[lot[1]] = expiry_deltas.get(lot[1], 0) - lot[2]
+                if taken is not None:
+                    taken[lot[5]] = taken.get(lot[5], 0) + lot[2]
         state.engagement.lots = [lot for lot in lots if lot[1] > time_s]
         state.balance -= expired
         state.expired += expired
@@ -353,7 +370,7 @@ def release_due(state, time_s, expiry_deltas):
     for lot in lots:
         if lot[0] <= time_s:
             # credit() would count the points in the expiry totals again: they are there already.
-            state.credit(lot[2], lot[1], expiry_deltas)
+            state.credit(lot[2], lot[1], expiry_deltas, lot[5])
             state.balance -= lot[2]
             expiry_deltas[lot[1]] = expiry_deltas.get(lot[1], 0) - lot[2]
     state.engagement.lots = [lot for lot in lots if lot[0] > time_s]
@@ -369,23 +386,24 @@ def available_points(state, time_s):
     return state.unexpired_points(time_s) + released_points(state, time_s)
 
 
-def credit_pending(state, points, release_s, instant, seq, order_key, expiry_deltas):
-    """A purchase's credit: pays debt first, the rest joins the purchase's lot."""
+def credit_pending(state, points, release_s, instant, seq, order_key, expiry_deltas, month):
+    """A purchase's credit: pays debt first, the rest joins the purchase's lot; return the debt paid."""
     paid = min(state.debt, points)
     state.debt -= paid
     state.balance += points
     rest = points - paid
     if rest == 0:
-        return
+        return paid
     expiry_deltas[instant] = expiry_deltas.get(instant, 0) + rest
     for lot in state.engagement.lots:
         if lot[4] == order_key and lot[0] == release_s and lot[1] == instant:
             lot[2] += rest
-            return
-    state.engagement.lots.append([release_s, instant, rest, seq, order_key])
+            return paid
+    state.engagement.lots.append([release_s, instant, rest, seq, order_key, month])
+    return paid
 
 
-def claw_back(state, order_key, points, expiry_deltas):
+def claw_back(state, order_key, points, expiry_deltas, taken):
     """Take `points` in the order of §17; return what none could cover (the debt to add).
 
     Due points have expired and due lots have been released before this. First
@@ -394,12 +412,14 @@ def claw_back(state, order_key, points, expiry_deltas):
     """
     lots = lots_of(state)
     if not lots:
-        return state.debit(points, expiry_deltas)
+        return state.debit(points, expiry_deltas, taken)
     remaining = points
     for lot in lots:
         if lot[4] == order_key and remaining:
-            remaining -= _take(lot, remaining, expiry_deltas)
-    buckets = dict((instant, bucket_points) for instant, bucket_points in state.buckets)
+            remaining -= _take(lot, remaining, expiry_deltas, taken)
+    buckets = {}
+    for instant, bucket_points, _ in state.buckets:
+        buckets[instant] = buckets.get(instant, 0) + bucket_points
     from_buckets = 0
     for instant in sorted(set(buckets) | {lot[1] for lot in lots}):
         if not remaining:
@@ -409,17 +429,18 @@ def claw_back(state, order_key, points, expiry_deltas):
         remaining -= used
         for lot in sorted((lot for lot in lots if lot[1] == instant), key=lambda lot: (lot[0], lot[3])):
             if remaining:
-                remaining -= _take(lot, remaining, expiry_deltas)
+                remaining -= _take(lot, remaining, expiry_deltas, taken)
     taken_from_lots = points - remaining - from_buckets
     state.engagement.lots = [lot for lot in lots if lot[2]]
     # The buckets used are a prefix of the soonest-expiring: debit takes exactly those.
-    state.debit(from_buckets, expiry_deltas)
+    state.debit(from_buckets, expiry_deltas, taken)
     state.balance -= taken_from_lots + remaining
     return remaining
 
 
-def _take(lot, wanted, expiry_deltas):
+def _take(lot, wanted, expiry_deltas, taken):
     used = min(lot[2], wanted)
     lot[2] -= used
     expiry_deltas[lot[1]] = expiry_deltas.get(lot[1], 0) - used
+    taken[lot[5]] = taken.get(lot[5], 0) + used
     return used

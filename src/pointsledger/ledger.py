@@ -4,7 +4,8 @@ import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, queries, simulate, store_file, store_format as fmt, verify as verifier
+from . import engine as engines, limits, operations, queries, revenue, simulate, store_file, store_format as fmt
+from . import revenue_upgrade, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
 from .program import EXAMPLE_PROGRAM, parse_document
@@ -34,6 +35,12 @@ class Ledger:
         self.store = Store(self.path, sync=sync, map_size_bytes=map_size_bytes, readonly=readonly)
         self.store.engine = self.engine
         self._clock = clock
+        if not readonly:
+            try:  # a store written before §19: issue months and cohort counters, once
+                revenue_upgrade.upgrade(self.store)
+            except BaseException:
+                self.store.close()
+                raise
 
     @property
     def engine_name(self):
@@ -129,20 +136,31 @@ class Ledger:
         """
         def apply(writer):
             outcomes = []
-            for operation, arguments in requests:
-                try:
-                    if operation == "purchase":
-                        tier = _tier_before(writer, arguments[1], arguments[4])
-                        raw = self.engine.apply_purchases(writer, *([argument] for argument in arguments))[0]
+            index = 0
+            while index < len(requests):
+                operation, arguments = requests[index]
+                if operation == "purchase":
+                    tiers = _purchase_run(writer, requests, index)
+                    run = [arguments for _, arguments in requests[index:index + len(tiers)]]
+                    index += len(tiers)
+                    # One engine call for the run: applying purchases back to back in one
+                    # transaction is applying them one after the other (as a stream batch is).
+                    raws = self.engine.apply_purchases(writer, *(list(column) for column in zip(*run)))
+                    for raw, tier in zip(raws, tiers):
                         if raw[4] is not None:
-                            raise raw[4]
-                        outcomes.append(OperationResult(*raw[:4], *raw[5:], tier=tier if raw[0] == "APPLIED" else None))
-                    else:
-                        result = OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments))
-                        if operation == "refund":
-                            order = writer.get(fmt.DB_ORDERS, validate_id("order_id", arguments[1]))
-                            result = dataclasses.replace(result, refunded_minor=fmt.decode_order(order)[3])
-                        outcomes.append(result)
+                            outcomes.append(raw[4])
+                            continue
+                        outcomes.append(OperationResult(*raw[:4], *raw[5:], tier=tier if raw[0] == "APPLIED" else None,
+                                                        **_entry_fields(writer, raw[1])))
+                    continue
+                index += 1
+                try:
+                    result = OperationResult(*GROUP_OPERATIONS[operation](writer, *arguments))
+                    refunded = {}
+                    if operation == "refund":
+                        order = writer.get(fmt.DB_ORDERS, validate_id("order_id", arguments[1]))
+                        refunded = {"refunded_minor": fmt.decode_order(order)[3]}
+                    outcomes.append(dataclasses.replace(result, **refunded, **_entry_fields(writer, result.seq)))
                 except LedgerError as error:
                     outcomes.append(error)
             return outcomes
@@ -296,6 +314,22 @@ class Ledger:
         return simulate.simulate(self.store, self.engine, draft, from_s, to_s,
                                  progress=progress, scratch_dir=scratch_dir)
 
+    # --- revenue (§19) ----------------------------------------------------------------
+
+    def set_redemption_estimate(self, estimate_id, effective_from_s, rate):
+        """Store an expected redemption rate (a decimal 0 … 1, at most 4 places) from an instant on."""
+        return self.store.write(lambda writer: revenue.set_estimate(writer, estimate_id, effective_from_s, rate))
+
+    def redemption_estimates(self):
+        with self.store.read() as txn:
+            return revenue.read_estimates(self.store, txn)
+
+    def revenue(self, from_s, to_s, cohort="year"):
+        """IFRS 15 revenue and contract liability per cohort (§19), from the cohort counters."""
+        from_s, to_s, cohort = revenue.check_period(from_s, to_s, cohort)
+        with self.store.read() as txn:
+            return revenue.revenue(self.store, txn, from_s, to_s, cohort)
+
     def verify(self):
         """Check every invariant of §7, the buckets, the counters, the id records and the
         category dictionary (verify.py); report what is wrong, where."""
@@ -306,6 +340,42 @@ class Ledger:
                 return verifier.verify(self.store, txn)
         except StoreDamaged as error:  # a truncated file, or pages LMDB cannot read
             return VerifyReport([error.message], 0, 0)
+
+
+def _purchase_run(writer, requests, start):
+    """The tier before each purchase of the run of purchases from requests[start] that one engine
+    call may apply: consecutive purchases of distinct members under programmes without engagement
+    rules (a purchase then changes only its own member, so each tier can be read before the run;
+    a referral would credit another member). At least the first purchase."""
+    tiers = []
+    members = set()
+    for operation, arguments in requests[start:]:
+        member_id = arguments[1]
+        if operation != "purchase" or (isinstance(member_id, str) and member_id in members):
+            break
+        engaged = _engaged_at(writer, arguments[4])
+        if tiers and engaged:
+            break
+        tiers.append(_tier_before(writer, member_id, arguments[4]))
+        if engaged or not isinstance(member_id, str):  # a member id that is no str is refused anyway
+            break
+        members.add(member_id)
+    return tiers
+
+
+def _engaged_at(writer, time_s):
+    try:
+        program = writer.program_at(validate_time("time_s", time_s))
+    except LedgerError:
+        return False
+    return program is not None and program.engaged
+
+
+def _entry_fields(writer, seq):
+    """The member and programme version of the journal entry at seq, read in the write's own
+    transaction: the service answers with them without a read transaction per call."""
+    _, _, _, _, version, _, member_key, _ = writer.entry(seq)
+    return {"member_id": member_key.decode("utf-8"), "program_version": version}
 
 
 def _tier_before(writer, member_id, time_s):

@@ -37,13 +37,17 @@ class Engagement:
         for milestone_key in self.reached:
             parts.append(bytes((len(milestone_key),)) + milestone_key)
         parts.append(fmt.LOT_COUNT.pack(len(self.lots)))
-        for release_s, expires_s, points, seq, order_key in self.lots:
-            parts.append(fmt.LOT_HEAD.pack(release_s, expires_s, points, seq, len(order_key)) + order_key)
+        for release_s, expires_s, points, seq, order_key, month in self.lots:
+            parts.append(fmt.LOT_HEAD_MONTH.pack(release_s, expires_s, points, seq, month, len(order_key))
+                         + order_key)
         return b"".join(parts)
 
     @classmethod
-    def decode(cls, value, offset):
-        """The state encoded at value[offset:] (to its end)."""
+    def decode(cls, value, offset, with_months=True):
+        """The state encoded at value[offset:] (to its end).
+
+        with_months False: a record of format 3, whose lots have no issue month
+        (0 until the upgrade of revenue_upgrade.py sets it)."""
         bonus, year, purchases, reached_count = fmt.ENGAGEMENT_HEAD.unpack_from(value, offset)
         state = cls(year, purchases)
         state.bonus = bonus
@@ -55,9 +59,14 @@ class Engagement:
         (lot_count,) = fmt.LOT_COUNT.unpack_from(value, offset)
         offset += fmt.LOT_COUNT.size
         for _ in range(lot_count):
-            release_s, expires_s, points, seq, length = fmt.LOT_HEAD.unpack_from(value, offset)
-            offset += fmt.LOT_HEAD.size
-            state.lots.append([release_s, expires_s, points, seq, bytes(value[offset:offset + length])])
+            if with_months:
+                release_s, expires_s, points, seq, month, length = fmt.LOT_HEAD_MONTH.unpack_from(value, offset)
+                offset += fmt.LOT_HEAD_MONTH.size
+            else:
+                release_s, expires_s, points, seq, length = fmt.LOT_HEAD.unpack_from(value, offset)
+                offset += fmt.LOT_HEAD.size
+                month = 0
+            state.lots.append([release_s, expires_s, points, seq, bytes(value[offset:offset + length]), month])
             offset += length
         if offset != len(value):
             raise ValueError(f"member record of {len(value)} bytes has a bad length")

@@ -34,7 +34,7 @@ def validate_reason(reason):
 
 def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
     """Expire the member's due buckets (one EXPIRE entry), release its due lots, roll its tier year."""
-    expired = engagement.expire_due(state, time_s, writer.expiry_deltas)
+    expired = engagement.expire_and_count(writer, state, time_s)
     if expired:
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, time_s, program.version)
         writer.count(time_s, fmt.COUNTER_EXPIRED, expired)
@@ -96,7 +96,11 @@ def refund(writer, refund_id, order_id, amount_minor, time_s):
     _roll_and_expire(writer, state, member_key, refund_key, time_s, program)
     if calendar.year_of(order_time) == state.tier_year:
         state.spend_minor = max(0, state.spend_minor - amount_minor)
-    uncovered = engagement.claw_back(state, order_key, clawback, writer.expiry_deltas)
+    taken = {}
+    uncovered = engagement.claw_back(state, order_key, clawback, writer.expiry_deltas, taken)
+    writer.count_taken(time_s, fmt.COHORT_TAKEN_BACK, taken)
+    # The refund lowers the amount of the purchase's cohort (§19), on the refund's day.
+    writer.count_cohort(calendar.issue_month_of(order_time), time_s, fmt.COHORT_AMOUNT, -amount_minor)
     state.debt += uncovered
     state.clawed_back += clawback
     seq = writer.append_entry(fmt.KIND_CLAWBACK, -clawback, state, member_key, refund_key, time_s, program.version)
@@ -148,7 +152,9 @@ def redeem(writer, redemption_id, member_id, points, time_s):
 
     program = writer.program_at(time_s)
     _roll_and_expire(writer, state, member_key, redemption_key, time_s, program)
-    state.debit(points, writer.expiry_deltas)
+    taken = {}
+    state.debit(points, writer.expiry_deltas, taken)
+    writer.count_taken(time_s, fmt.COHORT_REDEEMED, taken)
     state.redeemed += points
     seq = writer.append_entry(fmt.KIND_REDEEM, -points, state, member_key, redemption_key, time_s, program.version)
     writer.mark_dirty(member_key, state)
@@ -195,10 +201,15 @@ def adjust(writer, adjustment_id, member_id, points, reason, time_s):
             calendar.expiry_instant(time_s, program.expiry_months)
             if program.expiry_months else limits.never_expires_s
         )
-        state.credit(points, instant, writer.expiry_deltas)
+        month = calendar.issue_month_of(time_s)
+        paid = state.credit(points, instant, writer.expiry_deltas, month)
+        if paid:
+            writer.count_cohort(month, time_s, fmt.COHORT_TAKEN_BACK, paid)
         writer.count(time_s, fmt.COUNTER_ADJUSTED_POSITIVE, points)
     else:
-        state.debit(-points, writer.expiry_deltas)
+        taken = {}
+        state.debit(-points, writer.expiry_deltas, taken)
+        writer.count_taken(time_s, fmt.COHORT_TAKEN_BACK, taken)
         writer.count(time_s, fmt.COUNTER_ADJUSTED_NEGATIVE, -points)
     state.adjusted += points
     seq = writer.append_entry(fmt.KIND_ADJUST, points, state, member_key, adjustment_key, time_s, program.version)
@@ -220,7 +231,7 @@ def expire(writer, as_of_s):
     for member_key in writer.txn.cursor(db=writer.dbs[fmt.DB_MEMBERS]).iternext(values=False):
         member_key = bytes(member_key)
         state = writer.member(member_key)
-        expired = engagement.expire_due(state, as_of_s, writer.expiry_deltas)
+        expired = engagement.expire_and_count(writer, state, as_of_s)
         if not expired:
             continue
         writer.append_entry(fmt.KIND_EXPIRE, -expired, state, member_key, ref_key, as_of_s, program.version)

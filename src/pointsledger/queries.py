@@ -102,9 +102,11 @@ def balance(store, txn, member_id, member_key, as_of_s):
     state = store.engine.MemberState.decode(value)
     available = -state.debt
     next_expiry_s, next_expiry_points = None, 0
-    buckets = dict((instant, points) for instant, points in state.buckets)
+    buckets = {}
+    for instant, points, _ in state.buckets:  # the issue months of one instant together
+        buckets[instant] = buckets.get(instant, 0) + points
     pending, releases = 0, {}
-    for release_s, expires_s, points, _, _ in engagement.lots_of(state):
+    for release_s, expires_s, points, *_ in engagement.lots_of(state):
         if expires_s <= as_of_s:
             continue
         if release_s <= as_of_s:  # released by as_of: in its bucket (§17)

@@ -24,6 +24,8 @@ class OperationResult:
     # Filled by Ledger.apply_group (the service's writes), else None:
     tier: str | None = None  # an applied purchase: the tier it earned at (held before it, §4)
     refunded_minor: int | None = None  # a refund: the order's amount refunded so far, this one included
+    member_id: str | None = None  # the member of the journal entry at seq (a refund's: the order's member)
+    program_version: int | None = None  # the programme version that entry was written under
 
     @property
     def duplicate(self):

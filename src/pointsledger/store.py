@@ -80,7 +80,7 @@ class Store:
                 try:
                     self.dbs[name] = self.env.open_db(name, create=False)
                 except lmdb.NotFoundError:
-                    if name not in fmt.ENGAGEMENT_DBS:
+                    if name not in fmt.OPTIONAL_DBS:
                         raise
                     # A store of an earlier format, read as it is: these are empty.
             with self.env.begin() as txn:

@@ -21,7 +21,14 @@ FORMAT_VERSION_WIDE_CODES = 2
 # profiles and bonus counters. A store becomes format 3 at the commit that
 # writes its first such record; until then the release before can still open it.
 FORMAT_VERSION_ENGAGEMENT = 3
-FORMAT_VERSIONS_READ = (FORMAT_VERSION_NARROW_CODES, FORMAT_VERSION_WIDE_CODES, FORMAT_VERSION_ENGAGEMENT)
+# Format 4: lots by issue month (§19): member records of version 3 and 4 (each
+# bucket and pending lot carries its issue month), the cohort counters and the
+# redemption estimates. A store of format 1-3 is upgraded once, at its first
+# writable open (revenue_upgrade.py); the release before refuses it from then on.
+FORMAT_VERSION_LOTS = 4
+FORMAT_VERSIONS_READ = (
+    FORMAT_VERSION_NARROW_CODES, FORMAT_VERSION_WIDE_CODES, FORMAT_VERSION_ENGAGEMENT, FORMAT_VERSION_LOTS,
+)
 FORMAT_VERSION = FORMAT_VERSION_NARROW_CODES  # what a new store starts as
 
 # Sub-databases of the one LMDB environment.
@@ -44,10 +51,15 @@ DB_REFERRALS = b"referrals"
 DB_REFEREES = b"referees"
 DB_BONUS_DAYS = b"bonus_days"
 ENGAGEMENT_DBS = (DB_PROFILES, DB_REFERRALS, DB_REFEREES, DB_BONUS_DAYS)
+# Revenue (§19, format 4): cohort counters and redemption estimates.
+DB_COHORTS = b"cohorts"
+DB_ESTIMATES = b"estimates"
+REVENUE_DBS = (DB_COHORTS, DB_ESTIMATES)
+OPTIONAL_DBS = ENGAGEMENT_DBS + REVENUE_DBS  # absent from stores of earlier formats
 ALL_DBS = (
     DB_META, DB_PROGRAMS, DB_MEMBERS, DB_JOURNAL, DB_ORDERS, DB_REFUNDS,
     DB_REDEMPTIONS, DB_ADJUSTMENTS, DB_CATEGORIES, DB_CATEGORY_NAMES, DB_DAYS, DB_EXPIRY,
-) + ENGAGEMENT_DBS
+) + ENGAGEMENT_DBS + REVENUE_DBS
 
 # meta keys
 META_FORMAT = b"format_version"
@@ -96,6 +108,13 @@ MEMBER_RECORD_VERSION_ENGAGED = 2
 ENGAGEMENT_HEAD = struct.Struct(">qiqB")
 LOT_COUNT = struct.Struct(">I")
 LOT_HEAD = struct.Struct(">qqqQB")
+# Versions 3 and 4 (format 4, §19): versions 1 and 2 with each bucket keyed by
+# (expiry instant, issue month), in that order, and each lot carrying its issue
+# month. The issue month is year * 12 + month - 1 of the credit's UTC time.
+MEMBER_RECORD_VERSION_LOTS = 3
+MEMBER_RECORD_VERSION_LOTS_ENGAGED = 4
+BUCKET_MONTH = struct.Struct(">qqi")  # expiry instant, points, issue month
+LOT_HEAD_MONTH = struct.Struct(">qqqQiB")  # LOT_HEAD with the issue month before the order id length
 
 # orders: order id -> amount, time, EARN entry seq, refunded so far, clawed back
 # so far, then the category code (two or four bytes, see encode_category_code).
@@ -118,6 +137,18 @@ COUNTER_FIELDS = (
 )
 COUNTER_EARNED, COUNTER_ADJUSTED_POSITIVE, COUNTER_ADJUSTED_NEGATIVE = 0, 1, 2
 COUNTER_CLAWED_BACK, COUNTER_REDEEMED, COUNTER_EXPIRED, COUNTER_PURCHASES = 3, 4, 5, 6
+
+# cohorts (§19): issue month (I32), event day (I32) -> counters of the points of
+# that issue month changed by events of that day: purchase amounts (less
+# refunds, in minor units), points credited, redeemed, taken back (clawbacks,
+# negative adjustments, and credits that paid a debt), expired.
+COHORT_KEY = struct.Struct(">ii")
+COHORT = struct.Struct(">qqqqq")
+COHORT_AMOUNT, COHORT_CREDITED, COHORT_REDEEMED, COHORT_TAKEN_BACK, COHORT_EXPIRED = range(5)
+COHORT_FIELDS = ("amount_minor", "credited", "redeemed", "taken_back", "expired")
+# estimates: estimate id -> effective_from (I64), rate in basis points (U32),
+# serial (U32: 1, 2, ... in the order they were set; effective_from never goes back).
+ESTIMATE = struct.Struct(">qII")
 
 # bonus_days: day number (I32 key) -> points issued as BONUS that day (I64).
 # profiles: member id length (one byte), member id, first journal seq the

@@ -69,13 +69,15 @@ class _Journal:
         self.kind_counts = {}
         self.bonus_days = {}  # BONUS points per day (§17): their own counters, not a COUNTER_FIELDS column
         self.entries = 0
+        self.positive_adjust_days = {}  # (§19) credits of a day: EARN + BONUS + positive ADJUST
 
 
 def verify(store, txn):
     problems = _Problems()
     journal = _scan_journal(store, txn, problems)
-    members = _verify_members(store, txn, problems, journal)
+    members, held_by_month = _verify_members(store, txn, problems, journal)
     _verify_counters(store, txn, problems, journal, members)
+    _verify_cohorts(store, txn, problems, journal, held_by_month)
     categories = _verify_categories(store, txn, problems)
     _verify_records(store, txn, problems, journal, categories)
     _verify_bonus_counters(store, txn, problems, journal.bonus_days)
@@ -116,6 +118,9 @@ def _scan_journal(store, txn, problems):
                 f"{calendar.format_utc(time_s)} ({len(starts)} versions stored)"
             )
         _add_entry(journal, problems, seq, kind, points, balance, time_s, previous_seq, member_key)
+        if kind == fmt.KIND_ADJUST and points > 0:
+            day = calendar.day_of(time_s)
+            journal.positive_adjust_days[day] = journal.positive_adjust_days.get(day, 0) + points
     return journal
 
 
@@ -160,6 +165,7 @@ def _counter_of(kind, points):
 def _verify_members(store, txn, problems, journal):
     decode = store.engine.MemberState.decode
     expiry_expected = {}
+    held_by_month = {}  # issue month -> points in buckets and lots (§19)
     members = 0
     seen = set()
     for key, value in txn.cursor(db=store.dbs[fmt.DB_MEMBERS]):
@@ -173,17 +179,20 @@ def _verify_members(store, txn, problems, journal):
             problems.add(f"{where}: undecodable record ({error})")
             continue
         _verify_member(problems, where, state, journal, member_key)
-        for instant, points in state.buckets:
+        for instant, points, month in state.buckets:
             expiry_expected[instant] = expiry_expected.get(instant, 0) + points
+            held_by_month[month] = held_by_month.get(month, 0) + points
         for lot in _lots(state):  # pending points count at their expiry instant too (§17)
             expiry_expected[lot[1]] = expiry_expected.get(lot[1], 0) + lot[2]
+            held_by_month[lot[5]] = held_by_month.get(lot[5], 0) + lot[2]
+        held_by_month[DEBT] = held_by_month.get(DEBT, 0) + state.debt
     for member_key in sorted(set(journal.sums) - seen):
         problems.add(f"member {_text(member_key)}: has entries but no record")
     # The sum of all balances equals the sum of all entries (§7) follows from the two
     # checks above: every member with entries has a record, each record's balance is
     # the sum of its own entries.
     _verify_expiry_totals(store, txn, problems, expiry_expected)
-    return members
+    return members, held_by_month
 
 
 def _verify_member(problems, where, state, journal, member_key):
@@ -194,7 +203,7 @@ def _verify_member(problems, where, state, journal, member_key):
         problems.add(f"{where}: last entry {state.last_seq}, the journal says {journal.last_of.get(member_key, 0)}")
     buckets = state.buckets
     lots = _lots(state)
-    bucket_sum = sum(points for _, points in buckets) + sum(lot[2] for lot in lots)
+    bucket_sum = sum(bucket[1] for bucket in buckets) + sum(lot[2] for lot in lots)
     if bucket_sum - state.debt != state.balance:
         held = "buckets and pending lots" if lots else "buckets"
         problems.add(f"{where}: {held} {bucket_sum} minus debt {state.debt} is not the balance {state.balance}")
@@ -203,9 +212,9 @@ def _verify_member(problems, where, state, journal, member_key):
     # Debt is only what a clawback could not cover: never negative, never beside points (§15).
     if state.debt < 0 or (state.debt and buckets):
         problems.add(f"{where}: debt {state.debt} while holding {bucket_sum} points in buckets")
-    instants = [instant for instant, _ in buckets]
-    if instants != sorted(set(instants)) or any(points <= 0 for _, points in buckets):
-        listed = ", ".join(f"{_instant(instant)}: {points}" for instant, points in buckets)
+    keys = [(instant, month) for instant, _, month in buckets]  # (expiry instant, issue month), §19
+    if keys != sorted(set(keys)) or any(points <= 0 for _, points, _ in buckets):
+        listed = ", ".join(f"{_instant(instant)} issued {_month(month)}: {points}" for instant, points, month in buckets)
         problems.add(f"{where}: buckets not sorted, merged and positive: {listed}")
     per_kind = journal.kind_sums.get(member_key, {})
     lifetime = (
@@ -219,6 +228,10 @@ def _verify_member(problems, where, state, journal, member_key):
     for name, stored, from_journal in lifetime:
         if stored != from_journal:
             problems.add(f"{where}: lifetime {name} {stored}, the journal says {from_journal}")
+
+
+def _month(month):
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
 
 
 def _lots(state):
@@ -478,3 +491,76 @@ def _verify_referrals(store, txn, problems):
             problems.add(f"{where}: settled by seq {settled_seq} with order {order_key!r}")
     for referee_key in set(referees) - named:
         problems.add(f"referees: {referee_key.decode('utf-8', 'replace')!r} names no referral")
+
+
+# --- cohort counters (§19) ----------------------------------------------------------------
+
+
+DEBT = "debt"  # held_by_month's key for the members' total debt
+
+
+def _verify_cohorts(store, txn, problems, journal, held_by_month):
+    """The cohort counters against the members' lots, the journal and the orders."""
+    db = store.dbs.get(fmt.DB_COHORTS)
+    if db is None:  # a store of format 1-3 opened read-only: it has no cohort counters yet
+        return
+    debt = held_by_month.pop(DEBT, 0)
+    per_month, per_day = {}, {}
+    for key, value in txn.cursor(db=db):
+        month, day = fmt.COHORT_KEY.unpack(key)
+        counters = fmt.COHORT.unpack(value)
+        if counters[fmt.COHORT_CREDITED] and month != calendar.issue_month_of_day(day):
+            problems.add(f"cohort {_month(month)} day {calendar.format_utc(day * 86400)[:10]}: "
+                         f"credits {counters[fmt.COHORT_CREDITED]} outside their issue month")
+        _add_counters(per_month, month, counters)
+        _add_counters(per_day, day, counters)
+    for month in sorted(set(per_month) | set(held_by_month)):
+        counters = per_month.get(month, (0,) * len(fmt.COHORT_FIELDS))
+        left = (counters[fmt.COHORT_CREDITED] - counters[fmt.COHORT_REDEEMED]
+                - counters[fmt.COHORT_TAKEN_BACK] - counters[fmt.COHORT_EXPIRED])
+        if left != held_by_month.get(month, 0):
+            problems.add(f"cohort {_month(month)}: counters leave {left} points, the members' buckets and "
+                         f"lots of that issue month hold {held_by_month.get(month, 0)}")
+    for day in sorted(set(per_day) | set(journal.days) | set(journal.bonus_days)):
+        counters = per_day.get(day, (0,) * len(fmt.COHORT_FIELDS))
+        from_journal = journal.days.get(day, [0] * len(fmt.COUNTER_FIELDS))
+        credited = (from_journal[fmt.COUNTER_EARNED] + journal.bonus_days.get(day, 0)
+                    + journal.positive_adjust_days.get(day, 0))
+        for name, stored, expected in (
+            ("credited", counters[fmt.COHORT_CREDITED], credited),
+            ("redeemed", counters[fmt.COHORT_REDEEMED], from_journal[fmt.COUNTER_REDEEMED]),
+            ("expired", counters[fmt.COHORT_EXPIRED], from_journal[fmt.COUNTER_EXPIRED]),
+        ):
+            if stored != expected:
+                problems.add(f"cohort counters of day {calendar.format_utc(day * 86400)[:10]}: {name} "
+                             f"{stored}, the journal says {expected}")
+    # Taken back: clawbacks and negative adjustments, less the debt still owed (a credit
+    # that pays debt counts what it paid as taken back from its own cohort).
+    taken_back = sum(counters[fmt.COHORT_TAKEN_BACK] for counters in per_month.values())
+    expected = journal.totals[fmt.COUNTER_CLAWED_BACK] + journal.totals[fmt.COUNTER_ADJUSTED_NEGATIVE] - debt
+    if taken_back != expected:
+        problems.add(f"cohort counters: taken back {taken_back}, the journal's clawbacks and negative "
+                     f"adjustments less the members' debt {debt} are {expected}")
+    _verify_cohort_amounts(store, txn, problems, per_month)
+
+
+def _add_counters(into, key, counters):
+    total = into.get(key)
+    into[key] = counters if total is None else tuple(a + b for a, b in zip(total, counters))
+
+
+def _verify_cohort_amounts(store, txn, problems, per_month):
+    """Each issue month's amount is its orders' amounts less their refunds."""
+    expected = {}
+    for _, value in txn.cursor(db=store.dbs[fmt.DB_ORDERS]):
+        try:
+            amount, time_s, _, refunded, _, _ = fmt.decode_order(value)
+        except Exception:  # reported by the order checks
+            continue
+        month = calendar.issue_month_of(time_s)
+        expected[month] = expected.get(month, 0) + amount - refunded
+    for month in sorted(set(expected) | set(per_month)):
+        stored = per_month.get(month, (0,) * len(fmt.COHORT_FIELDS))[fmt.COHORT_AMOUNT]
+        if stored != expected.get(month, 0):
+            problems.add(f"cohort {_month(month)}: amount {stored}, its orders less refunds are "
+                         f"{expected.get(month, 0)}")

@@ -11,7 +11,7 @@ from .errors import InvalidArgument, ResourceExhausted
 # Sub-databases written through the overlay as plain key -> value.
 OVERLAY_DBS = (
     fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS,
-    fmt.DB_PROFILES, fmt.DB_REFERRALS, fmt.DB_REFEREES,
+    fmt.DB_PROFILES, fmt.DB_REFERRALS, fmt.DB_REFEREES, fmt.DB_ESTIMATES,
 )
 
 
@@ -56,6 +56,12 @@ class Writer:
         # The what-if (simulate/) sets a list here: both engines append the tier
         # rank each applied purchase earned at (§4: the tier held before it).
         self.tier_ranks = None
+        # Revenue (§19): day -> purchase amounts of that day (the C engine folds
+        # its per-day sum in); (issue month, day) -> cohort counter deltas. The
+        # points credited each day come from the day counters at flush.
+        self.amount_day_deltas = {}
+        self.cohort_deltas = {}
+        self.new_estimates = []  # revenue.Estimate set in this transaction, in order
 
     # --- reads through the overlay --------------------------------------------------
 
@@ -167,6 +173,25 @@ class Writer:
         deltas[counter] += delta
         self.totals[counter] += delta
 
+    def count_amount(self, time_s, amount_minor):
+        """A purchase's amount, for its cohort (the issue month of its day, §19)."""
+        day = calendar.day_of(time_s)
+        self.amount_day_deltas[day] = self.amount_day_deltas.get(day, 0) + amount_minor
+
+    def count_cohort(self, month, time_s, column, delta):
+        """A change of issue month `month`'s points (or amount) by an event at time_s (§19)."""
+        key = (month, calendar.day_of(time_s))
+        deltas = self.cohort_deltas.get(key)
+        if deltas is None:
+            deltas = self.cohort_deltas[key] = [0] * len(fmt.COHORT_FIELDS)
+        deltas[column] += delta
+
+    def count_taken(self, time_s, column, taken):
+        """count_cohort for each issue month of a debit or an expiry (issue month -> points)."""
+        for month, points in taken.items():
+            if points:
+                self.count_cohort(month, time_s, column, points)
+
     def count_bonus(self, time_s, points):
         """The bonus line of the reports (§17), kept apart from the counters of §8."""
         day = calendar.day_of(time_s)
@@ -226,9 +251,13 @@ class Writer:
             txn.put(name, code_key, db=dbs[fmt.DB_CATEGORIES])
             txn.put(code_key, name, db=dbs[fmt.DB_CATEGORY_NAMES])
             wide_codes = wide_codes or code >= fmt.NARROW_CODES
+        self._flush_cohorts()
         self._flush_days()
         self._flush_expiry()
         meta = dbs[fmt.DB_META]
+        if self.dirty_members or self.cohort_deltas or self.new_estimates:
+            # Members with issue months, cohort counters: from this commit on a reader must know format 4.
+            self._raise_format(fmt.FORMAT_VERSION_LOTS)
         if wide_codes:
             # The first four-byte code: from this commit on a format-1 reader must refuse the store.
             self._raise_format(fmt.FORMAT_VERSION_WIDE_CODES)
@@ -289,6 +318,36 @@ class Writer:
             for index, delta in enumerate(self.day_deltas[day]):
                 counters[index] += delta
             self.txn.put(key, fmt.COUNTERS.pack(*counters), db=db)
+
+    def _flush_cohorts(self):
+        """Cohort counters (§19): credits of a day belong to that day's issue month."""
+        for day in set(self.day_deltas) | set(self.bonus_day_deltas):
+            deltas = self.day_deltas.get(day)
+            credited = deltas[fmt.COUNTER_EARNED] + deltas[fmt.COUNTER_ADJUSTED_POSITIVE] if deltas else 0
+            credited += self.bonus_day_deltas.get(day, 0)
+            if credited:
+                self._cohort_delta(calendar.issue_month_of_day(day), day)[fmt.COHORT_CREDITED] += credited
+        for day, amount in self.amount_day_deltas.items():
+            if amount:
+                self._cohort_delta(calendar.issue_month_of_day(day), day)[fmt.COHORT_AMOUNT] += amount
+        if not self.cohort_deltas:
+            return
+        db = self.dbs[fmt.DB_COHORTS]
+        for (month, day), deltas in sorted(self.cohort_deltas.items()):
+            if not any(deltas):
+                continue
+            key = fmt.COHORT_KEY.pack(month, day)
+            stored = self.txn.get(key, db=db)
+            counters = list(fmt.COHORT.unpack(stored)) if stored else [0] * len(fmt.COHORT_FIELDS)
+            for index, delta in enumerate(deltas):
+                counters[index] += delta
+            self.txn.put(key, fmt.COHORT.pack(*counters), db=db)
+
+    def _cohort_delta(self, month, day):
+        deltas = self.cohort_deltas.get((month, day))
+        if deltas is None:
+            deltas = self.cohort_deltas[(month, day)] = [0] * len(fmt.COHORT_FIELDS)
+        return deltas
 
     def _flush_expiry(self):
         db = self.dbs[fmt.DB_EXPIRY]

@@ -18,6 +18,9 @@ from .engagement import cmd_profile_set, cmd_profile_show, cmd_referral_register
 from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_redeem, cmd_refund
 from .program_commands import cmd_program_set, cmd_program_show
 from .reports import cmd_report
+from .arguments import _checked
+from ..revenue import parse_rate
+from .revenue_commands import cmd_estimate_list, cmd_estimate_set
 from .serve import cmd_serve
 from .simulate import cmd_simulate
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
@@ -117,13 +120,18 @@ def build_parser():
     expire.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
 
     add_program_parser(commands, common, with_json)
+    add_estimate_parser(commands, common, with_json)
     add_engagement_parsers(commands, both)
 
     report = add_command(commands, "report", cmd_report, "finance reports: liability (all-time totals, and figures as of --as-of, labelled "
-                         "apart), rollforward (whole UTC days, --from up to --to)",
+                         "apart), rollforward (whole UTC days, --from up to --to), revenue (IFRS 15 / ASC 606 "
+                         "revenue and contract liability per cohort, --from up to --to)",
                          ["pointsledger report liability", "pointsledger report liability --as-of 2027-01-01 --json",
-                          "pointsledger report rollforward --from 2026-01-01 --to 2027-01-01"], both)
-    report.add_argument("name", choices=["liability", "rollforward"])
+                          "pointsledger report rollforward --from 2026-01-01 --to 2027-01-01",
+                          "pointsledger report revenue --from 2026-01-01 --to 2027-01-01 --cohort quarter"], both)
+    report.add_argument("name", choices=["liability", "rollforward", "revenue"])
+    report.add_argument("--cohort", choices=["year", "quarter", "month"],
+                        help="revenue: cohorts by the UTC year, quarter or month of issue (default year)")
     report.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="liability: default now")
     report.add_argument("--from", type=date_argument, dest="from_time", metavar="DATE",
                         help="rollforward: the first UTC day covered (YYYY-MM-DD)")
@@ -245,6 +253,29 @@ def add_program_parser(commands, common, with_json):
                        ["pointsledger program show", "pointsledger program show --version 1 --json"],
                        (common, with_json))
     show.add_argument("--version", type=integer_argument(1, limits.INT64_MAX), metavar="N")
+
+
+def add_estimate_parser(commands, common, with_json):
+    """estimate set | list: expected redemption rates for the revenue report (§19)."""
+    estimate_parser = commands.add_parser(
+        "estimate", help="set or list expected redemption rates (revenue, IFRS 15)",
+        description="set or list expected redemption rates (revenue, IFRS 15)",
+        epilog="example:\n  pointsledger estimate set e-2026 --from 2026-01-01 --rate 0.95\n"
+               "  pointsledger estimate list\n\n" + EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = estimate_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    set_parser = add_command(actions, "set", cmd_estimate_set,
+                             "store an expected redemption rate (0 to 1, at most 4 decimal places) from an "
+                             "instant on; idempotent on its id",
+                             ["pointsledger estimate set e-2027 --from 2027-01-01 --rate 0.97"], (common, with_json))
+    set_parser.add_argument("estimate_id", type=id_argument("estimate_id"))
+    set_parser.add_argument("--from", type=time_argument, dest="effective_from", metavar="TIME", required=True,
+                            help="the instant from which it applies (never before the previous estimate's)")
+    set_parser.add_argument("--rate", type=_checked(parse_rate), required=True, metavar="RATE",
+                            help="a decimal such as 0.95")
+    add_command(actions, "list", cmd_estimate_list, "the redemption estimates, in the order they apply",
+                ["pointsledger estimate list --json"], (common, with_json))
 
 
 def add_engagement_parsers(commands, parents):

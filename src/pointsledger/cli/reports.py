@@ -2,6 +2,7 @@
 
 from .. import calendar
 from .common import EXIT_OK, open_existing, Usage
+from .revenue_commands import report_revenue
 from .output import ALL_TIME_LABEL, emit, format_time, plural, print_json, split_fields
 
 LIABILITY_HEADER = ("as_of_s", "currency", "point_value")
@@ -18,6 +19,12 @@ ROLLFORWARD_TIMES = ("from_s", "to_s")
 
 
 def cmd_report(arguments):
+    if arguments.cohort is not None and arguments.name != "revenue":
+        raise Usage("--cohort belongs to `report revenue`")
+    if arguments.name == "revenue":
+        if arguments.as_of is not None:
+            raise Usage("--as-of belongs to `report liability`")
+        return report_revenue(arguments)
     if arguments.name == "rollforward":
         return report_rollforward(arguments)
     if arguments.from_time is not None or arguments.to_time is not None:

@@ -345,6 +345,15 @@ class LedgerClient:
         return _referral(self._call(self.stub.RegisterReferral, pb.RegisterReferralRequest(
             referral_id=referral_id, referrer_id=referrer_id, referee_id=referee_id, time_s=time_s)))
 
+    def set_redemption_estimate(self, estimate_id, effective_from_s, rate):
+        """§19; rate as decimal text (or a Decimal). Returns the RedemptionEstimate message."""
+        return self._call(self.stub.SetRedemptionEstimate, pb.SetRedemptionEstimateRequest(
+            estimate_id=estimate_id, effective_from_s=effective_from_s, rate=str(rate)))
+
+    def revenue(self, from_s, to_s, cohort="year"):
+        """§19; returns the Revenue message (money in minor units)."""
+        return self._call(self.stub.GetRevenue, pb.GetRevenueRequest(from_s=from_s, to_s=to_s, cohort=cohort))
+
     def get_referral(self, referral_id):
         return _referral(self._call(self.stub.GetReferral, pb.GetReferralRequest(referral_id=referral_id)))
 

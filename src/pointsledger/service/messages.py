@@ -16,11 +16,11 @@ ITEM_CODES = {name: pb.Code.Value("CODE_" + name) for name in
               ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION")}
 
 
-def operation_result(result, entry):
-    """The answer to a unary write from its OperationResult and its journal entry."""
+def operation_result(result):
+    """The answer to a unary write from its OperationResult (filled by Ledger.apply_group)."""
     return pb.OperationResult(duplicate=result.status == "DUPLICATE", seq=result.seq,
-                              points=result.points, balance=result.balance, member_id=entry.member_id,
-                              program_version=entry.program_version, tier=result.tier or "",
+                              points=result.points, balance=result.balance, member_id=result.member_id,
+                              program_version=result.program_version, tier=result.tier or "",
                               refunded_minor=result.refunded_minor or 0,
                               bonuses=bonus_messages(getattr(result, "bonuses", ())))
 
@@ -69,7 +69,8 @@ def profile_message(profile):
 
 # The id field a request's ALREADY_EXISTS is about, where the error names none (the engine's).
 ID_FIELDS = {"RecordPurchase": "order_id", "Refund": "refund_id", "Redeem": "redemption_id",
-             "Adjust": "adjustment_id", "RegisterReferral": "referral_id"}
+             "Adjust": "adjustment_id", "RegisterReferral": "referral_id",
+             "SetRedemptionEstimate": "estimate_id"}
 # The request fields named otherwise than the Ledger arguments an error names.
 REQUEST_FIELDS = {"SetProgram": {"document": "document_json", "effective_from": "effective_from_s"},
                   "Simulate": {"document": "document_json"}}
@@ -223,3 +224,31 @@ def add_servicer(servicer, server, service_descriptor=pb.DESCRIPTOR.services_by_
                                      response_serializer=_serializer(response_class))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers),))
     server.add_registered_method_handlers(service_descriptor.full_name, handlers)
+
+
+# --- revenue (§19) ------------------------------------------------------------------------
+
+
+def estimate_message(estimate):
+    return pb.RedemptionEstimate(duplicate=estimate.status == "DUPLICATE", estimate_id=estimate.estimate_id,
+                                 effective_from_s=estimate.effective_from_s, rate=str(estimate.rate))
+
+
+def _cohort_revenue_message(row):
+    return pb.CohortRevenue(
+        cohort=row.cohort, start_s=row.start_s, amount_minor=row.amount_minor, points=row.points,
+        rate="" if row.rate is None else str(row.rate), allocated_minor=row.allocated_minor,
+        redeemed=row.redeemed, expired=row.expired, estimate_from=str(row.estimate_from),
+        estimate_to=str(row.estimate_to), revenue_minor=row.revenue_minor,
+        liability_from_minor=row.liability_from_minor, liability_to_minor=row.liability_to_minor,
+    )
+
+
+def revenue_message(report):
+    return pb.Revenue(
+        from_s=report.from_s, to_s=report.to_s, cohort=report.cohort, currency=report.currency,
+        exponent=report.exponent, cohorts=[_cohort_revenue_message(row) for row in report.cohorts],
+        total=_cohort_revenue_message(report.total), observed_redeemed=report.observed_redeemed,
+        observed_points=report.observed_points,
+        observed="" if report.observed_decimal is None else str(report.observed_decimal),
+    )

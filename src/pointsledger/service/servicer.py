@@ -28,6 +28,7 @@ from .messages import (
     item_error, liability_message, operation_result, profile_message, program_message, referral_message,
     simulation_message,
 )
+from .messages import estimate_message, revenue_message
 from .status import Refusal, ledger_error_status, refusal_status, rich_status
 
 
@@ -207,10 +208,10 @@ class LedgerServicer(pb_grpc.LedgerServicer):
 
     async def _write(self, operation, arguments, context):
         outcome = await self.writer.submit_grouped(operation, arguments, self._deadline(context))
-        # The journal entry names the member (a refund's, too) and the programme version applied;
-        # it never changes once written, so reading it after the commit is exact. A point read.
-        (entry,) = self.ledger.journal(outcome.seq, 1)
-        return operation_result(outcome, entry)
+        # The member (a refund's, too) and the programme version come from the journal entry,
+        # which apply_group read in the write's transaction on the writer thread: no read
+        # transaction per call on the event loop.
+        return operation_result(outcome)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -509,3 +510,19 @@ class LedgerServicer(pb_grpc.LedgerServicer):
         # A read: one snapshot in the read pool, scratch stores of its own; writers go on.
         result = await self._read(self.ledger.simulate, request.document_json, request.from_s, request.to_s)
         return simulation_message(result)
+
+    # --- revenue (§19) ------------------------------------------------------------------
+
+    @rpc(SCOPE_ADMIN)
+    async def SetRedemptionEstimate(self, request, context):
+        estimate = await self.writer.submit_alone(
+            self.ledger.set_redemption_estimate, (request.estimate_id, request.effective_from_s, request.rate),
+            self._deadline(context))
+        log_event(logging.INFO, "redemption estimate set", estimate_id=estimate.estimate_id,
+                  effective_from_s=estimate.effective_from_s, rate=str(estimate.rate))
+        return estimate_message(estimate)
+
+    @rpc(SCOPE_READ)
+    async def GetRevenue(self, request, context):
+        return revenue_message(await self._read(
+            self.ledger.revenue, request.from_s, request.to_s, request.cohort or "year"))

@@ -598,3 +598,89 @@ class Simulation(_message.Message):
     recorded_tiers: _containers.RepeatedCompositeFieldContainer[SimulationTier]
     categories: _containers.RepeatedCompositeFieldContainer[SimulationCategory]
     def __init__(self, from_s: _Optional[int] = ..., to_s: _Optional[int] = ..., replay_from_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., engine: _Optional[str] = ..., purchases: _Optional[int] = ..., refunds: _Optional[int] = ..., refused: _Optional[int] = ..., total: _Optional[_Union[SimulationComparison, _Mapping]] = ..., draft_tiers: _Optional[_Iterable[_Union[SimulationTier, _Mapping]]] = ..., recorded_tiers: _Optional[_Iterable[_Union[SimulationTier, _Mapping]]] = ..., categories: _Optional[_Iterable[_Union[SimulationCategory, _Mapping]]] = ...) -> None: ...
+
+class SetRedemptionEstimateRequest(_message.Message):
+    __slots__ = ("estimate_id", "effective_from_s", "rate")
+    ESTIMATE_ID_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FROM_S_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    estimate_id: str
+    effective_from_s: int
+    rate: str
+    def __init__(self, estimate_id: _Optional[str] = ..., effective_from_s: _Optional[int] = ..., rate: _Optional[str] = ...) -> None: ...
+
+class RedemptionEstimate(_message.Message):
+    __slots__ = ("duplicate", "estimate_id", "effective_from_s", "rate")
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_ID_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FROM_S_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    estimate_id: str
+    effective_from_s: int
+    rate: str
+    def __init__(self, duplicate: _Optional[bool] = ..., estimate_id: _Optional[str] = ..., effective_from_s: _Optional[int] = ..., rate: _Optional[str] = ...) -> None: ...
+
+class GetRevenueRequest(_message.Message):
+    __slots__ = ("from_s", "to_s", "cohort")
+    FROM_S_FIELD_NUMBER: _ClassVar[int]
+    TO_S_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    from_s: int
+    to_s: int
+    cohort: str
+    def __init__(self, from_s: _Optional[int] = ..., to_s: _Optional[int] = ..., cohort: _Optional[str] = ...) -> None: ...
+
+class CohortRevenue(_message.Message):
+    __slots__ = ("cohort", "start_s", "amount_minor", "points", "rate", "allocated_minor", "redeemed", "expired", "estimate_from", "estimate_to", "revenue_minor", "liability_from_minor", "liability_to_minor")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_MINOR_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FROM_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_TO_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    LIABILITY_FROM_MINOR_FIELD_NUMBER: _ClassVar[int]
+    LIABILITY_TO_MINOR_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    start_s: int
+    amount_minor: int
+    points: int
+    rate: str
+    allocated_minor: int
+    redeemed: int
+    expired: int
+    estimate_from: str
+    estimate_to: str
+    revenue_minor: int
+    liability_from_minor: int
+    liability_to_minor: int
+    def __init__(self, cohort: _Optional[str] = ..., start_s: _Optional[int] = ..., amount_minor: _Optional[int] = ..., points: _Optional[int] = ..., rate: _Optional[str] = ..., allocated_minor: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., estimate_from: _Optional[str] = ..., estimate_to: _Optional[str] = ..., revenue_minor: _Optional[int] = ..., liability_from_minor: _Optional[int] = ..., liability_to_minor: _Optional[int] = ...) -> None: ...
+
+class Revenue(_message.Message):
+    __slots__ = ("from_s", "to_s", "cohort", "currency", "exponent", "cohorts", "total", "observed_redeemed", "observed_points", "observed")
+    FROM_S_FIELD_NUMBER: _ClassVar[int]
+    TO_S_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    EXPONENT_FIELD_NUMBER: _ClassVar[int]
+    COHORTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_POINTS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    from_s: int
+    to_s: int
+    cohort: str
+    currency: str
+    exponent: int
+    cohorts: _containers.RepeatedCompositeFieldContainer[CohortRevenue]
+    total: CohortRevenue
+    observed_redeemed: int
+    observed_points: int
+    observed: str
+    def __init__(self, from_s: _Optional[int] = ..., to_s: _Optional[int] = ..., cohort: _Optional[str] = ..., currency: _Optional[str] = ..., exponent: _Optional[int] = ..., cohorts: _Optional[_Iterable[_Union[CohortRevenue, _Mapping]]] = ..., total: _Optional[_Union[CohortRevenue, _Mapping]] = ..., observed_redeemed: _Optional[int] = ..., observed_points: _Optional[int] = ..., observed: _Optional[str] = ...) -> None: ...

@@ -127,6 +127,16 @@ class LedgerStub:
                 request_serializer=pointsledger_dot_v1_dot_ledger__pb2.SimulateRequest.SerializeToString,
                 response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Simulation.FromString,
                 _registered_method=True)
+        self.SetRedemptionEstimate = channel.unary_unary(
+                '/pointsledger.v1.Ledger/SetRedemptionEstimate',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.SetRedemptionEstimateRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.RedemptionEstimate.FromString,
+                _registered_method=True)
+        self.GetRevenue = channel.unary_unary(
+                '/pointsledger.v1.Ledger/GetRevenue',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetRevenueRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Revenue.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -275,6 +285,21 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRedemptionEstimate(self, request, context):
+        """Revenue under IFRS 15 / ASC 606 (SPEC §19).
+        scope admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRevenue(self, request, context):
+        """scope read
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +392,16 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.Simulate,
                     request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.SimulateRequest.FromString,
                     response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Simulation.SerializeToString,
+            ),
+            'SetRedemptionEstimate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRedemptionEstimate,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.SetRedemptionEstimateRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.RedemptionEstimate.SerializeToString,
+            ),
+            'GetRevenue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevenue,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetRevenueRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Revenue.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -857,6 +892,60 @@ class Ledger:
             '/pointsledger.v1.Ledger/Simulate',
             pointsledger_dot_v1_dot_ledger__pb2.SimulateRequest.SerializeToString,
             pointsledger_dot_v1_dot_ledger__pb2.Simulation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRedemptionEstimate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/SetRedemptionEstimate',
+            pointsledger_dot_v1_dot_ledger__pb2.SetRedemptionEstimateRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.RedemptionEstimate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevenue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/GetRevenue',
+            pointsledger_dot_v1_dot_ledger__pb2.GetRevenueRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.Revenue.FromString,
             options,
             channel_credentials,
             insecure,

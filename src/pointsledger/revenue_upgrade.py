@@ -1,0 +1,168 @@
+"""The one-time upgrade of a store of format 1-3 to format 4 (lots by issue month, §19).
+
+A store written before §19 has buckets keyed by expiry instant alone and no
+cohort counters. Its first writable open replays the journal once, in one
+write transaction: each member's credits, debits and expiries in seq order
+under the rules of §5 and §19 (debits take the soonest instant, the oldest
+issue month first), which gives every bucket its issue month and every cohort
+counter its value; the amounts come from the orders and refunds. The records
+are written back as versions 3/4 and the store becomes format 4. Pending lots
+(§17) keep their points and get the issue month of the entry that created them;
+the replay's own model has no lots, so for a member that held pending points
+the months of its buckets are matched to what it holds now (newest first), and
+`verify()` says if anything still disagrees.
+"""
+
+import lmdb
+
+from . import _engine_py, calendar, limits, store_format as fmt
+from .program import parse_document
+
+NEVER = limits.never_expires_s
+
+
+def needs_upgrade(store, txn):
+    stored = txn.get(fmt.META_FORMAT, db=store.dbs[fmt.DB_META])
+    version = fmt.U32.unpack(stored)[0] if stored else fmt.FORMAT_VERSION
+    if version >= fmt.FORMAT_VERSION_LOTS:
+        return False
+    return txn.stat(store.dbs[fmt.DB_JOURNAL])["entries"] > 0
+
+
+def upgrade(store):
+    """Replay the journal into issue months and cohort counters; write format 4.
+
+    The map grows as for any write (the rewritten members are 4 bytes a bucket larger)."""
+    with store.env.begin() as txn:
+        if not needs_upgrade(store, txn):
+            return False
+    while True:
+        try:
+            return _upgrade_once(store)
+        except lmdb.MapFullError:
+            store._grow_map()
+
+
+def _upgrade_once(store):
+    with store.env.begin(write=True) as txn:
+        if not needs_upgrade(store, txn):  # another process upgraded it meanwhile
+            return False
+        members_db = store.dbs[fmt.DB_MEMBERS]
+        # Read whole before rewriting: no put while a cursor walks the same sub-database.
+        stored = [(bytes(key), _engine_py.MemberState.decode(value)) for key, value in txn.cursor(db=members_db)]
+        lot_seqs = {lot[3] for _, state in stored if state.engagement is not None for lot in state.engagement.lots}
+        members, cohorts, entry_times = _replay(store, txn, _expiry_months(store, txn), lot_seqs)
+        _amounts(store, txn, cohorts)
+        for key, state in stored:
+            replayed = members.get(key)
+            state.buckets = _months_for(state.buckets, replayed.buckets if replayed else [])
+            if state.engagement is not None:
+                for lot in state.engagement.lots:
+                    lot[5] = calendar.issue_month_of(entry_times.get(lot[3], 0))
+            txn.put(key, state.encode(), db=members_db)
+        cohorts_db = store.dbs[fmt.DB_COHORTS]
+        for (month, day), counters in sorted(cohorts.items()):
+            if any(counters):
+                txn.put(fmt.COHORT_KEY.pack(month, day), fmt.COHORT.pack(*counters), db=cohorts_db)
+        txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION_LOTS), db=store.dbs[fmt.DB_META])
+        stored = txn.get(fmt.META_COMMIT_COUNT, db=store.dbs[fmt.DB_META])
+        count = fmt.U64.unpack(stored)[0] if stored else 0
+        txn.put(fmt.META_COMMIT_COUNT, fmt.U64.pack(count + 1), db=store.dbs[fmt.DB_META])
+    store.member_cache.clear()
+    return True
+
+
+def _expiry_months(store, txn):
+    months = {}
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_PROGRAMS]):
+        version = fmt.U32.unpack(key)[0]
+        document = bytes(value[fmt.PROGRAM_HEAD.size:]).decode()
+        months[version] = parse_document(document).get("expiry_months", 0)
+    return months
+
+
+def _replay(store, txn, expiry_months, lot_seqs):
+    """Each member's buckets with months, the cohort counters, and the times of the entries in lot_seqs."""
+    members, cohorts, entry_times = {}, {}, {}
+
+    def count(month, time_s, column, points):
+        key = (month, calendar.day_of(time_s))
+        counters = cohorts.setdefault(key, [0] * len(fmt.COHORT_FIELDS))
+        counters[column] += points
+
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_JOURNAL]):
+        seq = fmt.U64.unpack(key)[0]
+        kind, points, _, time_s, version, _, member_key, _ = fmt.decode_entry(value)
+        if seq in lot_seqs:
+            entry_times[seq] = time_s
+        state = members.get(member_key)
+        if state is None:
+            state = members[member_key] = _engine_py.MemberState(0)
+        taken = {}
+        if kind == fmt.KIND_EXPIRE:
+            state.expire_due(time_s, {}, taken)
+            _count_all(count, taken, time_s, fmt.COHORT_EXPIRED)
+        elif kind in (fmt.KIND_EARN, fmt.KIND_BONUS) or (kind == fmt.KIND_ADJUST and points > 0):
+            months = expiry_months.get(version, 0)
+            instant = calendar.expiry_instant(time_s, months) if months else NEVER
+            month = calendar.issue_month_of(time_s)
+            paid = state.credit(points, instant, {}, month)
+            count(month, time_s, fmt.COHORT_CREDITED, points)
+            if paid:
+                count(month, time_s, fmt.COHORT_TAKEN_BACK, paid)
+        elif kind == fmt.KIND_REDEEM:
+            state.debit(-points, {}, taken)
+            _count_all(count, taken, time_s, fmt.COHORT_REDEEMED)
+        elif kind in (fmt.KIND_CLAWBACK, fmt.KIND_ADJUST):
+            uncovered = state.debit(-points, {}, taken)
+            state.debt += uncovered if kind == fmt.KIND_CLAWBACK else 0
+            _count_all(count, taken, time_s, fmt.COHORT_TAKEN_BACK)
+    return members, cohorts, entry_times
+
+
+def _count_all(count, taken, time_s, column):
+    for month, points in taken.items():
+        if points:
+            count(month, time_s, column, points)
+
+
+def _months_for(stored, replayed):
+    """The stored buckets with issue months: the replay's, matched newest first per instant."""
+    by_instant = {}
+    for instant, points, month in replayed:
+        by_instant.setdefault(instant, []).append([month, points])
+    result = []
+    for instant, points, _ in stored:
+        months = sorted(by_instant.get(instant, []), reverse=True)  # debits took the oldest first
+        left = points
+        parts = []
+        for month, available in months:
+            if not left:
+                break
+            used = min(left, available)
+            parts.append([instant, used, month])
+            left -= used
+        if left:  # more than the replay holds at this instant (pending lots): the newest month known
+            month = months[0][0] if months else (parts[-1][2] if parts else 0)
+            parts.append([instant, left, month])
+        merged = {}
+        for _, used, month in parts:
+            merged[month] = merged.get(month, 0) + used
+        result.extend([instant, merged[month], month] for month in sorted(merged))
+    return result
+
+
+def _amounts(store, txn, cohorts):
+    """A_c: each order's amount on its own day, each refund's (negative) on the refund's day."""
+    order_times = {}
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_ORDERS]):
+        amount, time_s, *_ = fmt.decode_order(value)
+        order_times[bytes(key)] = time_s
+        counters = cohorts.setdefault((calendar.issue_month_of(time_s), calendar.day_of(time_s)),
+                                      [0] * len(fmt.COHORT_FIELDS))
+        counters[fmt.COHORT_AMOUNT] += amount
+    for _, value in txn.cursor(db=store.dbs[fmt.DB_REFUNDS]):
+        (amount, time_s, _), order_key, _ = fmt.decode_tail(fmt.REFUND_HEAD, value)
+        month = calendar.issue_month_of(order_times[order_key])
+        counters = cohorts.setdefault((month, calendar.day_of(time_s)), [0] * len(fmt.COHORT_FIELDS))
+        counters[fmt.COHORT_AMOUNT] -= amount

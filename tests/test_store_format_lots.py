@@ -1,0 +1,88 @@
+"""A store of format 3 (engagement records, written by the release before lots by issue month)
+opens, is upgraded to format 4 (§19) and continues, on both engines.
+
+tests/fixtures/store-format-3/data.mdb was written by commit ac50843 (see
+tests/fixtures/make_store_format_3.py): pending lots, bonuses, expiry, a debt.
+"""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+import pointsledger
+from pointsledger import store_format as fmt
+from pointsledger.errors import FailedPrecondition
+from support import dump_ledger, entries
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DAY = 86_400
+T = 1_767_571_200  # 2026-01-05, the fixture's first event
+JAN, FEB, MAR, APR = 2026 * 12, 2026 * 12 + 1, 2026 * 12 + 2, 2026 * 12 + 3
+
+
+def copy_fixture(tmp_path, name="ledger"):
+    target = tmp_path / name
+    target.mkdir()
+    shutil.copy(FIXTURES / "store-format-3" / "data.mdb", target / "data.mdb")
+    return target
+
+
+def build_fresh(path):
+    spec = importlib.util.spec_from_file_location("make_store_format_3", FIXTURES / "make_store_format_3.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(path)
+
+
+def without_commit_count(dump):
+    dump = dict(dump)
+    dump[fmt.DB_META] = [item for item in dump[fmt.DB_META] if item[0] != fmt.META_COMMIT_COUNT]
+    return dump
+
+
+def continue_it(ledger):
+    ledger.purchase("o-7", "m-3", 4_000, "goods", T + 110 * DAY)
+    ledger.refund("f-3", "o-6", 3_000, T + 104 * DAY)  # o-6's own pending lot first
+    ledger.redeem("r-3", "m-2", 60, T + 111 * DAY)
+    ledger.expire(T + 160 * DAY)
+
+
+def test_a_format_3_store_is_upgraded_and_continues(tmp_path, engine_name):
+    path = copy_fixture(tmp_path)
+    with pointsledger.Ledger(path, engine=engine_name, readonly=True) as old:
+        journal = entries(old)
+        assert len(journal) == 16
+        assert old.verify().ok  # read as it is: issue months unknown, no cohort counters to check
+        with pytest.raises(FailedPrecondition) as refused:
+            old.revenue(T - 4 * DAY, T + 361 * DAY)
+        assert "open it once for writing to upgrade it" in str(refused.value)
+    with pointsledger.Ledger(path, engine=engine_name) as ledger:
+        assert entries(ledger) == journal
+        assert ledger.verify().ok
+        upgraded = dump_ledger(ledger)
+        with ledger.store.read() as txn:
+            assert fmt.U32.unpack(txn.get(fmt.META_FORMAT, db=ledger.store.dbs[fmt.DB_META]))[0] == 4
+            cohorts = {fmt.COHORT_KEY.unpack(key): fmt.COHORT.unpack(value)
+                       for key, value in txn.cursor(db=ledger.store.dbs[fmt.DB_COHORTS])}
+        # By issue month: January credited 100 + 50 + 200 + 50 + 70 + 50 = 520; m-1 redeemed 120 of
+        # it, m-2 240; f-1 took m-1's last 30 of January and 20 of February; f-2 m-2's last 10 of
+        # January (190 became debt, paid by March's o-4); m-3's 120 expired on 2026-04-05.
+        by_month = {}
+        for (month, _), counters in cohorts.items():
+            by_month[month] = [a + b for a, b in zip(by_month.get(month, [0] * 5), counters)]
+        assert by_month[JAN] == [10_000 + 20_000 + 7_000 - 20_000, 520, 360, 40, 120]
+        assert by_month[FEB] == [5_000 - 5_000, 50, 0, 20 + 10, 0]  # a-2 took 10 of February's last 30
+        assert by_month[MAR] == [30_000, 300, 0, 190, 0]
+        assert by_month[APR] == [9_000, 30 + 90, 0, 0, 0]
+        continue_it(ledger)
+        assert ledger.verify().ok
+        continued = dump_ledger(ledger)
+    # What this release writes from scratch for the same operations, but for the upgrade's commit.
+    fresh_path = tmp_path / "fresh"
+    build_fresh(fresh_path)
+    with pointsledger.Ledger(fresh_path, engine=engine_name) as fresh:
+        assert without_commit_count(dump_ledger(fresh)) == without_commit_count(upgraded)
+        continue_it(fresh)
+        assert without_commit_count(dump_ledger(fresh)) == without_commit_count(continued)
