@@ -188,6 +188,7 @@ VALID_REQUESTS = {
     "GetReferral": pb.GetReferralRequest(referral_id="ref-1"),
     "SetMemberProfile": pb.SetMemberProfileRequest(member_id="m-1", birthday="03-15"),
     "GetMemberProfile": pb.GetMemberProfileRequest(member_id="m-1"),
+    "Simulate": pb.SimulateRequest(document_json=json.dumps(simple_program()), from_s=T, to_s=T + 86_400),
     "SetRedemptionEstimate": pb.SetRedemptionEstimateRequest(estimate_id="e-1", effective_from_s=T, rate="0.95"),
     "GetRevenue": pb.GetRevenueRequest(from_s=1_767_225_600, to_s=1_798_761_600, cohort="year"),
 }

@@ -73,6 +73,7 @@ CALLS = {
     "GetReferral": ("read", lambda client: client.get_referral("ref-0")),
     "SetMemberProfile": ("write", lambda client: client.set_member_profile("m-1", "04-01")),
     "GetMemberProfile": ("read", lambda client: client.get_member_profile("m-1")),
+    "Simulate": ("read", lambda client: client.simulate(example_program(), T - 86_400, T + 86_400)),
     "SetRedemptionEstimate": ("admin", lambda client: client.set_redemption_estimate("e-1", T + 86_400, "0.95")),
     "GetRevenue": ("read", lambda client: client.revenue(1_767_225_600, 1_798_761_600)),
 }

@@ -1089,6 +1089,7 @@ cdef class _Batch:
     cdef int chunk_size  # slots that may hold references
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values
+    cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
     cdef list totals_list
     cdef int64_t next_seq
     cdef int64_t new_member_count
@@ -1174,6 +1175,7 @@ cdef class _Batch:
         _batch_serial += 1
         self.serial = _batch_serial
         self.journal_values = writer.journal_values
+        self.tier_ranks = getattr(writer, "tier_ranks", None)
         self.totals_list = writer.totals
         self.next_seq = writer.next_seq
         self.new_member_count = 0
@@ -1632,6 +1634,8 @@ cdef class _Batch:
             raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
 
         # Every check passed: from here on the purchase is applied.
+        if self.tier_ranks is not None:
+            self.tier_ranks.append(tier)
         if not self.writer_engaged:
             self.writer.engaged = True
             self.writer_engaged = True
@@ -1872,6 +1876,8 @@ cdef class _Batch:
             raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
 
         # Every check passed: from here on the purchase is applied.
+        if self.tier_ranks is not None:
+            self.tier_ranks.append(tier)
         if is_new:
             self.members[member_key] = state
             self.mark_dirty(member_key, state)

@@ -306,6 +306,8 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
         raise InvalidArgument("amount_minor", amount_minor, "the member's spend would overflow int64")
 
     # Every check passed: from here on the purchase is applied.
+    if writer.tier_ranks is not None:
+        writer.tier_ranks.append(tier)
     if is_new:
         writer.add_member(member_key, state)
     if due:

@@ -56,6 +56,8 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
 
     # Every check passed: from here on the purchase is applied.
     writer.engaged = True
+    if writer.tier_ranks is not None:
+        writer.tier_ranks.append(tier)
     if is_new:
         writer.add_member(member_key, state)
     if engagement is not None:

@@ -4,7 +4,7 @@ import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, queries, revenue, store_file, store_format as fmt
+from . import engine as engines, limits, operations, queries, revenue, simulate, store_file, store_format as fmt
 from . import revenue_upgrade, verify as verifier
 from ._engine_py import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
@@ -303,6 +303,16 @@ class Ledger:
         to_s = queries.require_midnight("to_s", validate_int("to_s", to_s, from_s, limits.time_s_max_exclusive))
         with self.store.read() as txn:
             return queries.rollforward(self.store, txn, from_s, to_s)
+
+    def simulate(self, draft, from_s, to_s, *, progress=None, scratch_dir=None):
+        """What-if (§16, §17): the draft programme against what was recorded over events in [from_s, to_s).
+
+        Reads one snapshot (writers go on), replays in scratch stores that are
+        removed afterwards; returns a simulate.SimulationResult. An invalid draft
+        is InvalidProgram with every problem listed.
+        """
+        return simulate.simulate(self.store, self.engine, draft, from_s, to_s,
+                                 progress=progress, scratch_dir=scratch_dir)
 
     # --- revenue (§19) ----------------------------------------------------------------
 

@@ -42,6 +42,9 @@ def _roll_and_expire(writer, state, member_key, ref_key, time_s, program):
     state.roll_to(calendar.year_of(time_s), program)
 
 
+roll_and_expire = _roll_and_expire  # the what-if rolls members at recorded redemptions (simulate/)
+
+
 def _duplicate(writer, id_field, ref_id, what, seq, fields):
     """The recorded result of a resent operation, or ALREADY_EXISTS naming what differs.
 

@@ -53,6 +53,9 @@ class Writer:
         self.engaged = False
         self.bonus_day_deltas = {}  # day -> BONUS points issued
         self.bonus_total = None  # read from meta when first needed
+        # The what-if (simulate/) sets a list here: both engines append the tier
+        # rank each applied purchase earned at (§4: the tier held before it).
+        self.tier_ranks = None
         # Revenue (§19): day -> purchase amounts of that day (the C engine folds
         # its per-day sum in); (issue month, day) -> cohort counter deltas. The
         # points credited each day come from the day counters at flush.

@@ -22,6 +22,7 @@ from .arguments import _checked
 from ..revenue import parse_rate
 from .revenue_commands import cmd_estimate_list, cmd_estimate_set
 from .serve import cmd_serve
+from .simulate import cmd_simulate
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
 
 # A retry without --time is the same operation, not a new one at a later time.
@@ -137,6 +138,19 @@ def build_parser():
     report.add_argument("--to", type=end_date_argument, dest="to_time", metavar="DATE",
                         help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive; "
                              "equal to --from: an empty period, all zero)")
+
+    simulate = add_command(commands, "simulate", cmd_simulate,
+                           "what-if: re-price the purchases and refunds of [--from, --to) under a draft programme and "
+                           "compare with what was recorded (total, per tier, per category; the ledger is not changed)",
+                           ["pointsledger simulate double-electronics.json --from 2026-12-01 --to 2027-01-01",
+                            "pointsledger simulate draft.json --from 2026-01-01 --to 2027-01-01 --json"], both)
+    simulate.add_argument("draft", metavar="DRAFT", help="the draft programme (JSON file, - for stdin)")
+    simulate.add_argument("--from", type=time_argument, dest="from_time", metavar="TIME", required=True,
+                          help="first instant counted (a date is its midnight UTC)")
+    simulate.add_argument("--to", type=time_argument, dest="to_time", metavar="TIME", required=True,
+                          help="end of the period, not included")
+    simulate.add_argument("--scratch-dir", metavar="DIR",
+                          help="where the replay's scratch store goes, removed afterwards (default: temp)")
 
     export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
                          ["pointsledger export --output journal.parquet",

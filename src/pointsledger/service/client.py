@@ -374,6 +374,13 @@ class LedgerClient:
             document_json=document, effective_from_s=effective_from_s))
         return message.version
 
+    def simulate(self, draft, from_s, to_s):
+        """The what-if (as Ledger.simulate): a simulate.SimulationResult built from the Simulation message."""
+        if not isinstance(draft, str):
+            draft = canonical_json(parse_document(draft))
+        message = self._call(self.stub.Simulate, pb.SimulateRequest(document_json=draft, from_s=from_s, to_s=to_s))
+        return _simulation_result(message)
+
     def get_program(self, version=None):
         message = self._call(self.stub.GetProgram, pb.GetProgramRequest(version=version))
         return ProgramVersion(message.version, message.effective_from_s, parse_document(message.document_json))
@@ -399,3 +406,22 @@ def _read(path):
         return None
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def _simulation_result(message):
+    from ..simulate import Comparison, Figures, SimulationResult
+
+    def figures(item):
+        return Figures(item.earned, item.bonus, item.clawed_back, decimal.Decimal(item.value))
+
+    def comparison(item):
+        return Comparison(figures(item.draft), figures(item.recorded))
+
+    return SimulationResult(
+        from_s=message.from_s, to_s=message.to_s, replay_from_s=message.replay_from_s, currency=message.currency,
+        point_value=decimal.Decimal(message.point_value), engine=message.engine, purchases=message.purchases,
+        refunds=message.refunds, refused=message.refused, total=comparison(message.total),
+        draft_tiers={item.tier: figures(item.figures) for item in message.draft_tiers},
+        recorded_tiers={item.tier: figures(item.figures) for item in message.recorded_tiers},
+        categories={item.category: comparison(item.comparison) for item in message.categories},
+    )

@@ -72,7 +72,8 @@ ID_FIELDS = {"RecordPurchase": "order_id", "Refund": "refund_id", "Redeem": "red
              "Adjust": "adjustment_id", "RegisterReferral": "referral_id",
              "SetRedemptionEstimate": "estimate_id"}
 # The request fields named otherwise than the Ledger arguments an error names.
-REQUEST_FIELDS = {"SetProgram": {"document": "document_json", "effective_from": "effective_from_s"}}
+REQUEST_FIELDS = {"SetProgram": {"document": "document_json", "effective_from": "effective_from_s"},
+                  "Simulate": {"document": "document_json"}}
 # Batch requests are columns: an item's error names the request's column, not the Ledger argument.
 PURCHASE_COLUMNS = {"order_id": "order_ids", "member_id": "member_ids", "amount_minor": "amounts_minor",
                     "category": "categories", "time_s": "times_s"}
@@ -126,6 +127,33 @@ def liability_message(report):
         outstanding_by_tier=[pb.TierOutstanding(tier=tier, points=points, value=str(points * point_value))
                              for tier, points in report.outstanding_by_tier.items()],
     )
+
+
+def simulation_message(result):
+    """A simulate.SimulationResult as pointsledger.v1.Simulation (money as exact decimal text)."""
+    return pb.Simulation(
+        from_s=result.from_s, to_s=result.to_s, replay_from_s=result.replay_from_s, currency=result.currency,
+        point_value=str(result.point_value), engine=result.engine, purchases=result.purchases,
+        refunds=result.refunds, refused=result.refused, total=_comparison_message(result.total),
+        draft_tiers=[pb.SimulationTier(tier=name, figures=_figures_message(figures))
+                     for name, figures in result.draft_tiers.items()],
+        recorded_tiers=[pb.SimulationTier(tier=name, figures=_figures_message(figures))
+                        for name, figures in result.recorded_tiers.items()],
+        categories=[pb.SimulationCategory(category=name, comparison=_comparison_message(comparison))
+                    for name, comparison in result.categories.items()],
+    )
+
+
+def _figures_message(figures):
+    return pb.SimulationFigures(earned=figures.earned, bonus=figures.bonus, clawed_back=figures.clawed_back,
+                                net=figures.net, value=str(figures.value))
+
+
+def _comparison_message(comparison):
+    return pb.SimulationComparison(draft=_figures_message(comparison.draft),
+                                   recorded=_figures_message(comparison.recorded),
+                                   difference=comparison.difference,
+                                   difference_value=str(comparison.difference_value))
 
 
 def program_message(version):

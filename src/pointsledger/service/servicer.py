@@ -26,6 +26,7 @@ from .logs import RateLimitedLog, log, log_event
 from .messages import (
     BALANCES_COLUMNS, ID_FIELDS, REQUEST_FIELDS, Malformed, _optional, balance_message, batch_response, entry_message,
     item_error, liability_message, operation_result, profile_message, program_message, referral_message,
+    simulation_message,
 )
 from .messages import estimate_message, revenue_message
 from .status import Refusal, ledger_error_status, refusal_status, rich_status
@@ -501,6 +502,14 @@ class LedgerServicer(pb_grpc.LedgerServicer):
     @rpc(SCOPE_READ)
     async def GetMemberProfile(self, request, context):
         return profile_message(await self._read(self.ledger.get_member_profile, request.member_id))
+
+    # --- what-if (§16, §17) ---------------------------------------------------------------
+
+    @rpc(SCOPE_READ)
+    async def Simulate(self, request, context):
+        # A read: one snapshot in the read pool, scratch stores of its own; writers go on.
+        result = await self._read(self.ledger.simulate, request.document_json, request.from_s, request.to_s)
+        return simulation_message(result)
 
     # --- revenue (§19) ------------------------------------------------------------------
 

@@ -517,6 +517,88 @@ class MemberProfile(_message.Message):
     birthday: str
     def __init__(self, member_id: _Optional[str] = ..., birthday: _Optional[str] = ...) -> None: ...
 
+class SimulateRequest(_message.Message):
+    __slots__ = ("document_json", "from_s", "to_s")
+    DOCUMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    FROM_S_FIELD_NUMBER: _ClassVar[int]
+    TO_S_FIELD_NUMBER: _ClassVar[int]
+    document_json: str
+    from_s: int
+    to_s: int
+    def __init__(self, document_json: _Optional[str] = ..., from_s: _Optional[int] = ..., to_s: _Optional[int] = ...) -> None: ...
+
+class SimulationFigures(_message.Message):
+    __slots__ = ("earned", "bonus", "clawed_back", "net", "value")
+    EARNED_FIELD_NUMBER: _ClassVar[int]
+    BONUS_FIELD_NUMBER: _ClassVar[int]
+    CLAWED_BACK_FIELD_NUMBER: _ClassVar[int]
+    NET_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    earned: int
+    bonus: int
+    clawed_back: int
+    net: int
+    value: str
+    def __init__(self, earned: _Optional[int] = ..., bonus: _Optional[int] = ..., clawed_back: _Optional[int] = ..., net: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+
+class SimulationComparison(_message.Message):
+    __slots__ = ("draft", "recorded", "difference", "difference_value")
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    draft: SimulationFigures
+    recorded: SimulationFigures
+    difference: int
+    difference_value: str
+    def __init__(self, draft: _Optional[_Union[SimulationFigures, _Mapping]] = ..., recorded: _Optional[_Union[SimulationFigures, _Mapping]] = ..., difference: _Optional[int] = ..., difference_value: _Optional[str] = ...) -> None: ...
+
+class SimulationTier(_message.Message):
+    __slots__ = ("tier", "figures")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    figures: SimulationFigures
+    def __init__(self, tier: _Optional[str] = ..., figures: _Optional[_Union[SimulationFigures, _Mapping]] = ...) -> None: ...
+
+class SimulationCategory(_message.Message):
+    __slots__ = ("category", "comparison")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    comparison: SimulationComparison
+    def __init__(self, category: _Optional[str] = ..., comparison: _Optional[_Union[SimulationComparison, _Mapping]] = ...) -> None: ...
+
+class Simulation(_message.Message):
+    __slots__ = ("from_s", "to_s", "replay_from_s", "currency", "point_value", "engine", "purchases", "refunds", "refused", "total", "draft_tiers", "recorded_tiers", "categories")
+    FROM_S_FIELD_NUMBER: _ClassVar[int]
+    TO_S_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_FROM_S_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    POINT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_TIERS_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_TIERS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    from_s: int
+    to_s: int
+    replay_from_s: int
+    currency: str
+    point_value: str
+    engine: str
+    purchases: int
+    refunds: int
+    refused: int
+    total: SimulationComparison
+    draft_tiers: _containers.RepeatedCompositeFieldContainer[SimulationTier]
+    recorded_tiers: _containers.RepeatedCompositeFieldContainer[SimulationTier]
+    categories: _containers.RepeatedCompositeFieldContainer[SimulationCategory]
+    def __init__(self, from_s: _Optional[int] = ..., to_s: _Optional[int] = ..., replay_from_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., engine: _Optional[str] = ..., purchases: _Optional[int] = ..., refunds: _Optional[int] = ..., refused: _Optional[int] = ..., total: _Optional[_Union[SimulationComparison, _Mapping]] = ..., draft_tiers: _Optional[_Iterable[_Union[SimulationTier, _Mapping]]] = ..., recorded_tiers: _Optional[_Iterable[_Union[SimulationTier, _Mapping]]] = ..., categories: _Optional[_Iterable[_Union[SimulationCategory, _Mapping]]] = ...) -> None: ...
+
 class SetRedemptionEstimateRequest(_message.Message):
     __slots__ = ("estimate_id", "effective_from_s", "rate")
     ESTIMATE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -122,6 +122,11 @@ class LedgerStub:
                 request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetMemberProfileRequest.SerializeToString,
                 response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.FromString,
                 _registered_method=True)
+        self.Simulate = channel.unary_unary(
+                '/pointsledger.v1.Ledger/Simulate',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.SimulateRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Simulation.FromString,
+                _registered_method=True)
         self.SetRedemptionEstimate = channel.unary_unary(
                 '/pointsledger.v1.Ledger/SetRedemptionEstimate',
                 request_serializer=pointsledger_dot_v1_dot_ledger__pb2.SetRedemptionEstimateRequest.SerializeToString,
@@ -269,6 +274,17 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Simulate(self, request, context):
+        """What-if (SPEC §16, §17, scope read): the purchases and refunds of [from_s,
+        to_s) re-priced under a draft programme, against what was recorded, in
+        total, per tier and per category. Reads one snapshot; the ledger is not
+        changed and writers are not blocked. An invalid draft is INVALID_ARGUMENT
+        with every problem listed (as SetProgram).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetRedemptionEstimate(self, request, context):
         """Revenue under IFRS 15 / ASC 606 (SPEC §19).
         scope admin
@@ -371,6 +387,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetMemberProfile,
                     request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetMemberProfileRequest.FromString,
                     response_serializer=pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.SerializeToString,
+            ),
+            'Simulate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Simulate,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.SimulateRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Simulation.SerializeToString,
             ),
             'SetRedemptionEstimate': grpc.unary_unary_rpc_method_handler(
                     servicer.SetRedemptionEstimate,
@@ -844,6 +865,33 @@ class Ledger:
             '/pointsledger.v1.Ledger/GetMemberProfile',
             pointsledger_dot_v1_dot_ledger__pb2.GetMemberProfileRequest.SerializeToString,
             pointsledger_dot_v1_dot_ledger__pb2.MemberProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Simulate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/Simulate',
+            pointsledger_dot_v1_dot_ledger__pb2.SimulateRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.Simulation.FromString,
             options,
             channel_credentials,
             insecure,
