@@ -379,6 +379,14 @@ def test_bad_dates_name_the_field(ledger, from_s, to_s, field):
     assert refused.value.field == field
 
 
+def test_a_bad_draft_and_a_bad_date_name_the_draft_first(ledger):
+    """§15: several bad fields name the first in the argument order: simulate(draft, from, to)."""
+    ledger.set_program(simple_program())
+    with pytest.raises(InvalidProgram) as refused:
+        ledger.simulate("{", T_MIN - 1, T_2027_01_01)
+    assert refused.value.field == "document"
+
+
 def test_the_drafts_effective_from_is_ignored(ledger):
     ledger.set_program(simple_program())
     ledger.purchase("p1", "m1", 10_000, "food", T_2026_03_10)
