@@ -159,6 +159,35 @@ def test_recorded_points_are_valued_at_their_versions_point_value(ledger):
     assert result.total.difference_value == decimal.Decimal("-2.000")
 
 
+T_2026_02_01 = 1_769_904_000  # 2026-02-01T00:00:00Z
+T_2026_03_01 = 1_772_323_200  # 2026-03-01T00:00:00Z
+
+
+def test_a_clawback_counts_under_its_purchases_tier_when_a_later_version_renames_the_tiers(ledger):
+    """§17: clawbacks count under the tier of the purchase they come from, each side under its own
+    tier names; the money of an entry is at its own version's point value. Version 2 has one tier
+    ("basic"), so version 1's "gold" exists only in version 1 (this used to raise IndexError)."""
+    gold = two_tiers(50_000)
+    gold["tiers"][1]["name"] = "gold"
+    ledger.set_program(gold)
+    ledger.set_program(simple_program(tiers=[{"name": "basic", "min_spend_minor": 0, "multiplier": 1}],
+                                      point_value="0.02", effective_from=T_2026_07_01))
+    ledger.purchase("p1", "m1", 60_000, "food", T_2026_02_01)  # member: 600 (v1)
+    ledger.purchase("p2", "m1", 10_000, "food", T_2026_03_01)  # gold (60,000 spent) x2: 200 (v1)
+    ledger.refund("f2", "p2", 10_000, T_2026_08_01)  # all of it, under v2: 200 clawed back
+
+    result = ledger.simulate(gold, T_2026_01_01, T_2027_01_01)
+
+    assert list(result.recorded_tiers) == ["member", "gold", "basic"]
+    assert figures(result.recorded_tiers["member"]) == (600, 0, 0, 600, decimal.Decimal("6.00"))
+    # 200 x 0.01 earned under v1, less 200 x 0.02 clawed back under v2
+    assert figures(result.recorded_tiers["gold"]) == (200, 0, 200, 0, decimal.Decimal("-2.00"))
+    assert figures(result.recorded_tiers["basic"]) == (0, 0, 0, 0, decimal.Decimal("0.00"))
+    assert figures(result.draft_tiers["gold"]) == (200, 0, 200, 0, decimal.Decimal("0.00"))
+    assert figures(result.total.recorded) == (800, 0, 200, 600, decimal.Decimal("4.00"))
+    assert figures(result.total.draft) == (800, 0, 200, 600, decimal.Decimal("6.00"))
+
+
 # --- a seeded random workload: the recorded programme as draft gives exactly 0 ---------------
 
 
@@ -348,6 +377,14 @@ def test_bad_dates_name_the_field(ledger, from_s, to_s, field):
     with pytest.raises(InvalidArgument) as refused:
         ledger.simulate(simple_program(), from_s, to_s)
     assert refused.value.field == field
+
+
+def test_a_bad_draft_and_a_bad_date_name_the_draft_first(ledger):
+    """§15: several bad fields name the first in the argument order: simulate(draft, from, to)."""
+    ledger.set_program(simple_program())
+    with pytest.raises(InvalidProgram) as refused:
+        ledger.simulate("{", T_MIN - 1, T_2027_01_01)
+    assert refused.value.field == "document"
 
 
 def test_the_drafts_effective_from_is_ignored(ledger):

@@ -53,8 +53,8 @@ def simulate(store, engine, draft, from_s, to_s, *, progress=None, scratch_dir=N
     progress(seq_read, last_seq) is called after each batch. scratch_dir: where
     the scratch stores go (default: the system's temporary directory).
     """
+    document, draft_program = compile_draft(draft)  # §15: the first bad field in argument order is named
     from_s, to_s = check_period(from_s, to_s)
-    document, draft_program = compile_draft(draft)
     replay_from_s = calendar.year_start(calendar.year_of(from_s) - 1)
     with store.read() as txn:
         source = Source(store, txn, replay_from_s, to_s)

@@ -135,11 +135,13 @@ class _Side:
     def __init__(self):
         self.groups = {}
 
-    def add(self, category, version, tier, earned=0, bonus=0, clawed_back=0):
+    def add(self, category, version, tier, earned=0, bonus=0, clawed_back=0, value_version=None):
+        """version: the programme whose tier names the row; value_version: the one whose point value
+        prices it, when another (a clawback: named by its purchase's tier, valued at its own version)."""
         sums = self.groups.get((category, version, tier))
         if sums is None:
             sums = self.groups[(category, version, tier)] = _Sums()
-        sums.add(version, earned, bonus, clawed_back)
+        sums.add(version if value_version is None else value_version, earned, bonus, clawed_back)
 
     def add_many(self, categories, versions, tiers, earned, bonus):
         """Purchases by column (int64 arrays): category numbers, versions and tier ranks are small."""
@@ -177,7 +179,7 @@ class Tally:
         self.point_values = {program.version: program.point_value for program in recorded_programs}
         self.refunded_orders = refunded_orders
         self.category_list = category_list
-        self.kept = {}  # order key -> (category, draft tier, recorded version, recorded tier), refunded orders
+        self.kept = {}  # order key -> (category, draft tier, recorded tier, recorded version), refunded orders
         self.draft, self.recorded = _Side(), _Side()
         self.purchases = self.refunds = self.refused = 0
 
@@ -185,16 +187,17 @@ class Tally:
         """One replayed batch; `recorded` gives the recorded tiers (the draft's own when they must agree)."""
         for index, order_key in batch.refunded_keys.items():
             self.kept[order_key] = (batch.category_numbers[index], draft.tiers[index] if draft.applied[index] else None,
-                                    recorded.tiers[index])
+                                    recorded.tiers[index], batch.recorded_versions[index])
         if len(batch):
             self._add_purchases(batch, draft, recorded)
         for index, (_, _, _, time_s) in enumerate(batch.refunds):
             if time_s < self.from_s:
                 continue
             self.refunds += 1
-            category, draft_tier, recorded_tier = self.kept[batch.refund_order_keys[index]]
-            self.recorded.add(category, batch.refund_versions[index], recorded_tier,
-                              clawed_back=batch.refund_points[index])
+            category, draft_tier, recorded_tier, purchase_version = self.kept[batch.refund_order_keys[index]]
+            # §17: under the tier (so the tier names) of the purchase; valued at the refund's version.
+            self.recorded.add(category, purchase_version, recorded_tier, clawed_back=batch.refund_points[index],
+                              value_version=batch.refund_versions[index])
             if draft_tier is not None and draft.clawed_back[index] is not None:
                 self.draft.add(category, 1, draft_tier, clawed_back=draft.clawed_back[index])
 
