@@ -278,7 +278,7 @@ def test_an_ingest_killed_mid_file_resumes_to_the_journal_of_an_uninterrupted_on
     reference = run_json("ingest", path, "--batch-size", 1_000, "--rejects", tmp_path / "reference-rejects.csv",
                          data=tmp_path / "reference", check=3)
     victim = start("ingest", path, "--batch-size", 1_000, data=tmp_path / "ledger",
-                   environment={cli.INGEST_DELAY_ENVIRONMENT: "0.05"})
+                   environment={cli.INGEST_DELAY_ENVIRONMENT: "0.4"})  # slow: the kill lands mid-file, even under load
     wait_for(lambda: committed_rows(tmp_path / "ledger") >= KILL_AFTER_ROWS, what="rows committed")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -331,7 +331,7 @@ def test_backup_taken_during_an_ingest_is_consistent(tmp_path):
     data = tmp_path / "ledger"
     path = purchases_file(tmp_path / "big.csv", 20_000)
     ingest = start("ingest", path, "--batch-size", 1_000, data=data,
-                   environment={cli.INGEST_DELAY_ENVIRONMENT: "0.05"})
+                   environment={cli.INGEST_DELAY_ENVIRONMENT: "0.4"})  # >= 8 s: the backup runs inside it, even under load
     try:
         wait_for(lambda: committed_rows(data) >= 4_000, what="rows committed")
         backup = run_json("backup", tmp_path / "copy", "--verify", data=data, check=0)

@@ -186,3 +186,23 @@ def test_export_refuses_a_to_seq_before_the_from_seq(sample):
         "pointsledger: error: --to-seq 5 is before --from-seq 10: nothing to export")
     one = run("export", "--from-seq", "10", "--to-seq", "10", data=sample, check=0)
     assert one.stdout.splitlines()[1:] == ["10,EARN,member-004,sample-00010,238,300,1767286607,1"]
+
+
+# --- a usage mistake is one line on stderr (README: "Errors are one line on stderr") -------------
+
+
+@pytest.mark.parametrize("arguments, line", [
+    (("redeem", "x", "m1", "0"),
+     "pointsledger redeem: error: argument points: 0 is not between 1 and 9,223,372,036,854,775,807"),
+    (("history", "m1", "--limit", "0"), "pointsledger history: error: argument --limit: 0 is not between 1 and 10,000"),
+    (("program",), "pointsledger program: error: the following arguments are required: ACTION"),
+    (("estimate", "set", "e-2", "--from", "2027-01-01", "--rate", "1.5"),
+     "pointsledger estimate set: error: argument --rate: must be between 0 and 1 (got '1.5')"),
+    (("balance", "m1", "--no-such-option"), "pointsledger: error: unrecognized arguments: --no-such-option"),
+])
+def test_a_usage_mistake_is_one_line_and_exit_2(tmp_path, arguments, line):
+    data = tmp_path / "new"
+    completed = run(*arguments, data=data, check=2)
+    assert completed.stderr == line + "\n"  # argparse's usage block is not printed: --help has it
+    assert completed.stdout == ""
+    assert not os.path.exists(data)

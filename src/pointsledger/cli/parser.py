@@ -40,9 +40,18 @@ def add_command(commands, name, run, summary, examples, parents=()):
     return parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line on stderr and exit status 2 (README), not argparse's usage block.
+
+    The sub-command parsers are made of the same class (add_subparsers' default)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser():
     data_default = os.environ.get(DATA_ENVIRONMENT) or DEFAULT_PATH
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pointsledger", description="The loyalty points ledger: purchases in, exact balances out.",
         epilog="example:\n  pointsledger ingest --sample && pointsledger balance member-001\n\n"
                + EXIT_STATUS_HELP,
