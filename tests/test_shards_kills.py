@@ -88,7 +88,7 @@ def kill_once(tmp_path, engine_name, seed, lengths, journal):
             consume(path, engine_name, seed)
         finally:
             os._exit(3)
-    time.sleep(random.Random(seed).uniform(0, 0.4))
+    time.sleep(random.Random(seed).uniform(0, 0.25))
     os.kill(child, signal.SIGKILL)
     _, status = os.waitpid(child, 0)
     assert os.WIFSIGNALED(status), status
@@ -121,4 +121,4 @@ def test_a_few_kills_leave_the_position_with_its_entries(tmp_path, engine_name):
 def test_many_kills_leave_the_position_with_its_entries(tmp_path, engine_name):
     positions = run(tmp_path, engine_name, range(100, 115))
     # Kills landed all along the stream, not only before the first or after the last commit.
-    assert len({position for position, last in positions if 0 < position < last}) >= 5, positions
+    assert len({position for position, last in positions if 0 < position < last}) >= 4, positions
