@@ -19,6 +19,7 @@ from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_re
 from .program_commands import cmd_program_set, cmd_program_show
 from .reports import cmd_report
 from .serve import cmd_serve
+from .shard_commands import add_shard_parsers
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
 
 # A retry without --time is the same operation, not a new one at a later time.
@@ -147,6 +148,8 @@ def build_parser():
                          ["pointsledger backup /backups/ledger-2026-03-15 --verify"], both)
     backup.add_argument("destination", metavar="DIR", help="a new (or empty) directory")
     backup.add_argument("--verify", action="store_true", help="verify the copy afterwards")
+
+    add_shard_parsers(commands, add_command, both)
 
     bench = add_command(commands, "bench", cmd_bench,
                         "embedded backfill benchmark (the standard workload when benchmarks/ is here)",
