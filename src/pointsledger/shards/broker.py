@@ -25,9 +25,19 @@ async def connect(url, name, *, reconnect=True):
         return await nats.connect(
             url, name=name, connect_timeout=5, allow_reconnect=reconnect,
             max_reconnect_attempts=-1 if reconnect else 0, reconnect_time_wait=0.25,
+            error_cb=_quiet, disconnected_cb=_quiet_event, reconnected_cb=_quiet_event,
         )
     except (OSError, asyncio.TimeoutError, nats.errors.Error) as error:
         raise BrokerError(f"cannot connect to NATS at {url}: {error or type(error).__name__}") from error
+
+
+async def _quiet(error):
+    """nats-py prints every failed reconnect attempt with a traceback by default: the callers
+    report broker trouble in their own words when an operation fails."""
+
+
+async def _quiet_event():
+    pass
 
 
 async def ensure_stream(js, stream, prefix):
