@@ -19,7 +19,7 @@ from .operations import cmd_adjust, cmd_balance, cmd_expire, cmd_history, cmd_re
 from .program_commands import cmd_program_set, cmd_program_show
 from .reports import cmd_report
 from .serve import cmd_serve
-from .shard_commands import add_shard_parsers
+from .shard_commands import add_shard_parsers, add_shards_option
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
 
 # A retry without --time is the same operation, not a new one at a later time.
@@ -81,6 +81,7 @@ def build_parser():
                           both)
     balance.add_argument("member_id", type=id_argument("member_id"))
     balance.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
+    add_shards_option(balance)
 
     history = add_command(commands, "history", cmd_history, "a member's journal entries, newest first",
                           ["pointsledger history member-001 --limit 10"], both)
@@ -130,6 +131,7 @@ def build_parser():
     report.add_argument("--to", type=end_date_argument, dest="to_time", metavar="DATE",
                         help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive; "
                              "equal to --from: an empty period, all zero)")
+    add_shards_option(report)
 
     export = add_command(commands, "export", cmd_export, "the journal to CSV or Parquet, from a seq, in chunks",
                          ["pointsledger export --output journal.parquet",
@@ -140,8 +142,10 @@ def build_parser():
     export.add_argument("--to-seq", type=integer_argument(1, limits.INT64_MAX), metavar="SEQ",
                         help="last seq (default: the last entry when the export starts)")
 
-    add_command(commands, "verify", cmd_verify, "check every invariant; exit 1 and list the problems if any fails",
-                ["pointsledger verify"], both)
+    verify = add_command(commands, "verify", cmd_verify,
+                         "check every invariant; exit 1 and list the problems if any fails",
+                         ["pointsledger verify", "pointsledger verify --shards shard-0,shard-1,shard-2"], both)
+    add_shards_option(verify)
 
     backup = add_command(commands, "backup", cmd_backup,
                          "a consistent, compacted copy of the ledger, taken while it is in use",

@@ -182,3 +182,41 @@ def cmd_split(arguments):
         if summary.rejects_file:
             print(f"{plural(summary.rejected, 'row')} rejected (no readable member id): {summary.rejects_file}")
     return EXIT_OK if summary.rejected == 0 else EXIT_REJECTED_ROWS
+
+
+# --- --shards on balance, report and verify ------------------------------------------------------
+
+
+def add_shards_option(parser):
+    parser.add_argument("--shards", dest="shard_list", type=shard_list_argument, metavar="LIST",
+                        help="every shard, in shard order, comma-separated: store directories, or servers "
+                             "host:port; a member goes to its shard, reports and verify cover all")
+
+
+def shard_list_argument(text):
+    import argparse
+
+    specs = [spec.strip() for spec in text.split(",")]
+    if not all(specs) or len(specs) > SHARDS_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of 1 to {SHARDS_MAX} stores or servers")
+    return specs
+
+
+def open_reader(arguments):
+    """The ledger at --data, read-only, or with --shards a Router over every shard's store or server."""
+    from .common import _require_store, open_existing
+
+    specs = getattr(arguments, "shard_list", None)
+    if not specs:
+        return open_existing(arguments)
+    from ..shards.routing import Router, is_server
+
+    for spec in specs:
+        if not is_server(spec):
+            _require_store(spec)
+    client_options = None
+    if any(is_server(spec) for spec in specs):
+        from .ingest import read_token
+
+        client_options = {"token": read_token(arguments) if hasattr(arguments, "token") else None}
+    return Router.open(specs, client_options=client_options)
