@@ -21,6 +21,7 @@ from . import commands
 from .sharding import check_shard, shard_of
 
 ACCEPTED = ("APPLIED", "DUPLICATE")
+SHARD_CACHE_MAX = 1_000_000  # member id -> shard, remembered: hashing every row is most of the check's time
 SINGLE = {commands.REFUND: operations.refund, commands.REDEEM: operations.redeem, commands.ADJUST: operations.adjust}
 
 
@@ -59,6 +60,7 @@ class ShardApplier:
         self.shard = check_shard(shard, shards)
         self.shards = shards
         self.key = fmt.META_STREAM_PREFIX + stream.encode("utf-8")
+        self.shard_cache = {}
 
     def position(self):
         """The last stream sequence the store holds (0: none), checked to be this shard's."""
@@ -107,14 +109,16 @@ class ShardApplier:
 
     def _purchases(self, writer, stream_seq, request, done):
         order_ids, member_ids = list(request.order_ids), list(request.member_ids)
-        ours = [index for index, member_id in enumerate(member_ids) if shard_of(member_id, self.shards) == self.shard]
-        for index in sorted(set(range(len(member_ids))) - set(ours)):
-            done.refusals.append(self._wrong_shard(stream_seq, "purchase", order_ids[index], member_ids[index]))
-        if not ours:
-            return
         columns = (order_ids, member_ids, np.array(request.amounts_minor, dtype=np.int64),
                    list(request.categories), np.array(request.times_s, dtype=np.int64))
-        if len(ours) < len(member_ids):
+        shards = self._shards_of(member_ids)
+        if shards.count(self.shard) < len(member_ids):
+            ours = [index for index, shard in enumerate(shards) if shard == self.shard]
+            for index, shard in enumerate(shards):
+                if shard != self.shard:
+                    done.refusals.append(self._wrong_shard(stream_seq, "purchase", order_ids[index], member_ids[index]))
+            if not ours:
+                return
             columns = _take(columns, ours)
         outcomes = self.ledger.engine.apply_purchases(writer, *columns)
         statuses = [outcome[0] for outcome in outcomes]
@@ -125,6 +129,19 @@ class ShardApplier:
                 error = outcome[4]
                 done.refusals.append(Refusal(stream_seq, "purchase", columns[0][index], columns[1][index],
                                              getattr(error, "code", outcome[0]), str(error)))
+
+    def _shards_of(self, member_ids):
+        if self.shards == 1:
+            return [0] * len(member_ids)
+        cache = self.shard_cache
+        if len(cache) > SHARD_CACHE_MAX:
+            cache.clear()
+        shards = [cache.get(member_id) for member_id in member_ids]
+        if None in shards:
+            for index, member_id in enumerate(member_ids):
+                if shards[index] is None:
+                    shards[index] = cache[member_id] = shard_of(member_id, self.shards)
+        return shards
 
     def _single(self, writer, stream_seq, command, done):
         request, kind = command.request, command.kind

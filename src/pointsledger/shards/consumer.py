@@ -137,7 +137,7 @@ class Consumer:
             await self._measure_lag(subscription)
             return []
         except (nats.errors.Error, OSError) as error:  # the broker is away: the client reconnects
-            self.log(f"shard {self.shard}: broker: {error or type(error).__name__}; retrying")
+            self.log(f"shard {self.shard}: broker: {type(error).__name__} {error}; retrying")
             await asyncio.sleep(RETRY_WAIT_S)
             return []
 
