@@ -14,7 +14,9 @@ In one run, on the same seeded workload (benchmarks/workload.py, written once to
 
 A real nats-server (JetStream, file store, loopback) is started in a temporary
 directory. Prints one JSON line per result, then a summary line with the ratio of
-the one-shard rate to the embedded rate (target >= 0.5).
+the one-shard rate to the embedded rate (target >= 0.5): `rate` counts the consumer
+process's whole life (interpreter start-up, connecting, the last empty fetch that tells
+it is caught up); `applying_rate` its time from subscribing to the last commit.
 """
 
 import argparse
@@ -104,13 +106,16 @@ def through_stream(scratch, path, url, stream, shards, count, fetch, message_row
         seconds = time.perf_counter() - started
         report = json.loads(output)
         per_shard.append({"shard": report["shard"], "applied": report["applied"], "seconds": round(seconds, 3),
-                          "rate": round(report["applied"] / seconds, 1)})
+                          "rate": round(report["applied"] / seconds, 1),
+                          "applying_seconds": report["applying_seconds"],
+                          "applying_rate": round(report["applied"] / report["applying_seconds"], 1)})
     applied = sum(shard["applied"] for shard in per_shard)
     if applied != count:
         raise RuntimeError(f"{applied} applied of {count}")
     seconds = max(shard["seconds"] for shard in per_shard)
+    applying = max(shard["applying_seconds"] for shard in per_shard)
     return {"workload": f"jetstream-{shards}-shard{'s' if shards > 1 else ''}", "count": count,
-            "seconds": seconds, "rate": round(count / seconds, 1), "publish_seconds": round(publish_seconds, 3),
+            "seconds": seconds, "rate": round(count / seconds, 1), "applying_rate": round(count / applying, 1), "publish_seconds": round(publish_seconds, 3),
             "publish_rate": round(count / publish_seconds, 1), "fetch": fetch, "message_rows": message_rows,
             "shards": per_shard}
 
@@ -137,9 +142,12 @@ def main(argv=None):
     for result in results:
         print(json.dumps(dict(result, machine=machine_description())))
     ratio = results[1]["rate"] / results[0]["rate"]
-    print(json.dumps({"summary": "scale-out", "one_shard_over_embedded": round(ratio, 3), "target": RATIO_TARGET,
+    applying_ratio = results[1]["applying_rate"] / results[0]["rate"]
+    print(json.dumps({"summary": "scale-out", "one_shard_over_embedded": round(ratio, 3),
+                      "one_shard_applying_over_embedded": round(applying_ratio, 3), "target": RATIO_TARGET,
                       "met": ratio >= RATIO_TARGET, "two_shards_total_rate": results[2]["rate"],
-                      "two_shards_rates": [shard["rate"] for shard in results[2]["shards"]]}))
+                      "two_shards_rates": [shard["rate"] for shard in results[2]["shards"]],
+                      "two_shards_applying_rates": [shard["applying_rate"] for shard in results[2]["shards"]]}))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ def broker(tmp_path):
 
 def consume(path, url, shard=0, shards=2):
     with open_with_example_program(path) as ledger:
-        return asyncio.run(Consumer(ledger, url, "ORDERS", shard, shards, log=lambda text: None)
-                           .run(until_caught_up=True))
+        consumer = Consumer(ledger, url, "ORDERS", shard, shards, log=lambda text: None)
+        progress = asyncio.run(consumer.run(until_caught_up=True))
+    metrics = consumer.metrics.registry.get_sample_value
+    assert metrics("pointsledger_consumer_stream_seq") == progress.position
+    assert metrics("pointsledger_consumer_lag") == 0
+    assert metrics("pointsledger_consumer_messages_total") == progress.messages
+    return progress
 
 
 def test_restart_resumes_after_the_stored_sequence_and_duplicates_change_nothing(tmp_path, broker):

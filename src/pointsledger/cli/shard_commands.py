@@ -151,7 +151,8 @@ def cmd_consume(arguments):
     if arguments.json:
         print_json({"shard": arguments.shard, "shards": arguments.shards, "stream_seq": progress.position,
                     "lag": progress.lag, "messages": progress.messages, "applied": progress.applied,
-                    "duplicates": progress.duplicates, "refused": progress.refused, "skipped": progress.skipped})
+                    "duplicates": progress.duplicates, "refused": progress.refused, "skipped": progress.skipped,
+                    "applying_seconds": round(progress.applying_seconds, 3)})
     return EXIT_OK
 
 
