@@ -133,3 +133,27 @@ def test_publish_split_and_consume_from_the_command_line(tmp_path, broker, capsy
     assert lines[0].endswith("orders.shard-0-of-2.csv: 3 rows") and lines[1].endswith("orders.shard-1-of-2.csv: 1 row")
     shard0 = (tmp_path / "orders.shard-0-of-2.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in shard0] == ['"order_id"', '"o1"', '"o3"', '"o4"']
+
+
+def test_operator_mistakes_are_one_line_and_exit_2_or_1(tmp_path, capsys, monkeypatch):
+    from nats_broker import free_port
+    from pointsledger.shards import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "FIRST_CONNECT_S", 1.0)
+
+    with pytest.raises(SystemExit) as exit_status:
+        main(["consume", "--nats", "nats://127.0.0.1:1", "--stream", "ORDERS", "--shard", "3", "--shards", "3",
+              "--data", str(tmp_path / "s")])
+    assert exit_status.value.code == 2
+    assert "--shard 3: must be below --shards 3 (0 to 2)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_status:
+        main(["publish", str(tmp_path / "none.csv"), "--nats", "nats://127.0.0.1:1", "--stream", "OR.DERS",
+              "--shards", "2"])
+    assert exit_status.value.code == 2
+    assert "--stream 'OR.DERS': a stream name has no spaces" in capsys.readouterr().err
+    source = tmp_path / "orders.csv"
+    source.write_text("order_id,member_id,amount_minor,category,time_s\no1,m0,100,x,2026-03-15\n")
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(["publish", str(source), "--nats", url, "--stream", "ORDERS", "--shards", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"pointsledger: error: cannot connect to NATS at {url}: no answer in 1 s\n"

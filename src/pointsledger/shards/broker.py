@@ -3,7 +3,8 @@
 import asyncio
 
 STREAM_NAME_FORBIDDEN = " .*>/\\\t\n"
-DUPLICATE_WINDOW_S = 120.0  # JetStream's default: a retried publish within it is stored once
+DUPLICATE_WINDOW_S = 120.0
+FIRST_CONNECT_S = 10.0  # the first connection; after it, the client reconnects for as long as it runs  # JetStream's default: a retried publish within it is stored once
 
 
 class BrokerError(Exception):
@@ -22,12 +23,15 @@ async def connect(url, name, *, reconnect=True):
     import nats
 
     try:
-        return await nats.connect(
+        # With unlimited reconnects nats-py also retries the FIRST connection for ever: bound it.
+        return await asyncio.wait_for(nats.connect(
             url, name=name, connect_timeout=5, allow_reconnect=reconnect,
             max_reconnect_attempts=-1 if reconnect else 0, reconnect_time_wait=0.25,
             error_cb=_quiet, disconnected_cb=_quiet_event, reconnected_cb=_quiet_event,
-        )
-    except (OSError, asyncio.TimeoutError, nats.errors.Error) as error:
+        ), FIRST_CONNECT_S)
+    except asyncio.TimeoutError as error:
+        raise BrokerError(f"cannot connect to NATS at {url}: no answer in {FIRST_CONNECT_S:g} s") from error
+    except (OSError, nats.errors.Error) as error:
         raise BrokerError(f"cannot connect to NATS at {url}: {error or type(error).__name__}") from error
 
 
