@@ -77,3 +77,25 @@ def test_verify_finds_members_on_the_wrong_shard(stores, capsys):
 def test_a_missing_shard_store_is_refused(stores, capsys):
     assert main(["balance", "m0", "--shards", f"{stores / 'shard-0'},{stores / 'nowhere'}"]) == 1
     assert "no ledger at" in capsys.readouterr().err
+
+
+def test_cli_shards_over_servers(stores, capsys):
+    from pointsledger.service.server import BackgroundServer
+
+    ledgers = [Ledger(stores / f"shard-{shard}") for shard in range(2)]
+    servers = [BackgroundServer(ledger) for ledger in ledgers]
+    try:
+        addresses = ",".join(f"127.0.0.1:{server.port}" for server in servers)
+        assert main(["balance", "member-001", "--as-of", "2027-01-01", "--json", "--shards", addresses]) == 0
+        assert json.loads(capsys.readouterr().out)["all_time"]["balance"] == 95
+        assert main(["report", "liability", "--as-of", "2027-01-01", "--json", "--shards", addresses]) == 0
+        across = json.loads(capsys.readouterr().out)
+        assert main(["report", "liability", "--as-of", "2027-01-01", "--json", "--data", str(stores / "all")]) == 0
+        assert across == json.loads(capsys.readouterr().out)
+        assert main(["verify", "--shards", addresses]) == 1
+        assert "verify across shards needs their stores (directories)" in capsys.readouterr().err
+    finally:
+        for server in servers:
+            server.stop()
+        for ledger in ledgers:
+            ledger.close()
