@@ -50,6 +50,22 @@ def test_program_set_is_the_set_up_step_that_creates_a_ledger(tmp_path):
         run("program", "set", "--help", check=0).stdout.split())
 
 
+@pytest.mark.parametrize("text, problems", [
+    ('{"currency": "USD"}', "invalid programme, 3 problems: earn: required; tiers: required; point_value: required"),
+    ("{not json", None),
+])
+def test_program_set_refused_on_a_new_ledger_creates_nothing(tmp_path, text, problems):
+    data = tmp_path / "new"
+    document = tmp_path / "programme.json"
+    document.write_text(text)
+    completed = run("program", "set", document, data=data, check=1)
+    (line,) = completed.stderr.splitlines()
+    assert line.startswith("pointsledger: INVALID_ARGUMENT: ")
+    if problems is not None:
+        assert line == f"pointsledger: INVALID_ARGUMENT: {problems}"
+    assert not os.path.exists(data)
+
+
 # --- item 2: a bad argument value for profile set / referral register is exit 2 -------------------------
 
 

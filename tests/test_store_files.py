@@ -8,7 +8,9 @@ impossible they fall back to an injected ENOSPC at the same place.
 
 import contextlib
 import os
+import signal
 import subprocess
+import sys
 
 import lmdb
 import pytest
@@ -165,6 +167,44 @@ def test_backup_is_complete_synced_and_leaves_nothing_beside_it(tmp_path, engine
         assert report.ok, report.problems
         assert (report.entries, report.members) == (300, 30)
         assert copy.balance("member-0", T).balance == 100  # 10 purchases of 10 points
+
+
+_BACKUP_KILLED_MID_COPY = """
+import sys, time
+import pointsledger
+from pointsledger import store_file
+
+class CopyThatHangs:  # the copy is under way: part of the file written, then the process is killed
+    def copy(self, path, compact=True):
+        with open(path + "/data.mdb", "wb") as handle:
+            handle.write(b"\\0" * 50_000)
+        print("copying", flush=True)
+        time.sleep(600)
+
+store_file.backup(CopyThatHangs(), sys.argv[1])
+"""
+
+
+def test_a_backup_killed_mid_copy_leaves_a_partial_that_the_next_backup_removes(tmp_path, engine_name):
+    path = tmp_path / "ledger"
+    make_ledger(path, engine_name)
+    backups = tmp_path / "backups"
+    killed = subprocess.Popen([sys.executable, "-c", _BACKUP_KILLED_MID_COPY, str(backups / "nightly")],
+                              stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline() == "copying\n"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    (abandoned,) = os.listdir(backups)
+    assert abandoned.startswith(f".nightly.partial-{killed.pid}-")
+    assert not os.path.exists(backups / "nightly")  # never a partial copy at the destination
+    live = backups / f".nightly.partial-{os.getpid()}-running"  # a backup still under way: kept
+    live.mkdir()
+    with pointsledger.Ledger(path, engine=engine_name) as ledger:
+        size = ledger.backup(backups / "nightly")
+    assert sorted(os.listdir(backups)) == [live.name, "nightly"]
+    assert os.path.getsize(backups / "nightly" / "data.mdb") == size
+    with pointsledger.Ledger(backups / "nightly", engine=engine_name, readonly=True) as copy:
+        assert copy.verify().ok
 
 
 @contextlib.contextmanager

@@ -141,7 +141,8 @@ def backup(env, destination):
         raise AlreadyExists(f"{destination}: exists and is not an empty directory; give a new one")
     parent = os.path.dirname(destination)
     os.makedirs(parent, exist_ok=True)
-    partial = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.partial-", dir=parent)
+    remove_abandoned_partials(destination)
+    partial = tempfile.mkdtemp(prefix=f"{_partial_prefix(destination)}{os.getpid()}-", dir=parent)
     try:
         env.copy(partial, compact=True)
         copied = data_path(partial)
@@ -160,6 +161,43 @@ def backup(env, destination):
                 "backup; the partial copy was removed and nothing is at the destination"
             ) from error
         raise
+
+
+def _partial_prefix(destination):
+    return f".{os.path.basename(destination)}.partial-"
+
+
+def remove_abandoned_partials(destination):
+    """Remove the partial copies that killed backups (SIGKILL, power loss) left beside destination.
+
+    A partial copy is named .NAME.partial-PID-RANDOM; it is abandoned when no process PID
+    runs any more. A live PID (another backup running, or a reused PID) keeps it: removing
+    a running backup's copy would be worse than leaving a stale one. Returns the paths removed.
+    """
+    parent, prefix = os.path.dirname(destination), _partial_prefix(destination)
+    removed = []
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(prefix)]
+    except OSError:
+        return removed
+    for name in names:
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_runs(int(pid_text)):
+            continue
+        path = os.path.join(parent, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _fsync_path(path):

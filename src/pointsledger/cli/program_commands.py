@@ -5,7 +5,7 @@ import os
 import sys
 
 from .. import program
-from .common import EXIT_OK, open_existing, open_ledger, Usage
+from .common import EXIT_OK, data_directory, open_existing, open_ledger, store_exists, Usage
 from .output import emit, format_time, print_json
 
 
@@ -19,11 +19,20 @@ def cmd_program_set(arguments):
             raise Usage(f"{arguments.file}: a directory, not a programme (JSON) file")
         with open(arguments.file, encoding="utf-8") as handle:
             text = handle.read()
+    if not store_exists(data_directory(arguments)):
+        _refuse_invalid(text)  # a refused document must not leave a new ledger behind
     with open_ledger(arguments) as ledger:
         version = ledger.set_program(text, arguments.effective_from)
         stored = ledger.get_program(version)
     emit(arguments, {"version": version, "effective_from_s": stored.effective_from_s}, ("effective_from_s",))
     return EXIT_OK
+
+
+def _refuse_invalid(text):
+    """The checks set_program makes on the document itself, before anything is created."""
+    problems, _ = program.validate(program.parse_document(text))
+    if problems:
+        raise program.InvalidProgram(problems)
 
 
 def cmd_program_show(arguments):
