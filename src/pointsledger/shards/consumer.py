@@ -111,7 +111,12 @@ class Consumer:
                 # a time, batches applied strictly in order, each acked after its commit.
                 fetching = asyncio.ensure_future(self._fetch(subscription))
                 if messages:
-                    await self._apply(messages)
+                    if not await self._apply(messages):
+                        # A delivery missing (or a redelivery): start again from the stored sequence.
+                        fetching.cancel()
+                        await asyncio.gather(fetching, return_exceptions=True)
+                        subscription = await self._subscribe(js)
+                        fetching = asyncio.ensure_future(self._fetch(subscription))
                 elif until_caught_up and self.progress.lag == 0:
                     break
                 if time.monotonic() - last_report >= self.progress_interval_s:
@@ -134,6 +139,7 @@ class Consumer:
             await js.delete_consumer(self.stream, self.durable)
         except errors.NotFoundError:
             pass
+        self.next_delivery = 1  # a new consumer's deliveries are numbered 1, 2, 3, ...
         config = api.ConsumerConfig(
             durable_name=self.durable, deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.progress.position + 1, ack_policy=api.AckPolicy.ALL, ack_wait=ACK_WAIT_S,
@@ -167,7 +173,32 @@ class Consumer:
         self.progress.lag = lag
         self.metrics.lag.set(lag)
 
+    def _in_order(self, messages):
+        """The messages up to the first whose delivery number is not the next one.
+
+        Stream sequences of one subject have gaps (other shards' messages), so they cannot
+        show a message lost on the way (a client dropping messages, say); the consumer's own
+        delivery numbers have none. Applying past a lost message would store a sequence
+        beyond it, and lose it for ever.
+        """
+        for index, message in enumerate(messages):
+            if message.metadata.sequence.consumer != self.next_delivery:
+                return messages[:index]
+            self.next_delivery += 1
+        return messages
+
     async def _apply(self, messages):
+        """Apply and ack; False when a delivery was missing (the caller subscribes again)."""
+        in_order = self._in_order(messages)
+        if in_order:
+            await self._apply_in_order(in_order)
+        if len(in_order) < len(messages):
+            self.log(f"shard {self.shard}: delivery {messages[len(in_order)].metadata.sequence.consumer} where "
+                     f"{self.next_delivery} was due; consuming again after stream seq {self.progress.position:,}")
+            return False
+        return True
+
+    async def _apply_in_order(self, messages):
         import nats
 
         started = time.perf_counter()
