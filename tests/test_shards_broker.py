@@ -157,3 +157,29 @@ def test_operator_mistakes_are_one_line_and_exit_2_or_1(tmp_path, capsys, monkey
     assert main(["publish", str(source), "--nats", url, "--stream", "ORDERS", "--shards", "2", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err == f"pointsledger: error: cannot connect to NATS at {url}: no answer in 1 s\n"
+
+
+def test_a_delivery_lost_on_the_way_is_not_skipped_over(tmp_path, broker):
+    """A message missing from a fetch (as a client dropping it would): the consumer re-subscribes
+    from its stored sequence instead of storing a sequence past the lost message."""
+    with BlockingProducer(broker.url, "ORDERS", 1) as producer:
+        for index in range(6):
+            producer.purchases([f"o{index}"], ["m0"], [1_000], ["x"], [T], f"b{index}")
+    logs = []
+    with open_with_example_program(tmp_path / "shard") as ledger:
+        consumer = Consumer(ledger, broker.url, "ORDERS", 0, 1, fetch_messages=3, log=logs.append)
+        fetch, dropped = consumer._fetch, []
+
+        async def lossy(subscription):
+            messages = await fetch(subscription)
+            if len(messages) > 1 and not dropped:
+                dropped.append(messages[1].metadata.sequence.stream)
+                return [messages[0]] + messages[2:]
+            return messages
+
+        consumer._fetch = lossy
+        progress = asyncio.run(consumer.run(until_caught_up=True))
+        assert dropped == [2]
+        assert (progress.position, progress.applied) == (6, 6)
+        assert all(ledger.has_order(f"o{index}") for index in range(6))
+    assert "shard 0: delivery 3 where 2 was due; consuming again after stream seq 1" in logs

@@ -8,9 +8,11 @@ ledger fed those messages one by one), verify is clean, and redelivering the who
 changes nothing twice: the journal equals the reference's over the whole stream.
 """
 
+import mmap
 import os
 import random
 import signal
+import struct
 import time
 
 import pytest
@@ -22,6 +24,7 @@ from support import T_2026_03_15, entries, simple_program
 
 T = T_2026_03_15  # 2026-03-15T00:00:00Z
 MESSAGES = 30
+RUNS = struct.Struct("<q")  # runs committed so far, in a page shared with the child
 MEMBERS = [member for member in (f"m{index}" for index in range(40)) if shard_of(member, 2) == 0]
 
 
@@ -66,29 +69,39 @@ def reference(tmp_path, engine_name, seed):
     return lengths, journal
 
 
-def consume(path, engine_name, seed):
+def consume(path, engine_name, seed, shared):
     rng = random.Random(seed + 7)
     ledger = new_ledger(path, engine_name)
     applier = ShardApplier(ledger, "ORDERS", 0, 2)
     messages = stream(seed)
-    start = 0
+    start = runs = 0
     while start < len(messages):
         size = rng.randint(1, 4)
         applier.apply(messages[start:start + size])
         start += size
+        runs += 1
+        RUNS.pack_into(shared, 0, runs)
     time.sleep(60)  # done: the parent kills a finished consumer too
 
 
 def kill_once(tmp_path, engine_name, seed, lengths, journal):
     path = tmp_path / f"shard-{seed}"
     new_ledger(path, engine_name).close()
+    shared = mmap.mmap(-1, RUNS.size)
     child = os.fork()
     if child == 0:
         try:
-            consume(path, engine_name, seed)
+            consume(path, engine_name, seed, shared)
         finally:
             os._exit(3)
-    time.sleep(random.Random(seed).uniform(0, 0.25))
+    # The kill lands after a random number of committed runs (about 12 in all), then at a random
+    # instant of the next one: all along the stream, whatever the machine's speed.
+    rng = random.Random(seed)
+    after_runs = rng.randrange(13)
+    deadline = time.monotonic() + 60
+    while RUNS.unpack_from(shared)[0] < after_runs and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    time.sleep(rng.uniform(0, 0.01))
     os.kill(child, signal.SIGKILL)
     _, status = os.waitpid(child, 0)
     assert os.WIFSIGNALED(status), status
