@@ -506,7 +506,7 @@ def test_every_command_has_help_with_an_example(capsys):
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"info", "ingest", "serve", "balance", "history", "refund", "redeem", "adjust",
                              "expire", "program", "report", "export", "verify", "backup", "bench",
-                             "referral", "profile", "simulate", "estimate"}
+                             "referral", "profile", "simulate", "estimate", "publish", "consume", "split"}
     for name, subparser in commands.items():
         assert "example:\n  pointsledger " in subparser.format_help(), name
     for action in ("set", "show"):

@@ -67,6 +67,10 @@ META_TOTALS = b"totals"
 META_MEMBER_COUNT = b"member_count"
 META_COMMIT_COUNT = b"commit_count"
 META_BONUS_TOTAL = b"bonus_total"  # I64: every BONUS entry's points, all time
+META_RESERVED = (META_FORMAT, META_TOTALS, META_MEMBER_COUNT, META_COMMIT_COUNT, META_BONUS_TOTAL)
+# A stream consumer's position (SPEC §18), one key per stream: b"stream:" + the stream's name;
+# the value is STREAM_POSITION (last applied stream sequence, shard, shard count).
+META_STREAM_PREFIX = b"stream:"
 
 # Journal kinds (§7). BONUS is reserved for the engagement rules (§14).
 KIND_EARN = 1
@@ -84,6 +88,7 @@ U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
 I32 = struct.Struct(">i")
+STREAM_POSITION = struct.Struct(">QII")  # last applied stream sequence, shard, shard count
 
 # journal: seq (U64 key) -> kind, points, balance, time, program_version,
 # member's previous entry seq (0 = none), member id length, ref id length,

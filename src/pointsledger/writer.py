@@ -62,6 +62,8 @@ class Writer:
         self.amount_day_deltas = {}
         self.cohort_deltas = {}
         self.new_estimates = []  # revenue.Estimate set in this transaction, in order
+        # Meta keys a caller writes with the batch (put_meta): a stream consumer's position.
+        self.meta_changes = {}
 
     # --- reads through the overlay --------------------------------------------------
 
@@ -215,12 +217,26 @@ class Writer:
                 "points", points, "the ledger's total credited points would overflow int64"
             )
 
+    # --- a caller's own meta keys ----------------------------------------------------------
+
+    def get_meta(self, key):
+        """A meta value as this transaction sees it (put_meta's, else the stored one), or None."""
+        value = self.meta_changes.get(key)
+        return value if value is not None else self.txn.get(key, db=self.dbs[fmt.DB_META])
+
+    def put_meta(self, key, value):
+        """Write a meta key in this transaction, committed with its entries or not at all
+        (a stream consumer's last applied sequence: exactly once, SPEC §18)."""
+        if key in fmt.META_RESERVED:
+            raise ValueError(f"meta key {key!r} belongs to the store")
+        self.meta_changes[key] = bytes(value)
+
     # --- commit ------------------------------------------------------------------------
 
     def has_changes(self):
         return bool(
             self.journal_values or self.dirty_members or self.new_categories
-            or self.new_programs or any(self.overlay.values()) or self.engaged
+            or self.new_programs or any(self.overlay.values()) or self.engaged or self.meta_changes
         )
 
     def flush(self):
@@ -266,6 +282,8 @@ class Writer:
             self._raise_format(fmt.FORMAT_VERSION_ENGAGEMENT)
             self._flush_bonus()
         txn.put(fmt.META_TOTALS, fmt.COUNTERS.pack(*self.totals), db=meta)
+        for key, value in self.meta_changes.items():
+            txn.put(key, value, db=meta)
         if self.new_member_count:
             stored = txn.get(fmt.META_MEMBER_COUNT, db=meta)
             members = (fmt.U64.unpack(stored)[0] if stored else 0) + self.new_member_count

@@ -6,6 +6,7 @@ from ..errors import NotFound
 from .common import EXIT_OK, open_existing, open_existing_for_writing
 from .engagement import print_balance
 from .output import emit, format_time, print_json
+from .shard_commands import open_reader
 
 
 BALANCE_TIMES = ("as_of_s", "next_expiry_s", "next_release_s")
@@ -15,7 +16,7 @@ BALANCE_AS_OF = ("available", "next_expiry_s", "next_expiry_points", "tier", "ti
 
 
 def cmd_balance(arguments):
-    with open_existing(arguments) as ledger:
+    with open_reader(arguments) as ledger:
         balance = ledger.balance(arguments.member_id, arguments.as_of)
     print_balance(arguments, balance, BALANCE_AS_OF, BALANCE_TIMES)
     return EXIT_OK

@@ -23,6 +23,7 @@ from ..revenue import parse_rate
 from .revenue_commands import cmd_estimate_list, cmd_estimate_set
 from .serve import cmd_serve
 from .simulate import cmd_simulate
+from .shard_commands import add_shard_parsers, add_shards_option
 from .store_commands import cmd_backup, cmd_export, cmd_info, cmd_verify
 
 # A retry without --time is the same operation, not a new one at a later time.
@@ -93,6 +94,7 @@ def build_parser():
                           both)
     balance.add_argument("member_id", type=id_argument("member_id"))
     balance.add_argument("--as-of", type=time_argument, dest="as_of", metavar="TIME", help="default now")
+    add_shards_option(balance)
 
     history = add_command(commands, "history", cmd_history, "a member's journal entries, newest first",
                           ["pointsledger history member-001 --limit 10"], both)
@@ -147,6 +149,7 @@ def build_parser():
     report.add_argument("--to", type=end_date_argument, dest="to_time", metavar="DATE",
                         help="rollforward: the UTC day after the last one covered (YYYY-MM-DD, exclusive; "
                              "equal to --from: an empty period, all zero)")
+    add_shards_option(report)
 
     simulate = add_command(commands, "simulate", cmd_simulate,
                            "what-if: re-price the purchases and refunds of [--from, --to) under a draft programme and "
@@ -170,14 +173,18 @@ def build_parser():
     export.add_argument("--to-seq", type=integer_argument(1, limits.INT64_MAX), metavar="SEQ",
                         help="last seq (default: the last entry when the export starts)")
 
-    add_command(commands, "verify", cmd_verify, "check every invariant; exit 1 and list the problems if any fails",
-                ["pointsledger verify"], both)
+    verify = add_command(commands, "verify", cmd_verify,
+                         "check every invariant; exit 1 and list the problems if any fails",
+                         ["pointsledger verify", "pointsledger verify --shards shard-0,shard-1,shard-2"], both)
+    add_shards_option(verify)
 
     backup = add_command(commands, "backup", cmd_backup,
                          "a consistent, compacted copy of the ledger, taken while it is in use",
                          ["pointsledger backup /backups/ledger-2026-03-15 --verify"], both)
     backup.add_argument("destination", metavar="DIR", help="a new (or empty) directory")
     backup.add_argument("--verify", action="store_true", help="verify the copy afterwards")
+
+    add_shard_parsers(commands, add_command, both)
 
     bench = add_command(commands, "bench", cmd_bench,
                         "embedded backfill benchmark (the standard workload when benchmarks/ is here)",

@@ -1,9 +1,10 @@
 """report liability / report rollforward."""
 
 from .. import calendar
-from .common import EXIT_OK, open_existing, Usage
+from .common import EXIT_OK, Usage
 from .revenue_commands import report_revenue
 from .output import ALL_TIME_LABEL, emit, format_time, plural, print_json, split_fields
+from .shard_commands import open_reader
 
 LIABILITY_HEADER = ("as_of_s", "currency", "point_value")
 # The only figures cut at as_of (§15): bucket points by expiry instant relative to it.
@@ -22,6 +23,9 @@ def cmd_report(arguments):
     if arguments.cohort is not None and arguments.name != "revenue":
         raise Usage("--cohort belongs to `report revenue`")
     if arguments.name == "revenue":
+        if getattr(arguments, "shard_list", None):
+            # D_c = A·S/(A+S) is not a sum over shards: it needs every shard's counters, not their reports.
+            raise Usage("--shards is not taken by `report revenue` yet: run it on each shard's store")
         if arguments.as_of is not None:
             raise Usage("--as-of belongs to `report liability`")
         return report_revenue(arguments)
@@ -29,7 +33,7 @@ def cmd_report(arguments):
         return report_rollforward(arguments)
     if arguments.from_time is not None or arguments.to_time is not None:
         raise Usage("--from and --to belong to `report rollforward`")
-    with open_existing(arguments) as ledger:
+    with open_reader(arguments) as ledger:
         report = ledger.liability(arguments.as_of)
     fields = dict(vars(report))
     fields["issued"] = report.issued
@@ -78,7 +82,7 @@ def report_rollforward(arguments):
     if arguments.to_time < arguments.from_time:
         raise Usage("--to must not be an earlier date than --from: the period is the days from --from up to, "
                     "not including, --to")
-    with open_existing(arguments) as ledger:
+    with open_reader(arguments) as ledger:
         report = ledger.rollforward(arguments.from_time, arguments.to_time)
     fields = dict(vars(report))
     fields["breakage_rate"] = None if report.breakage_rate is None else float(report.breakage_rate)

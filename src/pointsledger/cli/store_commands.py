@@ -15,6 +15,7 @@ from .common import (
     data_directory, EXIT_OK, EXIT_REFUSED, EXPORT_CHUNK_ENTRIES, JOURNAL_FIELDS, open_existing, store_exists, Usage,
 )
 from .output import emit, print_json
+from .shard_commands import open_reader
 
 
 def cmd_info(arguments):
@@ -144,7 +145,7 @@ def write_parquet(output, chunks):
 
 def cmd_verify(arguments):
     try:
-        with open_existing(arguments) as ledger:
+        with open_reader(arguments) as ledger:
             report = ledger.verify()
     except StoreDamaged as error:
         # A damaged file cannot be opened: that is verify's finding, reported as one.
@@ -155,7 +156,9 @@ def cmd_verify(arguments):
     elif report.ok:
         print(f"ok: {report.entries:,} journal entries, {report.members:,} members, every invariant holds")
     else:
-        print(f"{len(report.problems)} problem(s) in {os.path.abspath(data_directory(arguments))}:")
+        where = (f"{len(arguments.shard_list)} shards" if getattr(arguments, "shard_list", None)
+                 else os.path.abspath(data_directory(arguments)))
+        print(f"{len(report.problems)} problem(s) in {where}:")
         for problem in report.problems:
             print(f"  {problem}")
     return EXIT_OK if report.ok else EXIT_REFUSED

@@ -1,0 +1,101 @@
+"""The Router and `--shards` (shards/routing.py): by member, and summed or checked over every shard.
+
+Two shards fed by split purchases equal one ledger fed all of them (example programme,
+1 point per 100 cents at the base tier). Shard 0 of 2 holds member-001 and m0;
+member-002 is on shard 1 (test_shards_sharding's vectors).
+"""
+
+import json
+
+import pytest
+
+from pointsledger import Ledger
+from pointsledger.cli import main
+from pointsledger.ledger import open_with_example_program
+from pointsledger.shards.routing import Router
+
+T = 1_773_532_800  # 2026-03-15T00:00:00Z
+AS_OF = 1_798_761_600  # 2027-01-01T00:00:00Z
+ROWS = [("o1", "member-001", 10_000), ("o2", "member-002", 20_000), ("o3", "m0", 5_000), ("o4", "member-001", 2_500)]
+
+
+@pytest.fixture
+def stores(tmp_path, engine_name):
+    """shard-0, shard-1 through the Router's writes; all: one ledger with everything."""
+    shards = [open_with_example_program(tmp_path / f"shard-{shard}") for shard in range(2)]
+    everything = open_with_example_program(tmp_path / "all")
+    columns = [[row[0] for row in ROWS], [row[1] for row in ROWS], [row[2] for row in ROWS], ["x"] * 4, [T] * 4]
+    router = Router(shards)
+    results = router.purchases(*columns)
+    assert [result.status for result in results] == ["APPLIED"] * 4
+    assert [result.points for result in results] == [100, 200, 50, 25]
+    everything.purchases(*columns)
+    router.redeem("r1", "member-001", 30, T + 1)
+    everything.redeem("r1", "member-001", 30, T + 1)
+    router.refund("member-002", "rf1", "o2", 10_000, T + 2)
+    everything.refund("rf1", "o2", 10_000, T + 2)
+    assert shards[0].has_order("o1") and not shards[1].has_order("o1") and shards[1].has_order("o2")
+    router.close()
+    everything.close()
+    return tmp_path
+
+
+def test_reads_route_by_member_and_reports_sum(stores):
+    with Router.open([str(stores / "shard-0"), str(stores / "shard-1")]) as router, \
+            Ledger(stores / "all", readonly=True) as everything:
+        assert router.balance("member-001", AS_OF).balance == 95  # 100 + 25 earned, 30 redeemed
+        assert router.balance("member-002", AS_OF).balance == 100  # 200 earned, half clawed back
+        assert [entry.ref_id for entry in router.history("member-001").entries] == ["r1", "o4", "o1"]
+        liability = router.liability(AS_OF)
+        assert (liability.earned, liability.redeemed, liability.clawed_back, liability.outstanding) == (
+            375, 30, 100, 245)
+        assert liability == everything.liability(AS_OF)
+        assert router.rollforward(1_767_225_600, AS_OF) == everything.rollforward(1_767_225_600, AS_OF)
+        assert router.verify().ok
+
+
+def test_cli_shards_equal_one_ledger(stores, capsys):
+    shards = f"{stores / 'shard-0'},{stores / 'shard-1'}"
+    for command in (["balance", "member-002", "--as-of", "2027-01-01"],
+                    ["report", "liability", "--as-of", "2027-01-01"],
+                    ["report", "rollforward", "--from", "2026-01-01", "--to", "2027-01-01"]):
+        assert main(command + ["--json", "--shards", shards]) == 0
+        across = json.loads(capsys.readouterr().out)
+        assert main(command + ["--json", "--data", str(stores / "all")]) == 0
+        assert across == json.loads(capsys.readouterr().out), command
+    assert main(["verify", "--shards", shards]) == 0
+    assert capsys.readouterr().out == "ok: 6 journal entries, 3 members, every invariant holds\n"
+
+
+def test_verify_finds_members_on_the_wrong_shard(stores, capsys):
+    swapped = f"{stores / 'shard-1'},{stores / 'shard-0'}"
+    assert main(["verify", "--shards", swapped]) == 1
+    out = capsys.readouterr().out
+    assert "member 'member-002' belongs to shard 1 of 2" in out and "member 'm0' belongs to shard 0 of 2" in out
+
+
+def test_a_missing_shard_store_is_refused(stores, capsys):
+    assert main(["balance", "m0", "--shards", f"{stores / 'shard-0'},{stores / 'nowhere'}"]) == 1
+    assert "no ledger at" in capsys.readouterr().err
+
+
+def test_cli_shards_over_servers(stores, capsys):
+    from pointsledger.service.server import BackgroundServer
+
+    ledgers = [Ledger(stores / f"shard-{shard}") for shard in range(2)]
+    servers = [BackgroundServer(ledger) for ledger in ledgers]
+    try:
+        addresses = ",".join(f"127.0.0.1:{server.port}" for server in servers)
+        assert main(["balance", "member-001", "--as-of", "2027-01-01", "--json", "--shards", addresses]) == 0
+        assert json.loads(capsys.readouterr().out)["all_time"]["balance"] == 95
+        assert main(["report", "liability", "--as-of", "2027-01-01", "--json", "--shards", addresses]) == 0
+        across = json.loads(capsys.readouterr().out)
+        assert main(["report", "liability", "--as-of", "2027-01-01", "--json", "--data", str(stores / "all")]) == 0
+        assert across == json.loads(capsys.readouterr().out)
+        assert main(["verify", "--shards", addresses]) == 1
+        assert "verify across shards needs their stores (directories)" in capsys.readouterr().err
+    finally:
+        for server in servers:
+            server.stop()
+        for ledger in ledgers:
+            ledger.close()
