@@ -1738,9 +1738,17 @@ cdef class _Batch:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
-        if bonuses:
-            return ("APPLIED", seq, points, balance, None, tuple(bonuses))
-        return ("APPLIED", seq, points, balance, None)
+        if not bonuses:
+            result = ("APPLIED", seq, points, balance, None)
+            PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
+            return result
+        reported = tuple(bonuses)
+        for bonus in reported:  # Bonus: a tuple of two str and an int
+            PyObject_GC_UnTrack(<PyObject*>bonus)
+        PyObject_GC_UnTrack(<PyObject*>reported)
+        result = ("APPLIED", seq, points, balance, None, reported)
+        PyObject_GC_UnTrack(<PyObject*>result)
+        return result
 
     cdef int64_t lots_due(self, MemberState state, int64_t time_s) except? -1:
         """Points of the member's pending lots that expire at time_s."""
