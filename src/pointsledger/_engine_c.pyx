@@ -598,6 +598,32 @@ cdef bytes _encode_state(MemberState self):
     return value
 
 
+cdef int _untrack_engagement(object engagement) except -1:
+    """Take a member's Engagement, its lists and its lots out of the cyclic GC.
+
+    They hold only ints, bytes and lists of those, never a reference back, so
+    they cannot be part of a cycle; yet a tracked object is traversed by every
+    collection, and a backfill keeps a hundred thousand of them in the member
+    cache (13 % of an engaged run, benchmarks/README.md). Refcounting still
+    frees them; a list made later (by the twin's code) is tracked until the
+    next call, which only costs time.
+    """
+    cdef object lot
+    if type(engagement) is not Engagement:  # only a GC type's object may be untracked
+        return 0
+    PyObject_GC_UnTrack(<PyObject*>engagement)
+    reached = engagement.reached
+    if type(reached) is list:
+        PyObject_GC_UnTrack(<PyObject*>reached)
+    lots = engagement.lots
+    if type(lots) is list:
+        PyObject_GC_UnTrack(<PyObject*>lots)
+        for lot in <list>lots:
+            if type(lot) is list:
+                PyObject_GC_UnTrack(<PyObject*>lot)
+    return 0
+
+
 cdef bytes _encode_engagement(object engagement):
     """Engagement.encode packed by hand; any value out of its field's range goes to encode() (its error)."""
     if type(engagement.reached) is not list or type(engagement.lots) is not list:
@@ -700,6 +726,7 @@ cdef MemberState _decode_member(bytes value):
     state._count = bucket_count
     if engaged:
         state.engagement = Engagement.decode(value, end, with_months)
+        _untrack_engagement(state.engagement)
     return state
 
 
@@ -1080,6 +1107,8 @@ cdef class _Batch:
     cdef dict categories  # category str -> _Category, for this batch
     cdef dict profile_cache  # the store's member key -> birthday (engagement.birthday_bp)
     cdef bint writer_engaged  # writer.engaged set by this batch
+    cdef bint profiles_complete  # profile_cache holds every member with a profile
+    cdef object referee_keys  # a set holding at least every referee, or None
     cdef dict referees_overlay
     cdef object referees_db
     # Members of the current chunk of items, looked up ahead (resolve_chunk):
@@ -1167,7 +1196,10 @@ cdef class _Batch:
         self.store_category_codes = writer.store.category_codes
         self.new_categories = writer.new_categories
         self.categories = {}
+        _engagement.prepare_lookups(writer, count)
         self.profile_cache = writer.store.profile_cache
+        self.profiles_complete = writer.store.profiles_complete
+        self.referee_keys = writer.store.referee_keys
         self.writer_engaged = False
         self.referees_overlay = writer.overlay[DB_REFEREES]
         self.referees_db = dbs.get(DB_REFEREES)
@@ -1696,6 +1728,8 @@ cdef class _Batch:
                 bonuses.append(Bonus(member_id, rule_key.decode(), bonus_points))
         cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
+        if engagement is not None:
+            _untrack_engagement(engagement)
         if referral is not None:
             if bonuses is None:
                 bonuses = []
@@ -1708,9 +1742,17 @@ cdef class _Batch:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
-        if bonuses:
-            return ("APPLIED", seq, points, balance, None, tuple(bonuses))
-        return ("APPLIED", seq, points, balance, None)
+        if not bonuses:
+            result = ("APPLIED", seq, points, balance, None)
+            PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
+            return result
+        reported = tuple(bonuses)
+        for bonus in reported:  # Bonus: a tuple of two str and an int
+            PyObject_GC_UnTrack(<PyObject*>bonus)
+        PyObject_GC_UnTrack(<PyObject*>reported)
+        result = ("APPLIED", seq, points, balance, None, reported)
+        PyObject_GC_UnTrack(<PyObject*>result)
+        return result
 
     cdef int64_t lots_due(self, MemberState state, int64_t time_s) except? -1:
         """Points of the member's pending lots that expire at time_s."""
@@ -1758,12 +1800,15 @@ cdef class _Batch:
             self.writer.count_bonus(time_s, referrer_points)
             bonuses.append(Bonus(referrer_key.decode(), rule_key.decode(), referrer_points))
             self.mark_dirty(referrer_key, referrer)
+            _untrack_engagement(engagement)
         self.writer.put(DB_REFERRALS, referral_key,
                         fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
         return 0
 
     cdef bint maybe_referred(self, bytes member_key) except -1:
         """Whether writer.get(DB_REFEREES, key) finds the member: the overlay, then the transaction."""
+        if self.referee_keys is not None:  # kept current by register_referral
+            return member_key in <set>self.referee_keys
         cdef PyObject* found = PyDict_GetItem(self.referees_overlay, member_key)
         if found != NULL and <object>found is not None:
             return True
@@ -1776,6 +1821,8 @@ cdef class _Batch:
         cdef PyObject* found = PyDict_GetItem(self.profile_cache, member_key)
         if found != NULL:
             return <object>found
+        if self.profiles_complete:
+            return None
         _engagement.birthday_bp(self.writer, member_key, self.rules.program, 0)  # fills the cache
         return self.profile_cache.get(member_key)
 

@@ -255,6 +255,7 @@ def validate_amount(field, value):
 def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, times_s):
     """Apply a batch in order; one result tuple per item (see writer.ItemResult)."""
     count = len(order_ids)
+    engagement.prepare_lookups(writer, count)
     results = []
     for index in range(count):
         try:

@@ -198,6 +198,9 @@ def _qualifying_referral(writer, member_key, program, amount_minor, time_s):
     """(referral key, record) of the member's open referral that this purchase settles, or None."""
     if program.referral is None:
         return None
+    referee_keys = writer.store.referee_keys
+    if referee_keys is not None and member_key not in referee_keys:
+        return None
     referral_key = writer.get(fmt.DB_REFEREES, member_key)
     if referral_key is None:
         return None
@@ -252,9 +255,12 @@ def birthday_bp(writer, member_key, program, time_s):
     """The birthday multiplier when the purchase falls in the member's birthday month, else None."""
     if program.birthday_multiplier_bp is None:
         return None
-    cache = writer.store.profile_cache
+    store = writer.store
+    cache = store.profile_cache
     if member_key in cache:
         birthday = cache[member_key]
+    elif store.profiles_complete:
+        birthday = None
     else:
         birthday = current_birthday(writer.txn, writer.dbs, member_key, writer.overlay[fmt.DB_PROFILES])
         if len(cache) >= limits.profile_cache_entries_max:
@@ -263,6 +269,58 @@ def birthday_bp(writer, member_key, program, time_s):
     if birthday is None or birthday[0] != calendar.month_of(time_s):
         return None
     return program.birthday_multiplier_bp
+
+
+def prepare_lookups(writer, item_count):
+    """Before a large batch: make the profile cache complete and load the referee keys.
+
+    A new member's purchase otherwise reads the profiles and referees indexes
+    once each (a cursor, a get), though most members have neither. One pass
+    over an index that is small against the batch costs less, and stays valid
+    (Store.refresh and Store.forget drop it; set_member_profile and
+    register_referral keep it current). Only reads: nothing written changes.
+    """
+    store = writer.store
+    if item_count < limits.lookup_scan_items_min or (store.profiles_complete and store.referee_keys is not None):
+        return
+    bound = item_count * limits.lookup_scan_records_per_item
+    if not store.profiles_complete:
+        _load_profiles(writer, min(bound, limits.profile_cache_entries_max))
+    if store.referee_keys is None:
+        _load_referees(writer, bound)
+
+
+def _load_profiles(writer, records_max):
+    store, db = writer.store, writer.dbs.get(fmt.DB_PROFILES)
+    records = 0 if db is None else writer.txn.stat(db)["entries"]
+    if records > records_max or len(store.profile_cache) + records > limits.profile_cache_entries_max:
+        return
+    cache, overlay = store.profile_cache, writer.overlay[fmt.DB_PROFILES]
+    if db is not None:
+        # Keys are (length, member key, seq): a member's records are adjacent, latest last.
+        latest = {}
+        for key, value in writer.txn.cursor(db=db):
+            latest[bytes(key[1:1 + key[0]])] = _birthday_of(value)
+        for member_key, birthday in latest.items():
+            # One already cached is as new or newer (set_member_profile in this write).
+            cache.setdefault(member_key, birthday)
+    for key in overlay:
+        member_key = bytes(key[1:1 + key[0]])
+        if member_key not in cache:
+            cache[member_key] = current_birthday(writer.txn, writer.dbs, member_key, overlay)
+    store.profiles_complete = True
+
+
+def _load_referees(writer, records_max):
+    db = writer.dbs.get(fmt.DB_REFEREES)
+    keys = set()
+    if db is not None:
+        if writer.txn.stat(db)["entries"] > records_max:
+            return
+        keys.update(bytes(key) for key in writer.txn.cursor(db=db).iternext(keys=True, values=False))
+    # A superset is enough (a key found is checked in the store): the overlay's keys are in.
+    keys.update(writer.overlay[fmt.DB_REFEREES])
+    writer.store.referee_keys = keys
 
 
 def current_birthday(txn, dbs, member_key, overlay=None):

@@ -51,6 +51,12 @@ promotion_time_s_max = time_s_max_exclusive
 categories_max = (1 << 32) - 1
 category_cache_entries_max = 1 << 17
 profile_cache_entries_max = 1 << 20  # members' latest birthdays kept in memory (§17)
+# A batch of at least this many purchases reads the whole profiles and referees
+# indexes once (engagement.prepare_lookups) when each holds at most
+# lookup_scan_records_per_item records per purchase of the batch: the scan costs
+# about what that many per-member lookups would.
+lookup_scan_items_min = 1_000
+lookup_scan_records_per_item = 4
 batch_items_max = 1_000_000
 history_limit_max = 10_000
 journal_limit_max = 100_000

@@ -329,6 +329,8 @@ def register_referral(writer, referral_id, referrer_id, referee_id, time_s):
     writer.engaged = True
     writer.put(fmt.DB_REFERRALS, referral_key, fmt.encode_referral(time_s, 0, referrer_key, referee_key, b""))
     writer.put(fmt.DB_REFEREES, referee_key, referral_key)
+    if writer.store.referee_keys is not None:  # a superset of the referees: kept so if this write fails
+        writer.store.referee_keys.add(referee_key)
     return ("APPLIED", time_s, 0, b"")
 
 

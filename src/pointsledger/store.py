@@ -60,6 +60,11 @@ class Store:
         self.member_cache = {}
         # member key -> (month, day) or None: the latest profile (§17), kept like member_cache.
         self.profile_cache = {}
+        # True when profile_cache holds every member with a profile, so a member
+        # absent from it has none (engagement.prepare_lookups); a set of keys that
+        # holds at least every referee, or None when not loaded.
+        self.profiles_complete = False
+        self.referee_keys = None
         # Writes still to look every order id up after a resent order was found
         # (see write): resends tend to come in runs, and each would run twice.
         self.careful_writes_left = 0
@@ -109,6 +114,8 @@ class Store:
             return
         self.member_cache.clear()
         self.profile_cache.clear()
+        self.profiles_complete = False
+        self.referee_keys = None
         self.programs = self._load_programs(txn)
         self.program_starts = [compiled.effective_from_s for compiled in self.programs]
         self.cached_commit_count = count
@@ -140,6 +147,8 @@ class Store:
         self.cached_commit_count = None
         self.member_cache.clear()
         self.profile_cache.clear()
+        self.profiles_complete = False
+        self.referee_keys = None
 
     def _load_programs(self, txn):
         loaded = []
