@@ -230,6 +230,20 @@ def test_a_currency_without_minor_units(ledger):
     assert (cohort.allocated_minor, cohort.revenue_minor, cohort.liability_to_minor) == (50, 10, 40)
 
 
+@pytest.mark.parametrize("currency", ["CLF", "UYW"])
+def test_a_currency_with_four_decimal_places(ledger, currency):
+    # ISO 4217 gives CLF and UYW exponent 4: 100.0000 is 1,000,000 minor units, and a point
+    # worth "0.01" is 100 minor units (not 1). 1 point per 100.0000: 100 points.
+    ledger.set_program(dict(SIMPLE, currency=currency, point_value="0.01", earn={"points": 1, "per_minor_units": 10_000}))
+    ledger.set_redemption_estimate("e-1", Y1, "1")
+    ledger.purchase("o-1", "m-1", 1_000_000, "goods", MAR_1)
+    report = ledger.revenue(Y1, Y2)
+    (cohort,) = report.cohorts
+    # S = 100 x 100 x 1 = 10,000; D = 1,000,000 x 10,000 / 1,010,000 = 9,900.99 -> 9,901.
+    assert (report.currency, report.exponent) == (currency, 4)
+    assert (cohort.points, cohort.allocated_minor) == (100, 9_901)
+
+
 def test_verify_checks_the_cohort_counters(ledger):
     ledger.set_program(SIMPLE)
     ledger.purchase("o-1", "m-1", 10_000, "goods", Y1 + 10 * DAY)  # 100 points, January 2026

@@ -15,11 +15,12 @@ from .errors import FailedPrecondition, InvalidArgument, already_used
 
 COHORTS = ("year", "quarter", "month")
 RATE_PLACES = 4  # an estimate has at most 4 decimal places: basis points
-# ISO 4217 minor-unit exponents other than 2 (every other currency has 2).
+# ISO 4217 minor-unit exponents other than 2 (0, 3 and 4) (every other currency has 2).
 CURRENCY_EXPONENTS = {
     "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
     "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
     "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "CLF": 4, "UYW": 4,
 }
 
 
