@@ -88,6 +88,20 @@ def test_estimates_are_idempotent_and_checked(ledger):
         ("e-1", Y1, decimal.Decimal("0.95"))]
 
 
+@pytest.mark.parametrize("bad", ["\u0660.\u0665", " 0.5", "0.5 ", "+0.5", "1e-4", "0.50000", "0.", ".5", "",
+                                 "0,5", "NaN", decimal.Decimal("0.00001"), decimal.Decimal("0.50000")])
+def test_an_estimate_rate_is_plain_ascii_with_at_most_four_places(ledger, bad):
+    # Like point_value: ASCII digits, an optional point and 1-4 places; a fifth place is
+    # refused even when it is a zero. The error names the field and the value; nothing is stored.
+    with pytest.raises(InvalidArgument) as refused:
+        ledger.set_redemption_estimate("e-1", Y1, bad)
+    assert refused.value.field == "rate"
+    assert repr(bad) in str(refused.value)
+    assert ledger.redemption_estimates() == []
+    good = ledger.set_redemption_estimate("e-1", Y1, "0.5")
+    assert (good.rate, good.rate_bp) == (decimal.Decimal("0.5"), 5000)
+
+
 def test_from_and_to_are_utc_midnights(ledger):
     ledger.set_redemption_estimate("e-1", Y1, "0.95")
     for from_s, to_s, field in ((Y1 + 1, Y2, "from_s"), (Y1, Y2 + 1, "to_s"), (Y2, Y1, "to_s"), (Y1, Y1, "to_s")):

@@ -75,23 +75,37 @@ class Revenue:
 
 
 def parse_rate(value):
-    """An estimate's rate: a decimal 0 … 1 with at most 4 places (a string, Decimal or 0/1)."""
+    """An estimate's rate: a decimal 0 … 1 with at most 4 places (a string, Decimal or 0/1).
+
+    A string is plain ASCII, as point_value is (program.py): digits, optionally a point
+    and 1 to 4 digits; no sign, exponent, spaces or other scripts' digits, and no fifth
+    place even if it is a zero ("0.50000" is refused: §19 says at most 4 places).
+    """
     if isinstance(value, bool) or isinstance(value, float):
         raise InvalidArgument("rate", value, "must be a decimal string such as \"0.95\" (no floats)")
     if isinstance(value, int):
         number = decimal.Decimal(value)
-    elif isinstance(value, (str, decimal.Decimal)):
-        try:
-            number = decimal.Decimal(value)
-        except decimal.InvalidOperation:
-            raise InvalidArgument("rate", value, "must be a decimal such as \"0.95\"") from None
+    elif isinstance(value, str):
+        whole, point, fraction = value.partition(".")
+        if not (_ascii_digits(whole) and (not point or _ascii_digits(fraction))):
+            raise InvalidArgument("rate", value, "must be a plain decimal such as \"0.95\" (ASCII digits, "
+                                                 "no sign, exponent or spaces)")
+        if len(fraction) > RATE_PLACES:
+            raise InvalidArgument("rate", value, f"must have at most {RATE_PLACES} decimal places")
+        number = decimal.Decimal(value)
+    elif isinstance(value, decimal.Decimal):
+        number = value
+        if number.is_finite() and number.as_tuple().exponent < -RATE_PLACES:
+            raise InvalidArgument("rate", value, f"must have at most {RATE_PLACES} decimal places")
     else:
         raise InvalidArgument("rate", value, "must be a decimal string such as \"0.95\"")
     if not number.is_finite() or not 0 <= number <= 1:
         raise InvalidArgument("rate", value, "must be between 0 and 1")
-    if number != number.quantize(decimal.Decimal(1).scaleb(-RATE_PLACES)):
-        raise InvalidArgument("rate", value, f"must have at most {RATE_PLACES} decimal places")
     return number
+
+
+def _ascii_digits(text):
+    return text.isascii() and text.isdigit()
 
 
 def _rate_of_bp(rate_bp):
