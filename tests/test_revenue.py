@@ -109,6 +109,11 @@ def test_from_and_to_are_utc_midnights(ledger):
             ledger.revenue(from_s, to_s)
         assert refused.value.field == field
     with pytest.raises(InvalidArgument) as refused:
+        ledger.revenue(Y1 + 12 * 3600, Y2)
+    assert str(refused.value) == (
+        "from_s: must be a UTC midnight: revenue positions are known only at UTC midnights (the cohort counters "
+        "are kept per UTC day), and 2026-01-01T12:00:00Z is inside 2026-01-01 (got 1767268800)")
+    with pytest.raises(InvalidArgument) as refused:
         ledger.revenue(Y1, Y2, cohort="week")
     assert refused.value.field == "cohort"
 

@@ -300,14 +300,23 @@ def revenue(store, txn, from_s, to_s, cohort):
 
 def check_period(from_s, to_s, cohort):
     """§19: from and to are UTC midnights, from < to; cohort year, quarter or month."""
-    from .queries import require_midnight
-    from_s = require_midnight("from_s", validate_time("from_s", from_s))
+    from_s = _require_midnight("from_s", validate_time("from_s", from_s))
     if isinstance(to_s, bool) or not isinstance(to_s, int):
         raise InvalidArgument("to_s", to_s, "must be an integer")
     if not from_s < to_s <= limits.time_s_max_exclusive:
         raise InvalidArgument("to_s", to_s, f"must be after from_s ({from_s}) and at most "
                                             f"{limits.time_s_max_exclusive}")
-    to_s = require_midnight("to_s", to_s)
+    to_s = _require_midnight("to_s", to_s)
     if cohort not in COHORTS:
         raise InvalidArgument("cohort", cohort, "must be year, quarter or month")
     return from_s, to_s, cohort
+
+
+def _require_midnight(field, time_s):
+    """Revenue's positions are known at UTC midnights only: the cohort counters are kept per UTC day."""
+    if time_s % calendar.SECONDS_PER_DAY:
+        day = calendar.format_utc(time_s - time_s % calendar.SECONDS_PER_DAY)[:10]
+        raise InvalidArgument(
+            field, time_s, f"must be a UTC midnight: revenue positions are known only at UTC midnights (the "
+                           f"cohort counters are kept per UTC day), and {calendar.format_utc(time_s)} is inside {day}")
+    return time_s
