@@ -12,6 +12,8 @@ from fractions import Fraction
 from . import calendar, limits, store_format as fmt
 from ._engine_py import validate_id, validate_time
 from .errors import FailedPrecondition, InvalidArgument, already_used
+from .program import parse_document
+from .revenue_upgrade import needs_upgrade
 
 COHORTS = ("year", "quarter", "month")
 RATE_PLACES = 4  # an estimate has at most 4 decimal places: basis points
@@ -191,33 +193,24 @@ class _Position:
 
     def __init__(self):
         self.amount = self.credited = self.redeemed = self.taken_back = self.expired = 0
-        self.credited_at = {}  # point value (minor units) -> points credited at it: integers while summing
+        self.value = Fraction(0)  # Σ points x point value (minor units) credited, less taken back
 
-    def add(self, counters, point_value):
+    def add(self, counters):
         amount, credited, redeemed, taken_back, expired = counters
         self.amount += amount
+        self.credited += credited
         self.redeemed += redeemed
         self.taken_back += taken_back
         self.expired += expired
-        if credited:
-            self.credited += credited
-            self.credited_at[point_value] = self.credited_at.get(point_value, 0) + credited
 
     @property
     def points(self):
         return self.credited - self.taken_back
 
-    @property
-    def value(self):
-        """Σ credited points × their point value, in minor units."""
-        return sum((points * point_value for point_value, points in self.credited_at.items()), Fraction(0))
-
     def allocated(self, rate):
-        """D_c = A S / (A + S); S = points x value x r_c, taken-back points at the cohort's mean value."""
-        if self.credited == 0:
-            stand_alone = Fraction(0)
-        else:
-            stand_alone = self.value * self.points / self.credited * rate
+        """D_c = A S / (A + S); S = Σ points x the point value of the version of their entry x r_c,
+        less the same for points taken back (docs/design.md)."""
+        stand_alone = self.value * rate
         total = self.amount + stand_alone
         return Fraction(0) if total == 0 else self.amount * stand_alone / total
 
@@ -235,8 +228,8 @@ class _Position:
 
 def revenue(store, txn, from_s, to_s, cohort):
     db = store.dbs.get(fmt.DB_COHORTS)
-    if db is None:
-        raise FailedPrecondition(f"{store.path}: a store of an earlier format has no cohort counters; "
+    if db is None or needs_upgrade(store, txn):
+        raise FailedPrecondition(f"{store.path}: a store of an earlier format lacks the cohort counters revenue reads; "
                                  "open it once for writing to upgrade it", reason_code="STORE_NOT_UPGRADED")
     estimates = read_estimates(store, txn)
     if not estimates:
@@ -246,7 +239,6 @@ def revenue(store, txn, from_s, to_s, cohort):
     currency = program.currency if program is not None else "USD"
     exponent = CURRENCY_EXPONENTS.get(currency, 2)
     from_day, to_day = from_s // calendar.SECONDS_PER_DAY, to_s // calendar.SECONDS_PER_DAY
-    values = {}  # day -> point value in minor units of the version in force at its start
     at_from, at_to, starts = {}, {}, {}
     for key, value in txn.cursor(db=db):
         month, day = fmt.COHORT_KEY.unpack(key)
@@ -255,13 +247,21 @@ def revenue(store, txn, from_s, to_s, cohort):
         label, start_s = _cohort_of(month, cohort)
         starts[label] = start_s
         counters = fmt.COHORT.unpack(value)
-        point_value = values.get(day)
-        if point_value is None:
-            version = store.program_at(day * calendar.SECONDS_PER_DAY, txn)
-            point_value = values[day] = Fraction(version.point_value) * 10 ** exponent if version else Fraction(0)
-        at_to.setdefault(label, _Position()).add(counters, point_value)
+        at_to.setdefault(label, _Position()).add(counters)
         if day < from_day:
-            at_from.setdefault(label, _Position()).add(counters, point_value)
+            at_from.setdefault(label, _Position()).add(counters)
+    point_values = _point_values(store, txn, exponent)
+    values_db = store.dbs.get(fmt.DB_COHORT_VALUES)  # absent only from an empty store of an earlier format
+    for key, value in (txn.cursor(db=values_db) if values_db is not None else ()):
+        month, day, version = fmt.COHORT_VALUE_KEY.unpack(key)
+        if day >= to_day:
+            continue
+        credited, taken_back = fmt.COHORT_VALUE.unpack(value)
+        worth = (credited - taken_back) * point_values.get(version, 0)
+        label = _cohort_of(month, cohort)[0]
+        at_to[label].value += worth
+        if day < from_day:
+            at_from[label].value += worth
     rate_from, shown_from = _estimate_at(estimates, from_s, True)
     rate_to, shown_to = _estimate_at(estimates, to_s, True)
     rows, gone_redeemed, gone_points = [], 0, 0
@@ -296,6 +296,15 @@ def revenue(store, txn, from_s, to_s, cohort):
         observed_decimal = decimal.Decimal(_round(observed * 10**6)).scaleb(-6)
     return Revenue(from_s, to_s, cohort, currency, exponent, rows, total, observed, observed_decimal,
                    gone_redeemed, gone_points)
+
+
+def _point_values(store, txn, exponent):
+    """Programme version -> its point_value in minor units of the currency (exact)."""
+    values = {}
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_PROGRAMS]):
+        document = parse_document(bytes(value[fmt.PROGRAM_HEAD.size:]).decode())
+        values[fmt.U32.unpack(key)[0]] = Fraction(decimal.Decimal(document["point_value"])) * 10**exponent
+    return values
 
 
 def check_period(from_s, to_s, cohort):
