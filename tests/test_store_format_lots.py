@@ -128,3 +128,30 @@ def test_a_format_4_store_gains_its_counters_by_version(tmp_path, engine_name):
         assert without_commit_count(dump_ledger(upgraded)) == without_commit_count(expected)
         assert upgraded.revenue(T - 4 * DAY, T + 361 * DAY).cohorts[0].allocated_minor == 2_857
         assert upgraded.verify().ok
+
+
+def test_the_upgrade_models_pending_lots(tmp_path, engine_name):
+    """A refund inside the return window takes its own order's pending lot first (§17): the
+    upgrade's replay must do the same, or it takes January's released points instead."""
+    path = tmp_path / "ledger"
+    jan_10, feb_10, feb_15, mar_2 = T + 5 * DAY, T + 36 * DAY, T + 41 * DAY, T + 56 * DAY
+    with pointsledger.Ledger(path, engine=engine_name) as ledger:
+        ledger.set_program(dict(SIMPLE, point_value="0.01", expiry_months=1, pending_days=30))
+        ledger.purchase("p-0", "m", 10_000, "goods", jan_10)  # 100 points, pending until 2026-02-09
+        ledger.purchase("p-1", "m", 10_000, "goods", feb_10)  # releases p-0's; 100 pending until 2026-03-12
+        ledger.refund("f-1", "p-1", 10_000, feb_15)  # takes p-1's own pending 100 (February's)
+        ledger.expire(mar_2)  # January's 100 expire (their instant is 2026-03-01)
+        expected = dump_ledger(ledger)
+        with ledger.store.env.begin(write=True) as txn:
+            cohorts = {fmt.COHORT_KEY.unpack(key): fmt.COHORT.unpack(value)
+                       for key, value in txn.cursor(db=ledger.store.dbs[fmt.DB_COHORTS])}
+            # As a store of format 3 has them: no counters (its member records are read as they are).
+            for name in (fmt.DB_COHORTS, fmt.DB_COHORT_VALUES):
+                txn.drop(ledger.store.dbs[name], delete=False)
+            txn.put(fmt.META_FORMAT, fmt.U32.pack(fmt.FORMAT_VERSION_ENGAGEMENT), db=ledger.store.dbs[fmt.DB_META])
+    # January: 10,000, 100 credited, 100 expired on 2026-03-02; February: 100 credited, 100 taken back.
+    assert cohorts == {(JAN, jan_10 // DAY): (10_000, 100, 0, 0, 0), (FEB, feb_10 // DAY): (10_000, 100, 0, 0, 0),
+                       (FEB, feb_15 // DAY): (-10_000, 0, 0, 100, 0), (JAN, mar_2 // DAY): (0, 0, 0, 0, 100)}
+    with pointsledger.Ledger(path, engine=engine_name) as upgraded:
+        assert without_commit_count(dump_ledger(upgraded)) == without_commit_count(expected)
+        assert upgraded.verify().ok

@@ -10,14 +10,16 @@ are written back as versions 3/4, and the counters' points by programme version
 (cohort_values) from the entries' versions; the store becomes format 5. A store of
 format 4 keeps its members and counters and only gains cohort_values. Pending lots
 (§17) keep their points and get the issue month of the entry that created them;
-the replay's own model has no lots, so for a member that held pending points
-the months of its buckets are matched to what it holds now (newest first), and
-`verify()` says if anything still disagrees.
+the replay models them as the engines do (see _replay); where it still differs
+from what a member holds, the months of its buckets are matched to what it
+holds now (newest first), and `verify()` says if anything still disagrees.
 """
+
+import types
 
 import lmdb
 
-from . import _engine_py, calendar, limits, store_format as fmt
+from . import _engine_py, calendar, engagement, limits, store_format as fmt
 from .program import parse_document
 
 NEVER = limits.never_expires_s
@@ -108,20 +110,29 @@ def _taken_back_as_stored(values, kept, takers):
 
 
 def _expiry_months(store, txn):
+    """Programme version -> (expiry_months, pending_days)."""
     months = {}
     for key, value in txn.cursor(db=store.dbs[fmt.DB_PROGRAMS]):
         version = fmt.U32.unpack(key)[0]
-        document = bytes(value[fmt.PROGRAM_HEAD.size:]).decode()
-        months[version] = parse_document(document).get("expiry_months", 0)
+        document = parse_document(bytes(value[fmt.PROGRAM_HEAD.size:]).decode())
+        months[version] = (document.get("expiry_months", 0), document.get("pending_days", 0))
     return months
 
 
 def _replay(store, txn, expiry_months, lot_seqs):
     """Each member's buckets with months, the cohort counters, the times of the entries in lot_seqs,
     the counters' points by version ((month, day, version) -> [credited, taken back]) and the
-    version of each day's last clawback or negative adjustment."""
+    version of each day's last clawback or negative adjustment.
+
+    Pending lots (§17) are modelled as the engines keep them (engagement.py): a purchase's
+    points, and the bonuses paid with it, go to the order's lot when its version has
+    pending_days; an operation releases the member's due lots after expiring its due points;
+    a refund takes its own order's pending lot first."""
     members, cohorts, entry_times, values, takers = {}, {}, {}, {}, {}
     version = 0
+    order_key = None  # the latest purchase's: a BONUS entry joins its lot
+    refund_orders = {bytes(key): fmt.decode_tail(fmt.REFUND_HEAD, value)[1]
+                     for key, value in txn.cursor(db=store.dbs[fmt.DB_REFUNDS])}
 
     def count(month, time_s, column, points):
         key = (month, calendar.day_of(time_s))
@@ -133,30 +144,43 @@ def _replay(store, txn, expiry_months, lot_seqs):
 
     for key, value in txn.cursor(db=store.dbs[fmt.DB_JOURNAL]):
         seq = fmt.U64.unpack(key)[0]
-        kind, points, _, time_s, version, _, member_key, _ = fmt.decode_entry(value)
+        kind, points, _, time_s, version, _, member_key, ref_key = fmt.decode_entry(value)
         if seq in lot_seqs:
             entry_times[seq] = time_s
         state = members.get(member_key)
         if state is None:
             state = members[member_key] = _engine_py.MemberState(0)
+            state.engagement = types.SimpleNamespace(lots=[])
         taken = {}
         if kind == fmt.KIND_EXPIRE:
-            state.expire_due(time_s, {}, taken)
+            engagement.expire_due(state, time_s, {}, taken)
             _count_all(count, taken, time_s, fmt.COHORT_EXPIRED)
-        elif kind in (fmt.KIND_EARN, fmt.KIND_BONUS) or (kind == fmt.KIND_ADJUST and points > 0):
-            months = expiry_months.get(version, 0)
+            continue
+        engagement.release_due(state, time_s, {})
+        if kind in (fmt.KIND_EARN, fmt.KIND_BONUS) or (kind == fmt.KIND_ADJUST and points > 0):
+            months, pending_days = expiry_months.get(version, (0, 0))
             instant = calendar.expiry_instant(time_s, months) if months else NEVER
             month = calendar.issue_month_of(time_s)
-            paid = state.credit(points, instant, {}, month)
+            if kind == fmt.KIND_EARN:
+                order_key = bytes(ref_key)
+            if kind != fmt.KIND_ADJUST and pending_days:
+                paid = engagement.credit_pending(state, points, time_s + pending_days * calendar.SECONDS_PER_DAY,
+                                                 instant, seq, order_key, {}, month)
+            else:
+                paid = state.credit(points, instant, {}, month)
             count(month, time_s, fmt.COHORT_CREDITED, points)
             if paid:
                 count(month, time_s, fmt.COHORT_TAKEN_BACK, paid)
         elif kind == fmt.KIND_REDEEM:
             state.debit(-points, {}, taken)
             _count_all(count, taken, time_s, fmt.COHORT_REDEEMED)
-        elif kind in (fmt.KIND_CLAWBACK, fmt.KIND_ADJUST):
-            uncovered = state.debit(-points, {}, taken)
-            state.debt += uncovered if kind == fmt.KIND_CLAWBACK else 0
+        elif kind == fmt.KIND_CLAWBACK:
+            state.debt += engagement.claw_back(state, bytes(refund_orders.get(bytes(ref_key), b"")), -points, {},
+                                               taken)
+            _count_all(count, taken, time_s, fmt.COHORT_TAKEN_BACK)
+            takers[calendar.day_of(time_s)] = version
+        elif kind == fmt.KIND_ADJUST:
+            state.debit(-points, {}, taken)
             _count_all(count, taken, time_s, fmt.COHORT_TAKEN_BACK)
             takers[calendar.day_of(time_s)] = version
     return members, cohorts, entry_times, values, takers
