@@ -259,9 +259,9 @@ def revenue(store, txn, from_s, to_s, cohort):
         credited, taken_back = fmt.COHORT_VALUE.unpack(value)
         worth = (credited - taken_back) * point_values.get(version, 0)
         label = _cohort_of(month, cohort)[0]
-        at_to[label].value += worth
+        at_to.setdefault(label, _Position()).value += worth
         if day < from_day:
-            at_from[label].value += worth
+            at_from.setdefault(label, _Position()).value += worth
     rate_from, shown_from = _estimate_at(estimates, from_s, True)
     rate_to, shown_to = _estimate_at(estimates, to_s, True)
     rows, gone_redeemed, gone_points = [], 0, 0
