@@ -51,7 +51,7 @@ COUNT_DEFAULT = 1_000_000
 # Sparse: LMDB only takes the disk it writes. Big enough that a 10 M backfill
 # never grows the map, which would be a cost of the ledger, not of the disk.
 CEILING_MAP_SIZE_BYTES = 8 << 30
-MAX_DBS = len(store_format.ALL_DBS)  # every sub-database of the store (18 with the cohort counters, §19)
+MAX_DBS = len(store_format.ALL_DBS)  # every sub-database of the store (19 with the cohort counters and their values by version, §19)
 PROGRAM_EFFECTIVE_FROM_S = 946684800  # 2000-01-01: version 1 covers every backfilled purchase
 
 WORKLOADS = ("backfill-seq", "backfill-rand", "ceiling-seq", "ceiling-rand", "backfill-engaged")

@@ -160,7 +160,7 @@ def test_data_directory_from_the_environment_and_after_the_command(tmp_path):
     assert info["journal_entries"] == SAMPLE_ROWS and info["members"] == 52 and info["orders"] == SAMPLE_ROWS
     assert info["engine"] == pointsledger.ENGINE
     assert info["store_bytes"] == os.path.getsize(tmp_path / "env" / "data.mdb")
-    assert (info["categories"], info["format_version"]) == (8, 4)  # the sample's 8 categories; format 4: lots by issue month (§19)
+    assert (info["categories"], info["format_version"]) == (8, 5)  # the sample's 8 categories; format 5: counters by version (§19)
 
 
 # --- ingest: bad rows -------------------------------------------------------------------------

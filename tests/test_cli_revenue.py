@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from test_cli import run, run_json, scratch_cache  # noqa: F401 (the module's scratch $XDG_CACHE_HOME)
 
 PROGRAM = {"currency": "USD", "earn": {"points": 1, "per_minor_units": 100},
@@ -41,6 +43,17 @@ def test_revenue_as_json_and_by_quarter(tmp_path):
     assert (report["total"]["revenue_minor"], report["currency"], report["observed"]) == (1_667, "USD", None)
     listed = run_json("estimate", "list", data=data, check=0)
     assert listed == [{"status": "APPLIED", "estimate_id": "e-1", "effective_from_s": 1767225600, "rate": "0.5000"}]
+
+
+@pytest.mark.parametrize("option,value", [("--from", "2026-01-01T12:00:00Z"), ("--to", "1767312000")])
+def test_revenue_refuses_a_boundary_inside_a_day_in_its_own_words(tmp_path, option, value):
+    given = {"--from": "2026-01-01", "--to": "2027-01-01", option: value}
+    completed = run("report", "revenue", "--from", given["--from"], "--to", given["--to"], data=tmp_path / "d",
+                    check=2)
+    assert completed.stdout == ""
+    assert completed.stderr.splitlines()[-1] == (
+        f"pointsledger report: error: argument {option}: {value!r} is not a date: give YYYY-MM-DD (revenue "
+        "positions are known only at UTC midnights: --from and --to are UTC days)")
 
 
 def test_operator_mistakes_are_one_line(tmp_path):

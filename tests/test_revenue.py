@@ -88,12 +88,31 @@ def test_estimates_are_idempotent_and_checked(ledger):
         ("e-1", Y1, decimal.Decimal("0.95"))]
 
 
+@pytest.mark.parametrize("bad", ["\u0660.\u0665", " 0.5", "0.5 ", "+0.5", "1e-4", "0.50000", "0.", ".5", "",
+                                 "0,5", "NaN", decimal.Decimal("0.00001"), decimal.Decimal("0.50000")])
+def test_an_estimate_rate_is_plain_ascii_with_at_most_four_places(ledger, bad):
+    # Like point_value: ASCII digits, an optional point and 1-4 places; a fifth place is
+    # refused even when it is a zero. The error names the field and the value; nothing is stored.
+    with pytest.raises(InvalidArgument) as refused:
+        ledger.set_redemption_estimate("e-1", Y1, bad)
+    assert refused.value.field == "rate"
+    assert repr(bad) in str(refused.value)
+    assert ledger.redemption_estimates() == []
+    good = ledger.set_redemption_estimate("e-1", Y1, "0.5")
+    assert (good.rate, good.rate_bp) == (decimal.Decimal("0.5"), 5000)
+
+
 def test_from_and_to_are_utc_midnights(ledger):
     ledger.set_redemption_estimate("e-1", Y1, "0.95")
     for from_s, to_s, field in ((Y1 + 1, Y2, "from_s"), (Y1, Y2 + 1, "to_s"), (Y2, Y1, "to_s"), (Y1, Y1, "to_s")):
         with pytest.raises(InvalidArgument) as refused:
             ledger.revenue(from_s, to_s)
         assert refused.value.field == field
+    with pytest.raises(InvalidArgument) as refused:
+        ledger.revenue(Y1 + 12 * 3600, Y2)
+    assert str(refused.value) == (
+        "from_s: must be a UTC midnight: revenue positions are known only at UTC midnights (the cohort counters "
+        "are kept per UTC day), and 2026-01-01T12:00:00Z is inside 2026-01-01 (got 1767268800)")
     with pytest.raises(InvalidArgument) as refused:
         ledger.revenue(Y1, Y2, cohort="week")
     assert refused.value.field == "cohort"
@@ -230,6 +249,78 @@ def test_a_currency_without_minor_units(ledger):
     assert (cohort.allocated_minor, cohort.revenue_minor, cohort.liability_to_minor) == (50, 10, 40)
 
 
+@pytest.mark.parametrize("currency", ["CLF", "UYW"])
+def test_a_currency_with_four_decimal_places(ledger, currency):
+    # ISO 4217 gives CLF and UYW exponent 4: 100.0000 is 1,000,000 minor units, and a point
+    # worth "0.01" is 100 minor units (not 1). 1 point per 100.0000: 100 points.
+    ledger.set_program(dict(SIMPLE, currency=currency, point_value="0.01", earn={"points": 1, "per_minor_units": 10_000}))
+    ledger.set_redemption_estimate("e-1", Y1, "1")
+    ledger.purchase("o-1", "m-1", 1_000_000, "goods", MAR_1)
+    report = ledger.revenue(Y1, Y2)
+    (cohort,) = report.cohorts
+    # S = 100 x 100 x 1 = 10,000; D = 1,000,000 x 10,000 / 1,010,000 = 9,900.99 -> 9,901.
+    assert (report.currency, report.exponent) == (currency, 4)
+    assert (cohort.points, cohort.allocated_minor) == (100, 9_901)
+
+
+def test_credits_are_valued_at_the_version_they_were_applied_under(ledger):
+    # v1 (point 1.00 = 100 minor units) from 2026-01-01; v2 (2.00 = 200) from noon of 2026-03-01.
+    ledger.set_program(SIMPLE)
+    ledger.set_program(dict(SIMPLE, point_value="2.00", effective_from=MAR_1 + 12 * 3600))
+    ledger.set_redemption_estimate("e-1", Y1, "1")
+    # One commit, one day, both versions: 1,000 points at 06:00 under v1, 1,000 at 18:00 under v2.
+    ledger.purchases(["o-1", "o-2"], ["m-1", "m-2"], [100_000, 100_000], ["goods", "goods"],
+                     [MAR_1 + 6 * 3600, MAR_1 + 18 * 3600])
+    # 500 points adjusted in under v2 on 2026-03-02 (a positive ADJUST is a credit).
+    ledger.adjust("a-1", "m-1", 500, "goodwill", MAR_1 + DAY + 3600)
+    assert [entry.program_version for entry in ledger.journal(1, 10)] == [1, 2, 2]
+    (cohort,) = ledger.revenue(Y1, Y2).cohorts
+    # A = 200,000; S = (1,000 x 100 + 1,000 x 200 + 500 x 200) x 1 = 400,000;
+    # D = 200,000 x 400,000 / 600,000 = 133,333.33 -> 133,333 (the day's midnight value, 100, gave 100,000).
+    assert (cohort.amount_minor, cohort.points, cohort.allocated_minor) == (200_000, 2_500, 133_333)
+    assert ledger.verify().ok
+
+
+def test_points_taken_back_are_valued_at_the_version_of_the_entry_that_takes_them(ledger):
+    # v1 (1.00 = 100) from 2026-01-01; v2 (2.00 = 200) from 2026-06-01.
+    ledger.set_program(SIMPLE)
+    ledger.set_program(dict(SIMPLE, point_value="2.00", effective_from=JUN_1))
+    ledger.set_redemption_estimate("e-1", Y1, "1")
+    ledger.purchase("o-1", "m-1", 100_000, "goods", FEB_1)  # 1,000 points under v1
+    ledger.refund("f-1", "o-1", 100_000, MAR_1)  # all taken back under v1
+    ledger.purchase("o-2", "m-2", 100_000, "goods", JUL_1)  # 1,000 points under v2
+    (cohort,) = ledger.revenue(Y1, Y2).cohorts
+    # A = 200,000 - 100,000 = 100,000; S = 100,000 + 200,000 - 100,000 = 200,000;
+    # D = 100,000 x 200,000 / 300,000 = 66,666.67 -> 66,667 (the cohort's mean value, 150, gave 60,000).
+    assert (cohort.amount_minor, cohort.points, cohort.allocated_minor) == (100_000, 1_000, 66_667)
+    # 250 of m-2's points adjusted out on 2026-08-01 under v2: taken back at 200 each.
+    ledger.adjust("a-1", "m-2", -250, "correction", AUG_1)
+    (cohort,) = ledger.revenue(Y1, Y2).cohorts
+    # S = 200,000 - 250 x 200 = 150,000; D = 100,000 x 150,000 / 250,000 = 60,000.
+    assert (cohort.points, cohort.allocated_minor) == (750, 60_000)
+    assert ledger.verify().ok
+
+
+def test_verify_checks_the_cohort_values(ledger):
+    ledger.set_program(SIMPLE)
+    ledger.purchase("o-1", "m-1", 10_000, "goods", FEB_1)  # 100 points under v1
+    assert ledger.verify().ok
+    key = fmt.COHORT_VALUE_KEY.pack(2026 * 12 + 1, FEB_1 // DAY, 1)
+    db = ledger.store.dbs[fmt.DB_COHORT_VALUES]
+    with ledger.store.env.begin(write=True) as txn:
+        assert fmt.COHORT_VALUE.unpack(txn.get(key, db=db)) == (100, 0)
+        txn.delete(key, db=db)
+        txn.put(fmt.COHORT_VALUE_KEY.pack(2026 * 12 + 1, FEB_1 // DAY, 2), fmt.COHORT_VALUE.pack(100, 0), db=db)
+    assert ledger.verify().problems == [
+        "cohort values of day 2026-02-01, version 1: credited 0, the journal says 100",
+        "cohort values of day 2026-02-01, version 2: credited 100, the journal says 0",
+    ]
+    with ledger.store.env.begin(write=True) as txn:
+        txn.put(fmt.COHORT_VALUE_KEY.pack(2026 * 12 + 1, FEB_1 // DAY, 2), fmt.COHORT_VALUE.pack(100, 3), db=db)
+    assert "cohort values 2026-02 day 2026-02-01: credited, taken back (100, 3), the cohort counters say (100, 0)" in (
+        ledger.verify().problems)
+
+
 def test_verify_checks_the_cohort_counters(ledger):
     ledger.set_program(SIMPLE)
     ledger.purchase("o-1", "m-1", 10_000, "goods", Y1 + 10 * DAY)  # 100 points, January 2026
@@ -255,4 +346,5 @@ def test_verify_checks_the_cohort_counters(ledger):
         "cohort counters of day 2026-02-01: credited 7, the journal says 0",
         "cohort counters: taken back 7, the journal's clawbacks and negative adjustments less the members' "
         "debt 0 are 0",
+        "cohort values 2026-01 day 2026-02-01: credited, taken back (0, 0), the cohort counters say (7, 7)",
     ]

@@ -95,7 +95,7 @@ def test_a_store_of_the_two_byte_release_opens_and_continues(tmp_path, engine_na
     with pointsledger.Ledger(path, engine=engine_name) as ledger:
         assert entries(ledger) == FIXTURE_JOURNAL
         assert ledger.category_count() == 5
-        assert stored_format(ledger) == 4  # upgraded at this writable open: lots by issue month (§19)
+        assert stored_format(ledger) == 5  # upgraded at this writable open: lots by issue month, counters by version (§19)
         assert continue_the_old_store(ledger) == CONTINUED
         assert ledger.category_count() == 6
         # Codes below 2^16 keep two bytes: old and new orders have one layout.
@@ -103,7 +103,7 @@ def test_a_store_of_the_two_byte_release_opens_and_continues(tmp_path, engine_na
         assert raw(ledger, fmt.DB_ORDERS, b"o-2") == fmt.ORDER_HEAD.pack(50_000, T_2026_03_15, 2, 20_000, 400) + b"\x00\x01"
         assert raw(ledger, fmt.DB_CATEGORIES, b"garden") == b"\x00\x05"
         assert raw(ledger, fmt.DB_CATEGORY_NAMES, b"\x00\x05") == b"garden"
-        assert stored_format(ledger) == 4
+        assert stored_format(ledger) == 5
         assert ledger.balance("m-2", T_2026_04_01).balance == 165
         assert ledger.verify().ok
         continued = dump_ledger(ledger)
@@ -164,8 +164,8 @@ def test_more_than_65536_categories_in_an_old_store_on_both_engines(tmp_path):
             assert raw(ledger, fmt.DB_CATEGORIES, b"k65531") == b"\x00\x01\x00\x00"
             assert raw(ledger, fmt.DB_CATEGORY_NAMES, b"\x00\x01\x00\x00") == b"k65531"
             assert raw(ledger, fmt.DB_CATEGORIES, b"grocery") == b"\x00\x00"  # old codes unchanged
-            # The store was upgraded to format 4 (§19) when opened; wide codes need 2, it stays 4.
-            assert stored_format(ledger) == 4
+            # The store was upgraded to format 5 (§19) when opened; wide codes need 2, it stays 5.
+            assert stored_format(ledger) == 5
         # Cold caches: codes are read back from the store, both widths.
         with pointsledger.Ledger(path, engine=engine_name) as ledger:
             again = ledger.purchases(["w65531", "w65530", "o-4"], ["m-4", "m-4", "m-2"], [100, 100, 7_000],
@@ -212,13 +212,13 @@ def test_a_store_of_a_newer_format_is_refused(tmp_path, engine_name, readonly):
     path = copy_fixture(tmp_path)
     env = lmdb.open(str(path), max_dbs=32)
     with env.begin(write=True) as txn:
-        txn.put(fmt.META_FORMAT, fmt.U32.pack(5), db=env.open_db(fmt.DB_META, txn=txn))
+        txn.put(fmt.META_FORMAT, fmt.U32.pack(6), db=env.open_db(fmt.DB_META, txn=txn))
     env.close()
     with pytest.raises(pointsledger.errors.StoreFormatUnknown) as refused:
         pointsledger.Ledger(path, engine=engine_name, readonly=readonly)
     assert refused.value.code == "FAILED_PRECONDITION"
     assert str(refused.value) == (
-        f"{path}: store format 5 is not one this release reads (1 or 2 or 3 or 4); a newer release wrote it"
+        f"{path}: store format 6 is not one this release reads (1 or 2 or 3 or 4 or 5); a newer release wrote it"
     )
     # Nothing was changed, and the environment was closed: it opens again (and is refused again).
     with pytest.raises(pointsledger.errors.StoreFormatUnknown):
@@ -227,15 +227,15 @@ def test_a_store_of_a_newer_format_is_refused(tmp_path, engine_name, readonly):
 
 def test_a_store_of_the_release_before_engagement_continues_with_the_rules(tmp_path, engine_name):
     """The fixture (format 1, no engagement records) under a programme with the rules of §14:
-    it is upgraded to format 4 (§19) when opened, and its members get their engagement state
+    it is upgraded to format 5 (§19) when opened, and its members get their engagement state
     when a rule needs it."""
     path = copy_fixture(tmp_path)
     with pointsledger.Ledger(path, engine=engine_name) as ledger:
-        assert stored_format(ledger) == 4
+        assert stored_format(ledger) == 5
         document = dict(ledger.get_program(1).document, effective_from=T_2026_04_01, welcome_bonus=100,
                         milestones=[{"id": "three", "purchases": 3, "bonus_points": 40}])
         ledger.set_program(document)
-        assert stored_format(ledger) == 4
+        assert stored_format(ledger) == 5
         # m-1 bought twice in 2026 under the old release (its journal says so): the third reaches "three".
         # m-1 is silver (spend 12,345 + 50,000 − 10,000 refunded = 52,345): o-7 5,000 earns
         # floor(5,000 × 1.25 / 100) = 62; 923 + 62 + 40 = 1,025.
@@ -244,7 +244,7 @@ def test_a_store_of_the_release_before_engagement_continues_with_the_rules(tmp_p
         assert third.bonuses == (pointsledger.Bonus("m-1", "milestone:three", 40),)
         new = ledger.purchase("o-8", "m-9", 1_000, "grocery", T_2026_04_01)
         assert (new.points, new.balance, new.bonuses) == (10, 110, (pointsledger.Bonus("m-9", "welcome", 100),))
-        assert stored_format(ledger) == 4
+        assert stored_format(ledger) == 5
         assert ledger.verify().ok
         assert ledger.balance("m-1", T_2026_04_01).milestones[0].progress == 3
         continued = dump_ledger(ledger)

@@ -312,7 +312,10 @@ CASES = {
     # Entries: the programme version must be one in force at the entry's time.
     "programme version": (
         lambda raw: raw.entry(1, version=2),
-        ["journal seq 1: programme version 2, not one in force at 2026-03-15T00:00:00Z (1 versions stored)"],
+        ["journal seq 1: programme version 2, not one in force at 2026-03-15T00:00:00Z (1 versions stored)",
+         # The cohort values (§19) counted seq 1's 100 points under the version it had at commit.
+         "cohort values of day 2026-03-15, version 1: credited 600, the journal says 500",
+         "cohort values of day 2026-03-15, version 2: credited 0, the journal says 100"],
     ),
     # Orders and refunds (§6): refunded = sum of refunds, clawed = sum of clawbacks = floor(P × R / A).
     "order refunded": (

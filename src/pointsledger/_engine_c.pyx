@@ -1703,7 +1703,7 @@ cdef class _Batch:
         state.carried_rank = carried
         cdef int64_t instant = self.expiry_instant(day, rules.expiry_months) if rules.expiry_months else NEVER_S
         cdef int64_t release_s = time_s + rules.pending_days * SECONDS_PER_DAY
-        self.credit_engaged(state, points, instant, release_s, order_key)
+        self.credit_engaged(state, points, instant, release_s, order_key, time_s)
         if counts_towards_year:
             state.spend_minor += amount_minor
         state.earned += points
@@ -1721,7 +1721,7 @@ cdef class _Batch:
             bonuses = []
             member_id = member_key.decode()
             for rule_key, bonus_points in own:
-                self.credit_engaged(state, bonus_points, instant, release_s, order_key)
+                self.credit_engaged(state, bonus_points, instant, release_s, order_key, time_s)
                 engagement.bonus += bonus_points
                 self.append_entry(KIND_BONUS, bonus_points, state, member_key, rule_key, time_s)
                 self.writer.count_bonus(time_s, bonus_points)
@@ -1794,7 +1794,7 @@ cdef class _Batch:
             if lots:
                 self.release_lots(referrer, lots, time_s)
             rule_key = _engagement.REFERRAL_RULE + referral_key
-            self.credit_engaged(referrer, referrer_points, instant, release_s, order_key)
+            self.credit_engaged(referrer, referrer_points, instant, release_s, order_key, time_s)
             engagement.bonus += referrer_points
             self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
             self.writer.count_bonus(time_s, referrer_points)
@@ -1827,12 +1827,12 @@ cdef class _Batch:
         return self.profile_cache.get(member_key)
 
     cdef int credit_engaged(self, MemberState state, int64_t points, int64_t instant, int64_t release_s,
-                            bytes order_key) except -1:
+                            bytes order_key, int64_t time_s) except -1:
         """engagement._Credit.add: into the bucket, or (pending days) debt first, then the order's lot."""
         cdef int64_t paid = state.debt if state.debt < points else points
         if paid:  # the debt paid is taken back from the credit's cohort (§19)
-            self.writer.count_cohort(self.calendar_month, self.calendar_day * SECONDS_PER_DAY,
-                                     COHORT_TAKEN_BACK, paid)
+            # At the credit's own time: its programme version values the points (§19).
+            self.writer.count_cohort(self.calendar_month, time_s, COHORT_TAKEN_BACK, paid)
         if not self.rules.pending_days:
             state._credit(points, instant, self.expiry_deltas, self.calendar_month)
             return 0

@@ -12,14 +12,17 @@ from fractions import Fraction
 from . import calendar, limits, store_format as fmt
 from ._engine_py import validate_id, validate_time
 from .errors import FailedPrecondition, InvalidArgument, already_used
+from .program import parse_document
+from .revenue_upgrade import needs_upgrade
 
 COHORTS = ("year", "quarter", "month")
 RATE_PLACES = 4  # an estimate has at most 4 decimal places: basis points
-# ISO 4217 minor-unit exponents other than 2 (every other currency has 2).
+# ISO 4217 minor-unit exponents other than 2 (0, 3 and 4) (every other currency has 2).
 CURRENCY_EXPONENTS = {
     "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
     "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
     "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "CLF": 4, "UYW": 4,
 }
 
 
@@ -74,23 +77,37 @@ class Revenue:
 
 
 def parse_rate(value):
-    """An estimate's rate: a decimal 0 … 1 with at most 4 places (a string, Decimal or 0/1)."""
+    """An estimate's rate: a decimal 0 … 1 with at most 4 places (a string, Decimal or 0/1).
+
+    A string is plain ASCII, as point_value is (program.py): digits, optionally a point
+    and 1 to 4 digits; no sign, exponent, spaces or other scripts' digits, and no fifth
+    place even if it is a zero ("0.50000" is refused: §19 says at most 4 places).
+    """
     if isinstance(value, bool) or isinstance(value, float):
         raise InvalidArgument("rate", value, "must be a decimal string such as \"0.95\" (no floats)")
     if isinstance(value, int):
         number = decimal.Decimal(value)
-    elif isinstance(value, (str, decimal.Decimal)):
-        try:
-            number = decimal.Decimal(value)
-        except decimal.InvalidOperation:
-            raise InvalidArgument("rate", value, "must be a decimal such as \"0.95\"") from None
+    elif isinstance(value, str):
+        whole, point, fraction = value.partition(".")
+        if not (_ascii_digits(whole) and (not point or _ascii_digits(fraction))):
+            raise InvalidArgument("rate", value, "must be a plain decimal such as \"0.95\" (ASCII digits, "
+                                                 "no sign, exponent or spaces)")
+        if len(fraction) > RATE_PLACES:
+            raise InvalidArgument("rate", value, f"must have at most {RATE_PLACES} decimal places")
+        number = decimal.Decimal(value)
+    elif isinstance(value, decimal.Decimal):
+        number = value
+        if number.is_finite() and number.as_tuple().exponent < -RATE_PLACES:
+            raise InvalidArgument("rate", value, f"must have at most {RATE_PLACES} decimal places")
     else:
         raise InvalidArgument("rate", value, "must be a decimal string such as \"0.95\"")
     if not number.is_finite() or not 0 <= number <= 1:
         raise InvalidArgument("rate", value, "must be between 0 and 1")
-    if number != number.quantize(decimal.Decimal(1).scaleb(-RATE_PLACES)):
-        raise InvalidArgument("rate", value, f"must have at most {RATE_PLACES} decimal places")
     return number
+
+
+def _ascii_digits(text):
+    return text.isascii() and text.isdigit()
 
 
 def _rate_of_bp(rate_bp):
@@ -176,33 +193,24 @@ class _Position:
 
     def __init__(self):
         self.amount = self.credited = self.redeemed = self.taken_back = self.expired = 0
-        self.credited_at = {}  # point value (minor units) -> points credited at it: integers while summing
+        self.value = Fraction(0)  # Σ points x point value (minor units) credited, less taken back
 
-    def add(self, counters, point_value):
+    def add(self, counters):
         amount, credited, redeemed, taken_back, expired = counters
         self.amount += amount
+        self.credited += credited
         self.redeemed += redeemed
         self.taken_back += taken_back
         self.expired += expired
-        if credited:
-            self.credited += credited
-            self.credited_at[point_value] = self.credited_at.get(point_value, 0) + credited
 
     @property
     def points(self):
         return self.credited - self.taken_back
 
-    @property
-    def value(self):
-        """Σ credited points × their point value, in minor units."""
-        return sum((points * point_value for point_value, points in self.credited_at.items()), Fraction(0))
-
     def allocated(self, rate):
-        """D_c = A S / (A + S); S = points x value x r_c, taken-back points at the cohort's mean value."""
-        if self.credited == 0:
-            stand_alone = Fraction(0)
-        else:
-            stand_alone = self.value * self.points / self.credited * rate
+        """D_c = A S / (A + S); S = Σ points x the point value of the version of their entry x r_c,
+        less the same for points taken back (docs/design.md)."""
+        stand_alone = self.value * rate
         total = self.amount + stand_alone
         return Fraction(0) if total == 0 else self.amount * stand_alone / total
 
@@ -220,8 +228,8 @@ class _Position:
 
 def revenue(store, txn, from_s, to_s, cohort):
     db = store.dbs.get(fmt.DB_COHORTS)
-    if db is None:
-        raise FailedPrecondition(f"{store.path}: a store of an earlier format has no cohort counters; "
+    if db is None or needs_upgrade(store, txn):
+        raise FailedPrecondition(f"{store.path}: a store of an earlier format lacks the cohort counters revenue reads; "
                                  "open it once for writing to upgrade it", reason_code="STORE_NOT_UPGRADED")
     estimates = read_estimates(store, txn)
     if not estimates:
@@ -231,7 +239,6 @@ def revenue(store, txn, from_s, to_s, cohort):
     currency = program.currency if program is not None else "USD"
     exponent = CURRENCY_EXPONENTS.get(currency, 2)
     from_day, to_day = from_s // calendar.SECONDS_PER_DAY, to_s // calendar.SECONDS_PER_DAY
-    values = {}  # day -> point value in minor units of the version in force at its start
     at_from, at_to, starts = {}, {}, {}
     for key, value in txn.cursor(db=db):
         month, day = fmt.COHORT_KEY.unpack(key)
@@ -240,13 +247,21 @@ def revenue(store, txn, from_s, to_s, cohort):
         label, start_s = _cohort_of(month, cohort)
         starts[label] = start_s
         counters = fmt.COHORT.unpack(value)
-        point_value = values.get(day)
-        if point_value is None:
-            version = store.program_at(day * calendar.SECONDS_PER_DAY, txn)
-            point_value = values[day] = Fraction(version.point_value) * 10 ** exponent if version else Fraction(0)
-        at_to.setdefault(label, _Position()).add(counters, point_value)
+        at_to.setdefault(label, _Position()).add(counters)
         if day < from_day:
-            at_from.setdefault(label, _Position()).add(counters, point_value)
+            at_from.setdefault(label, _Position()).add(counters)
+    point_values = _point_values(store, txn, exponent)
+    values_db = store.dbs.get(fmt.DB_COHORT_VALUES)  # absent only from an empty store of an earlier format
+    for key, value in (txn.cursor(db=values_db) if values_db is not None else ()):
+        month, day, version = fmt.COHORT_VALUE_KEY.unpack(key)
+        if day >= to_day:
+            continue
+        credited, taken_back = fmt.COHORT_VALUE.unpack(value)
+        worth = (credited - taken_back) * point_values.get(version, 0)
+        label = _cohort_of(month, cohort)[0]
+        at_to.setdefault(label, _Position()).value += worth
+        if day < from_day:
+            at_from.setdefault(label, _Position()).value += worth
     rate_from, shown_from = _estimate_at(estimates, from_s, True)
     rate_to, shown_to = _estimate_at(estimates, to_s, True)
     rows, gone_redeemed, gone_points = [], 0, 0
@@ -283,16 +298,34 @@ def revenue(store, txn, from_s, to_s, cohort):
                    gone_redeemed, gone_points)
 
 
+def _point_values(store, txn, exponent):
+    """Programme version -> its point_value in minor units of the currency (exact)."""
+    values = {}
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_PROGRAMS]):
+        document = parse_document(bytes(value[fmt.PROGRAM_HEAD.size:]).decode())
+        values[fmt.U32.unpack(key)[0]] = Fraction(decimal.Decimal(document["point_value"])) * 10**exponent
+    return values
+
+
 def check_period(from_s, to_s, cohort):
     """§19: from and to are UTC midnights, from < to; cohort year, quarter or month."""
-    from .queries import require_midnight
-    from_s = require_midnight("from_s", validate_time("from_s", from_s))
+    from_s = _require_midnight("from_s", validate_time("from_s", from_s))
     if isinstance(to_s, bool) or not isinstance(to_s, int):
         raise InvalidArgument("to_s", to_s, "must be an integer")
     if not from_s < to_s <= limits.time_s_max_exclusive:
         raise InvalidArgument("to_s", to_s, f"must be after from_s ({from_s}) and at most "
                                             f"{limits.time_s_max_exclusive}")
-    to_s = require_midnight("to_s", to_s)
+    to_s = _require_midnight("to_s", to_s)
     if cohort not in COHORTS:
         raise InvalidArgument("cohort", cohort, "must be year, quarter or month")
     return from_s, to_s, cohort
+
+
+def _require_midnight(field, time_s):
+    """Revenue's positions are known at UTC midnights only: the cohort counters are kept per UTC day."""
+    if time_s % calendar.SECONDS_PER_DAY:
+        day = calendar.format_utc(time_s - time_s % calendar.SECONDS_PER_DAY)[:10]
+        raise InvalidArgument(
+            field, time_s, f"must be a UTC midnight: revenue positions are known only at UTC midnights (the "
+                           f"cohort counters are kept per UTC day), and {calendar.format_utc(time_s)} is inside {day}")
+    return time_s

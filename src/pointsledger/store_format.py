@@ -26,8 +26,14 @@ FORMAT_VERSION_ENGAGEMENT = 3
 # redemption estimates. A store of format 1-3 is upgraded once, at its first
 # writable open (revenue_upgrade.py); the release before refuses it from then on.
 FORMAT_VERSION_LOTS = 4
+# Format 5: the cohort counters' points by programme version (cohort_values), so
+# revenue values each credit and each taking at the point value of the version of
+# the entry (§19). A store of format 1-4 is upgraded once, at its first writable
+# open (revenue_upgrade.py); the release before refuses it from then on.
+FORMAT_VERSION_VALUES = 5
 FORMAT_VERSIONS_READ = (
     FORMAT_VERSION_NARROW_CODES, FORMAT_VERSION_WIDE_CODES, FORMAT_VERSION_ENGAGEMENT, FORMAT_VERSION_LOTS,
+    FORMAT_VERSION_VALUES,
 )
 FORMAT_VERSION = FORMAT_VERSION_NARROW_CODES  # what a new store starts as
 
@@ -54,7 +60,8 @@ ENGAGEMENT_DBS = (DB_PROFILES, DB_REFERRALS, DB_REFEREES, DB_BONUS_DAYS)
 # Revenue (§19, format 4): cohort counters and redemption estimates.
 DB_COHORTS = b"cohorts"
 DB_ESTIMATES = b"estimates"
-REVENUE_DBS = (DB_COHORTS, DB_ESTIMATES)
+DB_COHORT_VALUES = b"cohort_values"  # format 5
+REVENUE_DBS = (DB_COHORTS, DB_ESTIMATES, DB_COHORT_VALUES)
 OPTIONAL_DBS = ENGAGEMENT_DBS + REVENUE_DBS  # absent from stores of earlier formats
 ALL_DBS = (
     DB_META, DB_PROGRAMS, DB_MEMBERS, DB_JOURNAL, DB_ORDERS, DB_REFUNDS,
@@ -151,6 +158,12 @@ COHORT_KEY = struct.Struct(">ii")
 COHORT = struct.Struct(">qqqqq")
 COHORT_AMOUNT, COHORT_CREDITED, COHORT_REDEEMED, COHORT_TAKEN_BACK, COHORT_EXPIRED = range(5)
 COHORT_FIELDS = ("amount_minor", "credited", "redeemed", "taken_back", "expired")
+# cohort_values (§19, format 5): issue month (I32), event day (I32), programme
+# version (U32; 0 for entries made without a programme) -> points of that issue
+# month credited, and taken back, by entries of that day applied under that
+# version. Per (month, day) they sum to the cohorts row's credited and taken_back.
+COHORT_VALUE_KEY = struct.Struct(">iiI")
+COHORT_VALUE = struct.Struct(">qq")
 # estimates: estimate id -> effective_from (I64), rate in basis points (U32),
 # serial (U32: 1, 2, ... in the order they were set; effective_from never goes back).
 ESTIMATE = struct.Struct(">qII")

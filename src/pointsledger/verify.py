@@ -8,6 +8,7 @@ seq, member, order, refund, redemption, adjustment, day, instant, category).
 
 from . import calendar, limits, store_format as fmt
 from .results import VerifyReport
+from .revenue_upgrade import needs_upgrade
 
 PROBLEMS_MAX = 100  # past this, the report says how many more were found
 
@@ -70,6 +71,7 @@ class _Journal:
         self.bonus_days = {}  # BONUS points per day (§17): their own counters, not a COUNTER_FIELDS column
         self.entries = 0
         self.positive_adjust_days = {}  # (§19) credits of a day: EARN + BONUS + positive ADJUST
+        self.credits_by_version = {}  # (§19) (day, programme version) -> those credits
 
 
 def verify(store, txn):
@@ -118,6 +120,9 @@ def _scan_journal(store, txn, problems):
                 f"{calendar.format_utc(time_s)} ({len(starts)} versions stored)"
             )
         _add_entry(journal, problems, seq, kind, points, balance, time_s, previous_seq, member_key)
+        if points > 0 and kind in (fmt.KIND_EARN, fmt.KIND_BONUS, fmt.KIND_ADJUST):
+            key = (calendar.day_of(time_s), version)
+            journal.credits_by_version[key] = journal.credits_by_version.get(key, 0) + points
         if kind == fmt.KIND_ADJUST and points > 0:
             day = calendar.day_of(time_s)
             journal.positive_adjust_days[day] = journal.positive_adjust_days.get(day, 0) + points
@@ -542,6 +547,37 @@ def _verify_cohorts(store, txn, problems, journal, held_by_month):
         problems.add(f"cohort counters: taken back {taken_back}, the journal's clawbacks and negative "
                      f"adjustments less the members' debt {debt} are {expected}")
     _verify_cohort_amounts(store, txn, problems, per_month)
+    _verify_cohort_values(store, txn, problems, journal)
+
+
+def _verify_cohort_values(store, txn, problems, journal):
+    """cohort_values (format 5): per (month, day) the cohorts row's credited and taken back; per
+    (day, version) the journal's credits applied under that version."""
+    db = store.dbs.get(fmt.DB_COHORT_VALUES)
+    if db is None or needs_upgrade(store, txn):  # format 1-4 read-only: not upgraded yet
+        return
+    per_row, per_version = {}, {}
+    for key, value in txn.cursor(db=db):
+        month, day, version = fmt.COHORT_VALUE_KEY.unpack(key)
+        credited, taken_back = fmt.COHORT_VALUE.unpack(value)
+        _add_counters(per_row, (month, day), (credited, taken_back))
+        per_version[(day, version)] = per_version.get((day, version), 0) + credited
+    for key, value in txn.cursor(db=store.dbs[fmt.DB_COHORTS]):
+        month, day = fmt.COHORT_KEY.unpack(key)
+        counters = fmt.COHORT.unpack(value)
+        expected = (counters[fmt.COHORT_CREDITED], counters[fmt.COHORT_TAKEN_BACK])
+        stored = per_row.pop((month, day), (0, 0))
+        if stored != expected:
+            problems.add(f"cohort values {_month(month)} day {calendar.format_utc(day * 86400)[:10]}: credited, "
+                         f"taken back {stored}, the cohort counters say {expected}")
+    for month, day in sorted(key for key, stored in per_row.items() if any(stored)):
+        problems.add(f"cohort values {_month(month)} day {calendar.format_utc(day * 86400)[:10]}: "
+                     f"{per_row[(month, day)]} without a cohort counter row")
+    for day, version in sorted(set(per_version) | set(journal.credits_by_version)):
+        stored, expected = per_version.get((day, version), 0), journal.credits_by_version.get((day, version), 0)
+        if stored != expected:
+            problems.add(f"cohort values of day {calendar.format_utc(day * 86400)[:10]}, version {version}: "
+                         f"credited {stored}, the journal says {expected}")
 
 
 def _add_counters(into, key, counters):

@@ -9,6 +9,7 @@ from . import calendar, faults, limits, store_format as fmt
 from .errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
+CREDIT_KINDS = (fmt.KIND_EARN, fmt.KIND_BONUS, fmt.KIND_ADJUST)  # with positive points (§19)
 OVERLAY_DBS = (
     fmt.DB_ORDERS, fmt.DB_REFUNDS, fmt.DB_REDEMPTIONS, fmt.DB_ADJUSTMENTS, fmt.DB_PROGRAMS,
     fmt.DB_PROFILES, fmt.DB_REFERRALS, fmt.DB_REFEREES, fmt.DB_ESTIMATES,
@@ -61,6 +62,9 @@ class Writer:
         # points credited each day come from the day counters at flush.
         self.amount_day_deltas = {}
         self.cohort_deltas = {}
+        # (issue month, day, programme version) -> [credited, taken back]: the cohort
+        # counters' points by the version of the entry that moved them (§19, format 5).
+        self.value_deltas = {}
         self.new_estimates = []  # revenue.Estimate set in this transaction, in order
         # Meta keys a caller writes with the batch (put_meta): a stream consumer's position.
         self.meta_changes = {}
@@ -187,6 +191,19 @@ class Writer:
         if deltas is None:
             deltas = self.cohort_deltas[key] = [0] * len(fmt.COHORT_FIELDS)
         deltas[column] += delta
+        if column == fmt.COHORT_TAKEN_BACK:  # valued at the version of the entry that takes them
+            self._value_delta(month, key[1], self.version_at(time_s))[1] += delta
+
+    def version_at(self, time_s):
+        """The programme version an entry at time_s is applied under (0 without a programme)."""
+        program = self.program_at(time_s)
+        return program.version if program is not None else 0
+
+    def _value_delta(self, month, day, version):
+        deltas = self.value_deltas.get((month, day, version))
+        if deltas is None:
+            deltas = self.value_deltas[(month, day, version)] = [0, 0]
+        return deltas
 
     def count_taken(self, time_s, column, taken):
         """count_cohort for each issue month of a debit or an expiry (issue month -> points)."""
@@ -272,8 +289,8 @@ class Writer:
         self._flush_expiry()
         meta = dbs[fmt.DB_META]
         if self.dirty_members or self.cohort_deltas or self.new_estimates:
-            # Members with issue months, cohort counters: from this commit on a reader must know format 4.
-            self._raise_format(fmt.FORMAT_VERSION_LOTS)
+            # Members with issue months, cohort counters by version: from this commit on a reader must know format 5.
+            self._raise_format(fmt.FORMAT_VERSION_VALUES)
         if wide_codes:
             # The first four-byte code: from this commit on a format-1 reader must refuse the store.
             self._raise_format(fmt.FORMAT_VERSION_WIDE_CODES)
@@ -344,7 +361,10 @@ class Writer:
             credited = deltas[fmt.COUNTER_EARNED] + deltas[fmt.COUNTER_ADJUSTED_POSITIVE] if deltas else 0
             credited += self.bonus_day_deltas.get(day, 0)
             if credited:
-                self._cohort_delta(calendar.issue_month_of_day(day), day)[fmt.COHORT_CREDITED] += credited
+                month = calendar.issue_month_of_day(day)
+                self._cohort_delta(month, day)[fmt.COHORT_CREDITED] += credited
+                for version, points in self._credits_by_version(day, credited).items():
+                    self._value_delta(month, day, version)[0] += points
         for day, amount in self.amount_day_deltas.items():
             if amount:
                 self._cohort_delta(calendar.issue_month_of_day(day), day)[fmt.COHORT_AMOUNT] += amount
@@ -360,6 +380,33 @@ class Writer:
             for index, delta in enumerate(deltas):
                 counters[index] += delta
             self.txn.put(key, fmt.COHORT.pack(*counters), db=db)
+        self._flush_values()
+
+    def _flush_values(self):
+        db = self.dbs[fmt.DB_COHORT_VALUES]
+        for (month, day, version), deltas in sorted(self.value_deltas.items()):
+            if not any(deltas):
+                continue
+            key = fmt.COHORT_VALUE_KEY.pack(month, day, version)
+            stored = self.txn.get(key, db=db)
+            credited, taken_back = fmt.COHORT_VALUE.unpack(stored) if stored else (0, 0)
+            self.txn.put(key, fmt.COHORT_VALUE.pack(credited + deltas[0], taken_back + deltas[1]), db=db)
+
+    def _credits_by_version(self, day, credited):
+        """This commit's credits of a day by programme version: all under one version unless a
+        version takes effect inside the day; then from this commit's journal entries of that day."""
+        start = day * calendar.SECONDS_PER_DAY
+        end = start + calendar.SECONDS_PER_DAY
+        if not any(start < each < end for each in self.store.program_starts):
+            return {self.version_at(start): credited}
+        by_version = {}
+        for value in self.journal_values:
+            kind, points, _, time_s, version, *_ = fmt.decode_entry(value)
+            if start <= time_s < end and points > 0 and kind in CREDIT_KINDS:
+                by_version[version] = by_version.get(version, 0) + points
+        if sum(by_version.values()) != credited:
+            raise RuntimeError(f"day {day}: credits by version {by_version} do not sum to {credited}: a bug")
+        return by_version
 
     def _cohort_delta(self, month, day):
         deltas = self.cohort_deltas.get((month, day))

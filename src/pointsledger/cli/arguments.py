@@ -39,24 +39,26 @@ def time_argument(text):
     return value
 
 
-def date_argument(text):
-    """A UTC date, YYYY-MM-DD, as its midnight: the rollforward counts whole UTC days (SPEC §17)."""
-    return _date(text, limits.time_s_max_exclusive - 1)
+ROLLFORWARD_DAYS = "the rollforward covers whole UTC days, midnight to midnight"
+REVENUE_DAYS = "revenue positions are known only at UTC midnights: --from and --to are UTC days"
 
 
-def end_date_argument(text):
+def date_argument(text, why=ROLLFORWARD_DAYS):
+    """A UTC date, YYYY-MM-DD, as its midnight: the report counts whole UTC days (SPEC §17, §19)."""
+    return _date(text, limits.time_s_max_exclusive - 1, why)
+
+
+def end_date_argument(text, why=ROLLFORWARD_DAYS):
     """As date_argument, for an exclusive end (--to): the day after the last one covered, so it may be
     the end of the event-time range itself (2100-01-01), or the last day could not be covered."""
-    return _date(text, limits.time_s_max_exclusive)
+    return _date(text, limits.time_s_max_exclusive, why)
 
 
-def _date(text, latest):
+def _date(text, latest, why):
     given = text.strip()
     value = calendar.parse_utc(given + "T00:00:00Z") if DATE_PATTERN.fullmatch(given) else None
     if value is None:
-        raise argparse.ArgumentTypeError(
-            f"{given!r} is not a date: give YYYY-MM-DD (the rollforward covers whole UTC days, midnight to midnight)"
-        )
+        raise argparse.ArgumentTypeError(f"{given!r} is not a date: give YYYY-MM-DD ({why})")
     if not limits.time_s_min <= value <= latest:
         raise argparse.ArgumentTypeError(
             f"{given!r} is outside {calendar.format_utc(limits.time_s_min)[:10]} to {calendar.format_utc(latest)[:10]}"

@@ -1,6 +1,9 @@
 """report liability / report rollforward."""
 
+import argparse
+
 from .. import calendar
+from .arguments import REVENUE_DAYS, ROLLFORWARD_DAYS, date_argument, end_date_argument
 from .common import EXIT_OK, Usage
 from .revenue_commands import report_revenue
 from .output import ALL_TIME_LABEL, emit, format_time, plural, print_json, split_fields
@@ -22,6 +25,7 @@ ROLLFORWARD_TIMES = ("from_s", "to_s")
 def cmd_report(arguments):
     if arguments.cohort is not None and arguments.name != "revenue":
         raise Usage("--cohort belongs to `report revenue`")
+    _report_dates(arguments, REVENUE_DAYS if arguments.name == "revenue" else ROLLFORWARD_DAYS)
     if arguments.name == "revenue":
         if getattr(arguments, "shard_list", None):
             # D_c = A·S/(A+S) is not a sum over shards: it needs every shard's counters, not their reports.
@@ -73,6 +77,17 @@ def with_values(totals, point_value):
 
 def print_line(label, points, point_value):
     print(f"    {label:<28}{points:>20,}{point_value * points:>20,.2f}")
+
+
+def _report_dates(arguments, why):
+    """--from and --to as UTC midnights, or the report parser's error (exit 2) saying why a date is needed."""
+    for option, name, parse in (("--from", "from_time", date_argument), ("--to", "to_time", end_date_argument)):
+        text = getattr(arguments, name)
+        if text is not None:
+            try:
+                setattr(arguments, name, parse(text, why))
+            except argparse.ArgumentTypeError as error:
+                arguments.report_parser.error(f"argument {option}: {error}")
 
 
 def report_rollforward(arguments):
