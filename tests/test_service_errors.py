@@ -183,6 +183,8 @@ VALID_REQUESTS = {
     "GetProgram": pb.GetProgramRequest(version=1),
     "RunExpiry": pb.RunExpiryRequest(as_of_s=T),
     "GetLiability": pb.GetLiabilityRequest(as_of_s=T),
+    "GetRollforward": pb.GetRollforwardRequest(from_s=1_767_225_600, to_s=1_798_761_600),
+    "Verify": pb.VerifyRequest(shard=1, shards=2),
     "RegisterReferral": pb.RegisterReferralRequest(referral_id="ref-1", referrer_id="m-1", referee_id="m-2",
                                                    time_s=T),
     "GetReferral": pb.GetReferralRequest(referral_id="ref-1"),

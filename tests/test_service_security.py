@@ -69,6 +69,8 @@ CALLS = {
     "ReadJournal": ("read", lambda client: list(client.journal())),
     "GetProgram": ("read", lambda client: client.get_program()),
     "GetLiability": ("read", lambda client: client.liability()),
+    "GetRollforward": ("read", lambda client: client.rollforward(1_767_225_600, 1_798_761_600)),
+    "Verify": ("admin", lambda client: client.verify()),
     "RegisterReferral": ("write", lambda client: client.register_referral("ref-1", "m-1", "m-2", T)),
     "GetReferral": ("read", lambda client: client.get_referral("ref-0")),
     "SetMemberProfile": ("write", lambda client: client.set_member_profile("m-1", "04-01")),

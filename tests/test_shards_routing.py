@@ -65,6 +65,16 @@ def test_cli_shards_equal_one_ledger(stores, capsys):
         assert across == json.loads(capsys.readouterr().out), command
     assert main(["verify", "--shards", shards]) == 0
     assert capsys.readouterr().out == "ok: 6 journal entries, 3 members, every invariant holds\n"
+    assert_history_of_member_001(shards, capsys)
+
+
+def assert_history_of_member_001(shards, capsys):
+    """history goes to the member's shard: shard 0's journal (seqs 1 o1, 3 o4, 4 r1; m0's o3 is seq 2)."""
+    assert main(["history", "member-001", "--json", "--shards", shards]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert [(entry["seq"], entry["ref_id"], entry["points"]) for entry in page["entries"]] == [
+        (4, "r1", -30), (3, "o4", 25), (1, "o1", 100)]
+    assert page["next_before_seq"] is None
 
 
 def test_verify_finds_members_on_the_wrong_shard(stores, capsys):
@@ -79,23 +89,74 @@ def test_a_missing_shard_store_is_refused(stores, capsys):
     assert "no ledger at" in capsys.readouterr().err
 
 
-def test_cli_shards_over_servers(stores, capsys):
+@pytest.fixture
+def servers(stores):
+    """One real server per shard store (shard order); their addresses comma-separated."""
     from pointsledger.service.server import BackgroundServer
 
     ledgers = [Ledger(stores / f"shard-{shard}") for shard in range(2)]
-    servers = [BackgroundServer(ledger) for ledger in ledgers]
+    started = []
     try:
-        addresses = ",".join(f"127.0.0.1:{server.port}" for server in servers)
-        assert main(["balance", "member-001", "--as-of", "2027-01-01", "--json", "--shards", addresses]) == 0
-        assert json.loads(capsys.readouterr().out)["all_time"]["balance"] == 95
-        assert main(["report", "liability", "--as-of", "2027-01-01", "--json", "--shards", addresses]) == 0
-        across = json.loads(capsys.readouterr().out)
-        assert main(["report", "liability", "--as-of", "2027-01-01", "--json", "--data", str(stores / "all")]) == 0
-        assert across == json.loads(capsys.readouterr().out)
-        assert main(["verify", "--shards", addresses]) == 1
-        assert "verify across shards needs their stores (directories)" in capsys.readouterr().err
+        for ledger in ledgers:
+            started.append(BackgroundServer(ledger))
+        yield ",".join(f"127.0.0.1:{server.port}" for server in started)
     finally:
-        for server in servers:
+        for server in started:
             server.stop()
         for ledger in ledgers:
             ledger.close()
+
+
+def test_cli_shards_over_servers_equal_one_ledger(stores, servers, capsys):
+    for command in (["balance", "member-002", "--as-of", "2027-01-01"],
+                    ["report", "liability", "--as-of", "2027-01-01"],
+                    ["report", "rollforward", "--from", "2026-01-01", "--to", "2027-01-01"]):
+        assert main(command + ["--json", "--shards", servers]) == 0
+        across = json.loads(capsys.readouterr().out)
+        assert main(command + ["--json", "--data", str(stores / "all")]) == 0
+        assert across == json.loads(capsys.readouterr().out), command
+    assert main(["verify", "--shards", servers]) == 0
+    assert capsys.readouterr().out == "ok: 6 journal entries, 3 members, every invariant holds\n"
+    assert_history_of_member_001(servers, capsys)
+
+
+def test_rollforward_over_servers_hand_computed(servers, capsys):
+    # 2026: 375 earned (100 + 200 + 50 + 25), 30 redeemed, 100 clawed back (half of o2); nothing expired.
+    assert main(["report", "rollforward", "--from", "2026-01-01", "--to", "2027-01-01", "--json",
+                 "--shards", servers]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {name: report[name] for name in ("opening", "earned", "adjusted", "clawed_back", "redeemed", "expired",
+                                            "closing", "bonus")} == {
+        "opening": 0, "earned": 375, "adjusted": 0, "clawed_back": 100, "redeemed": 30, "expired": 0,
+        "closing": 245, "bonus": 0}
+    assert report["breakage"] == {"expired": 0, "credited": 375, "decimal": "0.000000"}
+
+
+def test_router_over_servers_equals_router_over_stores(stores, servers):
+    with Router.open(servers.split(",")) as remote, Ledger(stores / "all", readonly=True) as everything:
+        assert remote.rollforward(1_767_225_600, AS_OF) == everything.rollforward(1_767_225_600, AS_OF)
+        assert remote.rollforward(T, T) == everything.rollforward(T, T)  # an empty period: every line 0
+        report = remote.verify()
+        assert (report.ok, report.problems, report.entries, report.members) == (True, [], 6, 3)
+
+
+def test_verify_over_servers_finds_members_on_the_wrong_shard(servers, capsys):
+    swapped = ",".join(reversed(servers.split(",")))
+    assert main(["verify", "--shards", swapped]) == 1
+    out = capsys.readouterr().out
+    first, second = swapped.split(",")
+    assert f"shard 0 ({first}): member 'member-002' belongs to shard 1 of 2" in out
+    assert f"shard 1 ({second}): member 'm0' belongs to shard 0 of 2" in out
+
+
+def test_verify_rpc_refuses_a_shard_outside_shards(servers):
+    from pointsledger.client import InvalidArgument, LedgerClient
+
+    with LedgerClient(servers.split(",")[0]) as client:
+        with pytest.raises(InvalidArgument) as info:
+            client.verify(shard=2, shards=2)
+        assert info.value.field == "shard" and "from 0 to 1" in str(info.value)
+        with pytest.raises(InvalidArgument) as info:
+            client.verify(shard=1)
+        assert info.value.field == "shard"
+        assert client.verify().ok  # not told its shard: only the store's own checks

@@ -3,7 +3,7 @@
 import time
 
 from ..errors import NotFound
-from .common import EXIT_OK, open_existing, open_existing_for_writing
+from .common import EXIT_OK, open_existing_for_writing
 from .engagement import print_balance
 from .output import emit, format_time, print_json
 from .shard_commands import open_reader
@@ -23,7 +23,7 @@ def cmd_balance(arguments):
 
 
 def cmd_history(arguments):
-    with open_existing(arguments) as ledger:
+    with open_reader(arguments) as ledger:
         page = ledger.history(arguments.member_id, arguments.limit, arguments.before_seq)
     if arguments.json:
         print_json({"entries": [vars(entry) for entry in page.entries], "next_before_seq": page.next_before_seq})

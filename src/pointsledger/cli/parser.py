@@ -102,6 +102,7 @@ def build_parser():
     history.add_argument("--limit", type=integer_argument(1, limits.history_limit_max), default=HISTORY_LIMIT_DEFAULT)
     history.add_argument("--before-seq", type=integer_argument(1, limits.INT64_MAX), dest="before_seq",
                          metavar="SEQ", help="page on: the cursor the previous page printed")
+    add_shards_option(history)
 
     refund = add_command(commands, "refund", cmd_refund, "refund (part of) an order: claws its points back",
                          ["pointsledger refund refund-17 sample-00003 5000 --time 2026-03-01"], both)

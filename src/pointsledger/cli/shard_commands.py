@@ -219,5 +219,7 @@ def open_reader(arguments):
     if any(is_server(spec) for spec in specs):
         from .ingest import read_token
 
-        client_options = {"token": read_token(arguments) if hasattr(arguments, "token") else None}
+        # Commands without --token take $POINTSLEDGER_TOKEN (verify over servers needs an admin token).
+        client_options = {"token": read_token(arguments) if hasattr(arguments, "token")
+                          else os.environ.get("POINTSLEDGER_TOKEN") or None}
     return Router.open(specs, client_options=client_options)

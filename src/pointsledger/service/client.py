@@ -14,6 +14,7 @@ Statuses that only a server gives have their own LedgerError subclasses below.
 """
 
 import decimal
+import fractions
 import threading
 
 import grpc
@@ -27,8 +28,8 @@ from ..errors import (  # the service statuses are re-exported here for callers 
 )
 from ..program import canonical_json, parse_document
 from ..results import (
-    Balance, BatchResult, Bonus, Entry, ExpireResult, HistoryPage, Liability, MilestoneProgress,
-    OperationResult, Profile, ProgramVersion, Referral,
+    Balance, BatchResult, Bonus, Breakage, Entry, ExpireResult, HistoryPage, Liability, MilestoneProgress,
+    OperationResult, Profile, ProgramVersion, Referral, Rollforward, VerifyReport,
 )
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .headers import FIELD_METADATA_KEY, authorization_metadata
@@ -338,6 +339,23 @@ class LedgerClient:
             expiring_90_days=message.expiring_90_days, overdue=message.overdue,
             bonus=message.bonus, pending=message.pending,
         )
+
+    def rollforward(self, from_s, to_s):
+        message = self._call(self.stub.GetRollforward, pb.GetRollforwardRequest(from_s=from_s, to_s=to_s))
+        expired, credited = message.breakage_expired, message.breakage_credited
+        return Rollforward(
+            from_s=message.from_s, to_s=message.to_s, opening=message.opening, earned=message.earned,
+            adjusted=message.adjusted, clawed_back=message.clawed_back, redeemed=message.redeemed,
+            expired=message.expired, closing=message.closing, bonus=message.bonus,
+            breakage_rate=fractions.Fraction(expired, credited) if credited else None,
+            breakage=Breakage(expired, credited, decimal.Decimal(message.breakage_decimal)
+                              if message.breakage_decimal else None),
+        )
+
+    def verify(self, shard=0, shards=0):
+        """The server's store checked (scope admin); with shards, also that its members are all of shard."""
+        message = self._call(self.stub.Verify, pb.VerifyRequest(shard=shard, shards=shards))
+        return VerifyReport(list(message.problems), message.entries, message.members)
 
     # --- engagement (§14, §17) -------------------------------------------------------------
 

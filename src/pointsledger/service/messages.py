@@ -129,6 +129,22 @@ def liability_message(report):
     )
 
 
+def rollforward_message(report):
+    """A Rollforward as pointsledger.v1.Rollforward: points, and the breakage ratio as its two integers and
+    its 6-place decimal text ("" when nothing was credited)."""
+    breakage = report.breakage
+    return pb.Rollforward(
+        from_s=report.from_s, to_s=report.to_s, opening=report.opening, earned=report.earned,
+        adjusted=report.adjusted, clawed_back=report.clawed_back, redeemed=report.redeemed, expired=report.expired,
+        closing=report.closing, bonus=report.bonus, breakage_expired=breakage.expired,
+        breakage_credited=breakage.credited, breakage_decimal="" if breakage.decimal is None else str(breakage.decimal),
+    )
+
+
+def verify_message(report):
+    return pb.VerifyReport(ok=report.ok, problems=report.problems, entries=report.entries, members=report.members)
+
+
 def simulation_message(result):
     """A simulate.SimulationResult as pointsledger.v1.Simulation (money as exact decimal text)."""
     return pb.Simulation(

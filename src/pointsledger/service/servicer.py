@@ -28,7 +28,7 @@ from .messages import (
     item_error, liability_message, operation_result, profile_message, program_message, referral_message,
     simulation_message,
 )
-from .messages import estimate_message, revenue_message
+from .messages import estimate_message, revenue_message, rollforward_message, verify_message
 from .status import Refusal, ledger_error_status, refusal_status, rich_status
 
 
@@ -455,6 +455,23 @@ class LedgerServicer(pb_grpc.LedgerServicer):
     @rpc(SCOPE_READ)
     async def GetLiability(self, request, context):
         return liability_message(await self._read(self.ledger.liability, _optional(request, "as_of_s")))
+
+    @rpc(SCOPE_READ)
+    async def GetRollforward(self, request, context):
+        return rollforward_message(await self._read(self.ledger.rollforward, request.from_s, request.to_s))
+
+    @rpc(SCOPE_ADMIN)
+    async def Verify(self, request, context):
+        """The store's checks; told its shard (shards > 0), also that every member belongs to it (§18)."""
+        from ..shards.routing import verify_shard
+        from ..shards.sharding import check_shard
+
+        if request.shards:
+            check_shard(request.shard, request.shards)
+            return verify_message(await self._read(verify_shard, self.ledger, request.shard, request.shards))
+        if request.shard:
+            raise InvalidArgument("shard", request.shard, "needs shards (the number of shards) too")
+        return verify_message(await self._read(self.ledger.verify))
 
     # --- administration -----------------------------------------------------------------
 

@@ -127,8 +127,7 @@ class Router:
                                    outstanding_by_tier=tiers, **sums)
 
     def rollforward(self, from_s, to_s):
-        reports = [self._local("rollforward").rollforward(from_s, to_s)]
-        reports += [ledger.rollforward(from_s, to_s) for ledger in self.ledgers[1:]]
+        reports = [ledger.rollforward(from_s, to_s) for ledger in self.ledgers]
         sums = {name: sum(getattr(report, name) for report in reports) for name in SUMMED_ROLLFORWARD}
         credited = sum(report.breakage.credited for report in reports)
         return dataclasses.replace(
@@ -138,36 +137,40 @@ class Router:
         )
 
     def verify(self):
-        """Every shard's own checks, and every member on its own shard; one VerifyReport."""
+        """Every shard's own checks, and every member on its own shard; one VerifyReport.
+
+        A store is checked here; a server checks itself (the Verify RPC, told its shard)."""
         problems, entries, members = [], 0, 0
-        for shard in range(self.shards):
-            ledger = self._local("verify", shard)
-            report = ledger.verify()
-            problems += [f"shard {shard} ({ledger.path}): {problem}" for problem in report.problems]
-            problems += [f"shard {shard} ({ledger.path}): {problem}" for problem in self._misplaced(ledger, shard)]
+        for shard, ledger in enumerate(self.ledgers):
+            if hasattr(ledger, "store"):
+                report, where = verify_shard(ledger, shard, self.shards), ledger.path
+            else:
+                report, where = ledger.verify(shard=shard, shards=self.shards), ledger.address
+            problems += [f"shard {shard} ({where}): {problem}" for problem in report.problems]
             entries += report.entries
             members += report.members
         return VerifyReport(problems, entries, members)
 
-    def _misplaced(self, ledger, shard, shown_max=10):
-        misplaced = []
-        with ledger.store.read() as txn:
-            for key in txn.cursor(db=ledger.store.dbs[fmt.DB_MEMBERS]).iternext(keys=True, values=False):
-                member_id = bytes(key).decode("utf-8")
-                if self.shard_of(member_id) != shard:
-                    misplaced.append(member_id)
-        found = [f"member {member_id!r} belongs to shard {self.shard_of(member_id)} of {self.shards}"
-                 for member_id in misplaced[:shown_max]]
-        if len(misplaced) > shown_max:
-            found.append(f"{len(misplaced) - shown_max:,} more members of other shards")
-        return found
 
-    def _local(self, what, shard=0):
-        ledger = self.ledgers[shard]
-        if not hasattr(ledger, "store"):
-            raise FailedPrecondition(f"{what} across shards needs their stores (directories): the service has "
-                                     f"no {what} call")
-        return ledger
+def verify_shard(ledger, shard, shards):
+    """The ledger's own checks, and that each of its members belongs to shard `shard` of `shards`."""
+    report = ledger.verify()
+    return VerifyReport(report.problems + misplaced_members(ledger, shard, shards), report.entries, report.members)
 
 
-__all__ = ["BatchResult", "Router", "is_server"]
+def misplaced_members(ledger, shard, shards, shown_max=10):
+    """Problems: the ledger's members that belong to another shard (the first shown_max named)."""
+    misplaced = []
+    with ledger.store.read() as txn:
+        for key in txn.cursor(db=ledger.store.dbs[fmt.DB_MEMBERS]).iternext(keys=True, values=False):
+            member_id = bytes(key).decode("utf-8")
+            if shard_of(member_id, shards) != shard:
+                misplaced.append(member_id)
+    found = [f"member {member_id!r} belongs to shard {shard_of(member_id, shards)} of {shards}"
+             for member_id in misplaced[:shown_max]]
+    if len(misplaced) > shown_max:
+        found.append(f"{len(misplaced) - shown_max:,} more members of other shards")
+    return found
+
+
+__all__ = ["BatchResult", "Router", "is_server", "misplaced_members", "verify_shard"]

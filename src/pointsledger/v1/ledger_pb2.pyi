@@ -459,6 +459,64 @@ class Liability(_message.Message):
     pending_value: str
     def __init__(self, as_of_s: _Optional[int] = ..., currency: _Optional[str] = ..., point_value: _Optional[str] = ..., earned: _Optional[int] = ..., adjusted_positive: _Optional[int] = ..., adjusted_negative: _Optional[int] = ..., clawed_back: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., outstanding: _Optional[int] = ..., outstanding_value: _Optional[str] = ..., outstanding_by_tier: _Optional[_Iterable[_Union[TierOutstanding, _Mapping]]] = ..., expiring_30_days: _Optional[int] = ..., expiring_60_days: _Optional[int] = ..., expiring_90_days: _Optional[int] = ..., overdue: _Optional[int] = ..., issued: _Optional[int] = ..., earned_value: _Optional[str] = ..., adjusted_positive_value: _Optional[str] = ..., adjusted_negative_value: _Optional[str] = ..., clawed_back_value: _Optional[str] = ..., redeemed_value: _Optional[str] = ..., expired_value: _Optional[str] = ..., expiring_30_days_value: _Optional[str] = ..., expiring_60_days_value: _Optional[str] = ..., expiring_90_days_value: _Optional[str] = ..., overdue_value: _Optional[str] = ..., issued_value: _Optional[str] = ..., bonus: _Optional[int] = ..., pending: _Optional[int] = ..., bonus_value: _Optional[str] = ..., pending_value: _Optional[str] = ...) -> None: ...
 
+class GetRollforwardRequest(_message.Message):
+    __slots__ = ("from_s", "to_s")
+    FROM_S_FIELD_NUMBER: _ClassVar[int]
+    TO_S_FIELD_NUMBER: _ClassVar[int]
+    from_s: int
+    to_s: int
+    def __init__(self, from_s: _Optional[int] = ..., to_s: _Optional[int] = ...) -> None: ...
+
+class Rollforward(_message.Message):
+    __slots__ = ("from_s", "to_s", "opening", "earned", "adjusted", "clawed_back", "redeemed", "expired", "closing", "bonus", "breakage_expired", "breakage_credited", "breakage_decimal")
+    FROM_S_FIELD_NUMBER: _ClassVar[int]
+    TO_S_FIELD_NUMBER: _ClassVar[int]
+    OPENING_FIELD_NUMBER: _ClassVar[int]
+    EARNED_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_FIELD_NUMBER: _ClassVar[int]
+    CLAWED_BACK_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_FIELD_NUMBER: _ClassVar[int]
+    BONUS_FIELD_NUMBER: _ClassVar[int]
+    BREAKAGE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    BREAKAGE_CREDITED_FIELD_NUMBER: _ClassVar[int]
+    BREAKAGE_DECIMAL_FIELD_NUMBER: _ClassVar[int]
+    from_s: int
+    to_s: int
+    opening: int
+    earned: int
+    adjusted: int
+    clawed_back: int
+    redeemed: int
+    expired: int
+    closing: int
+    bonus: int
+    breakage_expired: int
+    breakage_credited: int
+    breakage_decimal: str
+    def __init__(self, from_s: _Optional[int] = ..., to_s: _Optional[int] = ..., opening: _Optional[int] = ..., earned: _Optional[int] = ..., adjusted: _Optional[int] = ..., clawed_back: _Optional[int] = ..., redeemed: _Optional[int] = ..., expired: _Optional[int] = ..., closing: _Optional[int] = ..., bonus: _Optional[int] = ..., breakage_expired: _Optional[int] = ..., breakage_credited: _Optional[int] = ..., breakage_decimal: _Optional[str] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("shard", "shards")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    shards: int
+    def __init__(self, shard: _Optional[int] = ..., shards: _Optional[int] = ...) -> None: ...
+
+class VerifyReport(_message.Message):
+    __slots__ = ("ok", "problems", "entries", "members")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    entries: int
+    members: int
+    def __init__(self, ok: _Optional[bool] = ..., problems: _Optional[_Iterable[str]] = ..., entries: _Optional[int] = ..., members: _Optional[int] = ...) -> None: ...
+
 class RegisterReferralRequest(_message.Message):
     __slots__ = ("referral_id", "referrer_id", "referee_id", "time_s")
     REFERRAL_ID_FIELD_NUMBER: _ClassVar[int]

@@ -102,6 +102,16 @@ class LedgerStub:
                 request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetLiabilityRequest.SerializeToString,
                 response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Liability.FromString,
                 _registered_method=True)
+        self.GetRollforward = channel.unary_unary(
+                '/pointsledger.v1.Ledger/GetRollforward',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.GetRollforwardRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.Rollforward.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/pointsledger.v1.Ledger/Verify',
+                request_serializer=pointsledger_dot_v1_dot_ledger__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=pointsledger_dot_v1_dot_ledger__pb2.VerifyReport.FromString,
+                _registered_method=True)
         self.RegisterReferral = channel.unary_unary(
                 '/pointsledger.v1.Ledger/RegisterReferral',
                 request_serializer=pointsledger_dot_v1_dot_ledger__pb2.RegisterReferralRequest.SerializeToString,
@@ -245,6 +255,25 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRollforward(self, request, context):
+        """Opening + the period's lines = closing over the UTC days [from_s, to_s)
+        (scope read), as `pointsledger report rollforward`: from_s and to_s are
+        UTC midnights, to_s not before from_s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Every invariant of the store checked (SPEC §7), as `pointsledger verify`
+        (scope admin, see above). Problems are findings, not an error: the call
+        succeeds with ok false. With `shards` set, also that every member belongs
+        to `shard` of `shards` (SPEC §18).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterReferral(self, request, context):
         """Engagement (SPEC §14, §17).
         scope write
@@ -367,6 +396,16 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetLiability,
                     request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetLiabilityRequest.FromString,
                     response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Liability.SerializeToString,
+            ),
+            'GetRollforward': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRollforward,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.GetRollforwardRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.Rollforward.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=pointsledger_dot_v1_dot_ledger__pb2.VerifyRequest.FromString,
+                    response_serializer=pointsledger_dot_v1_dot_ledger__pb2.VerifyReport.SerializeToString,
             ),
             'RegisterReferral': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterReferral,
@@ -757,6 +796,60 @@ class Ledger:
             '/pointsledger.v1.Ledger/GetLiability',
             pointsledger_dot_v1_dot_ledger__pb2.GetLiabilityRequest.SerializeToString,
             pointsledger_dot_v1_dot_ledger__pb2.Liability.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRollforward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/GetRollforward',
+            pointsledger_dot_v1_dot_ledger__pb2.GetRollforwardRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.Rollforward.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pointsledger.v1.Ledger/Verify',
+            pointsledger_dot_v1_dot_ledger__pb2.VerifyRequest.SerializeToString,
+            pointsledger_dot_v1_dot_ledger__pb2.VerifyReport.FromString,
             options,
             channel_credentials,
             insecure,
