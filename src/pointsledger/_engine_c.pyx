@@ -137,6 +137,7 @@ cdef enum:
     DELTAS_MAX = 64
     BASIS_POINTS_PER_UNIT = 10000  # a constant, so that dividing by it is a multiplication
     GC_PAUSE_ITEMS_MIN = 10000  # batches from this size apply with the cyclic GC paused
+    REFERRAL_HEAD_SIZE = 19
     OWN_MAX = RULES_MAX + 2  # a purchaser's bonuses: welcome, referral, one per milestone
     ENGAGEMENT_HEAD_SIZE = 21
     LOT_COUNT_SIZE = 4
@@ -174,6 +175,8 @@ if ((fmt.ENGAGEMENT_HEAD.format, fmt.ENGAGEMENT_HEAD.size, fmt.LOT_COUNT.format,
 if ((fmt.BUCKET_MONTH.format, fmt.BUCKET_MONTH.size, fmt.LOT_HEAD_MONTH.format, fmt.LOT_HEAD_MONTH.size)
         != (">qqi", BUCKET_MONTH_SIZE, ">qqqQiB", LOT_HEAD_MONTH_SIZE)):
     raise ImportError("store_format's issue-month layouts changed: update _engine_c.pyx")
+if (fmt.REFERRAL_HEAD.format, fmt.REFERRAL_HEAD.size) != (">qQBBB", REFERRAL_HEAD_SIZE):
+    raise ImportError("store_format.REFERRAL_HEAD changed: update _engine_c.pyx")
 if (fmt.BUCKET.format, fmt.BUCKET.size) != (">qq", BUCKET_SIZE):
     raise ImportError("store_format.BUCKET changed: update _engine_c.pyx")
 if (fmt.JOURNAL_HEAD.format, fmt.JOURNAL_HEAD.size) != (">BqqqIQBB", JOURNAL_HEAD_SIZE):
@@ -196,6 +199,7 @@ cdef object DB_REFERRALS = fmt.DB_REFERRALS
 cdef object _py_price_purchase = _engine_py.price_purchase
 cdef object _struct_error = struct.error
 cdef bytes WELCOME_RULE = _engagement.WELCOME_RULE
+cdef object _tuple_new = tuple.__new__  # Bonus(...) without the namedtuple's Python-level __new__
 cdef str WELCOME_RULE_ID = WELCOME_RULE.decode()
 
 
@@ -1024,6 +1028,7 @@ cdef class _Rules:
     cdef int64_t pending_days
     cdef int64_t birthday_bp  # -1: no birthday rule
     cdef bint has_referral
+    cdef int64_t referral_min_purchase_minor
     cdef bint needs_engagement  # milestones or pending days: a purchase keeps engagement state
     cdef bint engaged_in_c  # every §17 value in its validated range: the fast path may run
     cdef tuple milestones  # ((milestone key, by purchases, target, bonus points, rule ref_id), ...)
@@ -1161,7 +1166,8 @@ cdef _Rules _rules_for(program):
         and (birthday is None or limits.multiplier_bp_min <= birthday <= limits.multiplier_bp_max)
         and (program.referral is None
              or (0 <= program.referral.referrer_points <= limits.bonus_points_max
-                 and 0 <= program.referral.referee_points <= limits.bonus_points_max))
+                 and 0 <= program.referral.referee_points <= limits.bonus_points_max
+                 and INT64_MIN <= program.referral.min_purchase_minor <= INT64_MAX))
         and len(program.milestones) <= RULES_MAX
         and all(0 <= milestone.target <= INT64_MAX and 0 <= milestone.bonus_points <= limits.bonus_points_max
                 for milestone in program.milestones)
@@ -1179,6 +1185,8 @@ cdef _Rules _rules_for(program):
             rules.milestone_target[index] = milestone.target
             rules.milestone_bonus[index] = milestone.bonus_points
     rules.has_referral = program.referral is not None
+    if rules.has_referral and rules.engaged_in_c:
+        rules.referral_min_purchase_minor = program.referral.min_purchase_minor
     rules.needs_engagement = bool(program.milestones or program.pending_days)
     rules.milestones = tuple(
         (milestone.milestone_id.encode(), milestone.kind == "purchases", milestone.target,
@@ -1386,6 +1394,9 @@ cdef class _Batch:
     cdef object referee_keys  # a set holding at least every referee, or None
     cdef dict referees_overlay
     cdef object referees_db
+    cdef dict referrals_overlay
+    cdef set settled_referees  # referees whose referral this batch found or made settled
+    cdef object referrals_db
     # Members of the current chunk of items, looked up ahead (resolve_chunk):
     # the key of a valid member id, its MemberState if in writer.members (owned, or NULL).
     cdef PyObject* chunk_keys[CHUNK_ITEMS]
@@ -1412,6 +1423,12 @@ cdef class _Batch:
     cdef int32_t calendar_month  # the issue month (§19) of calendar_day
     cdef int64_t day_amount  # purchase amounts of `day` (§19), folded with the day counters
     cdef _MonthSums day_expired  # points expired on `day` by issue month (§19), folded likewise
+    # writer.count_bonus, summed here: BONUS points of `day` not yet folded, and
+    # writer.stored_bonus_total() with this batch's bonuses (valid when bonus_known).
+    cdef int64_t day_bonus
+    cdef int64_t bonus_total
+    cdef bint bonus_known
+    cdef bint bonus_counted  # bonus_total is ahead of writer.bonus_total
     cdef dict amount_day_deltas
     cdef int64_t instant_day
     cdef int64_t instant_months
@@ -1468,6 +1485,9 @@ cdef class _Batch:
         self.amount_day_deltas = writer.amount_day_deltas
         self.day_amount = 0
         self.day_expired = _MonthSums.__new__(_MonthSums)
+        self.day_bonus = 0
+        self.bonus_known = False
+        self.bonus_counted = False
         self.store_category_codes = writer.store.category_codes
         self.new_categories = writer.new_categories
         self.categories = {}
@@ -1478,6 +1498,9 @@ cdef class _Batch:
         self.writer_engaged = False
         self.referees_overlay = writer.overlay[DB_REFEREES]
         self.referees_db = dbs.get(DB_REFEREES)
+        self.referrals_overlay = writer.overlay[DB_REFERRALS]
+        self.referrals_db = dbs.get(DB_REFERRALS)
+        self.settled_referees = set()
         global _batch_serial
         _batch_serial += 1
         self.serial = _batch_serial
@@ -1599,6 +1622,9 @@ cdef class _Batch:
         if self.new_member_count:
             self.writer.new_member_count += self.new_member_count
             self.new_member_count = 0
+        if self.bonus_counted:
+            self.writer.bonus_total = self.bonus_total
+            self.bonus_counted = False
         return 0
 
     # --- writer.count, summed per day ------------------------------------------
@@ -1623,6 +1649,10 @@ cdef class _Batch:
         if self.day_amount:
             self.amount_day_deltas[day] = self.amount_day_deltas.get(day, 0) + self.day_amount
             self.day_amount = 0
+        if self.day_bonus:
+            bonus_deltas = self.writer.bonus_day_deltas
+            bonus_deltas[day] = bonus_deltas.get(day, 0) + self.day_bonus
+            self.day_bonus = 0
         cdef dict expired
         if self.day_expired.size or self.day_expired.overflow is not None:
             expired = {}
@@ -1845,7 +1875,7 @@ cdef class _Batch:
         cdef int64_t lots_due = state._lots_due(time_s) if engaged else 0
         referral = None
         if rules.has_referral and self.maybe_referred(member_key):
-            referral = _engagement._qualifying_referral(self.writer, member_key, program, amount_minor, time_s)
+            referral = self.open_referral(member_key, amount_minor, time_s)
         if is_new:
             state = MemberState.__new__(MemberState)
             state.tier_year = year
@@ -1943,9 +1973,8 @@ cdef class _Batch:
                     "balance", (<object>referrer.balance) - <int64_t>referrer_due + referrer_points,
                     "the referrer's balance would overflow int64",
                 )
-        bonus_total = self.writer.stored_bonus_total()
         if (<pl_i128>self.totals[COUNTER_EARNED] + self.totals[COUNTER_ADJUSTED_POSITIVE] + points + own_total
-                + referrer_points + <int64_t>bonus_total > INT64_MAX):
+                + referrer_points + self.stored_bonus() > INT64_MAX):
             self.finish()  # the writer's totals are current for its own check
             self.writer.check_credit(points + <int64_t>own_total + referrer_points)
         if category.code < 0:
@@ -2008,8 +2037,8 @@ cdef class _Batch:
                 self.credit_engaged(state, own_points[index], instant, release_s, order_key, time_s)
                 state._bonus += own_points[index]
                 self.append_entry(KIND_BONUS, own_points[index], state, member_key, <bytes>own_rules[index], time_s)
-                self.writer.count_bonus(time_s, own_points[index])
-                bonuses.append(Bonus(member_id, <object>own_rule_ids[index], own_points[index]))
+                self.count_bonus(own_points[index])
+                bonuses.append(_tuple_new(Bonus, (member_id, <object>own_rule_ids[index], own_points[index])))
         cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
         if referral is not None:
@@ -2065,12 +2094,53 @@ cdef class _Batch:
             self.credit_engaged(referrer, referrer_points, instant, release_s, order_key, time_s)
             referrer._bonus += referrer_points
             self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
-            self.writer.count_bonus(time_s, referrer_points)
-            bonuses.append(Bonus(referrer_key.decode(), rule_key.decode(), referrer_points))
+            self.count_bonus(referrer_points)
+            bonuses.append(_tuple_new(Bonus, (referrer_key.decode(), rule_key.decode(), referrer_points)))
             self.mark_dirty(referrer_key, referrer)
         self.writer.put(DB_REFERRALS, referral_key,
                         fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
+        self.settled_referees.add(referee_key)
         return 0
+
+    cdef object open_referral(self, bytes member_key, int64_t amount_minor, int64_t time_s):
+        """engagement._qualifying_referral: (referral key, record) or None, read in C.
+
+        A referral seen settled stays settled for the batch (purchases never
+        reopen one): its referee's later purchases look nothing up.
+        """
+        if member_key in self.settled_referees:
+            return None
+        referral_key = self.stored(self.referees_overlay, self.referees_db, member_key)
+        if referral_key is None:
+            return None
+        if type(referral_key) is not bytes:
+            referral_key = bytes(referral_key)
+        record = self.stored(self.referrals_overlay, self.referrals_db, referral_key)
+        cdef const unsigned char* p
+        cdef Py_ssize_t referrer_end, referee_end
+        if type(record) is bytes and PyBytes_GET_SIZE(record) >= REFERRAL_HEAD_SIZE:
+            p = <const unsigned char*>PyBytes_AS_STRING(record)
+            referrer_end = REFERRAL_HEAD_SIZE + p[16]
+            referee_end = referrer_end + p[17]
+            if PyBytes_GET_SIZE(record) == referee_end + p[18]:
+                if pl_get64(p + 8) != 0:
+                    self.settled_referees.add(member_key)
+                    return None
+                if time_s < <int64_t>pl_get64(p) or amount_minor < self.rules.referral_min_purchase_minor:
+                    return None
+                return referral_key, (  # fmt.decode_referral of an open referral
+                    <int64_t>pl_get64(p), 0, record[REFERRAL_HEAD_SIZE:referrer_end],
+                    record[referrer_end:referee_end], record[referee_end:])
+        return _engagement._qualifying_referral(self.writer, member_key, self.rules.program, amount_minor, time_s)
+
+    cdef object stored(self, dict overlay, object db, bytes key):
+        """writer.get: the overlay's value, else the transaction's (None without the sub-database)."""
+        cdef PyObject* found = PyDict_GetItem(overlay, key)
+        if found != NULL and <object>found is not None:
+            return <object>found
+        if db is None:
+            return None
+        return self.txn_get(key, None, db)
 
     cdef bint maybe_referred(self, bytes member_key) except -1:
         """Whether writer.get(DB_REFEREES, key) finds the member: the overlay, then the transaction."""
@@ -2126,6 +2196,23 @@ cdef class _Batch:
         self.next_seq = self.writer.next_seq
         for index in range(COUNTER_COUNT):
             self.totals[index] = self.totals_list[index]
+        self.bonus_known = False  # the twin may have counted bonuses
+        return 0
+
+    cdef int64_t stored_bonus(self) except? -1:
+        """writer.stored_bonus_total(), this batch's bonuses included."""
+        if not self.bonus_known:
+            self.bonus_total = self.writer.stored_bonus_total()
+            self.bonus_known = True
+        return self.bonus_total
+
+    cdef int count_bonus(self, int64_t points) except -1:
+        """writer.count_bonus for an event of `day` (enter_day was called for it)."""
+        self.stored_bonus()
+        self.bonus_total += points
+        self.bonus_counted = True
+        self.day_bonus += points
+        self.day_touched = True
         return 0
 
     cdef object earn(self, MemberState state, bytes order_key, bytes member_key, int64_t amount_minor,
