@@ -416,6 +416,10 @@ cdef class MemberState:
     cdef Lot* _lots
     cdef Py_ssize_t _lot_count
     cdef Py_ssize_t _lot_capacity
+    # Lower bounds of the lots' expiry and release instants: most purchases
+    # find nothing due without reading the lots (0 is always a valid bound).
+    cdef int64_t _lots_expire_from
+    cdef int64_t _lots_release_from
 
     def __init__(self, tier_year):
         self.balance = 0
@@ -561,8 +565,23 @@ cdef class MemberState:
         lot.month = month
         Py_INCREF(order_key)
         lot.order_key = <PyObject*>order_key
+        if self._lot_count == 0 or expires_s < self._lots_expire_from:
+            self._lots_expire_from = expires_s
+        if self._lot_count == 0 or release_s < self._lots_release_from:
+            self._lots_release_from = release_s
         self._lot_count += 1
         return 0
+
+    cdef void _bound_lots(self) noexcept:
+        """The lower bounds, exact again after lots were dropped."""
+        cdef Py_ssize_t index
+        self._lots_expire_from = INT64_MAX
+        self._lots_release_from = INT64_MAX
+        for index in range(self._lot_count):
+            if self._lots[index].expires_s < self._lots_expire_from:
+                self._lots_expire_from = self._lots[index].expires_s
+            if self._lots[index].release_s < self._lots_release_from:
+                self._lots_release_from = self._lots[index].release_s
 
     cdef void _clear_lots(self) noexcept:
         cdef Py_ssize_t index
@@ -574,6 +593,8 @@ cdef class MemberState:
         """Points of the pending lots that expire at time_s (C form)."""
         cdef int64_t total = 0
         cdef Py_ssize_t index
+        if self._lot_count == 0 or time_s < self._lots_expire_from:
+            return 0
         for index in range(self._lot_count):
             if self._lots[index].expires_s <= time_s:
                 total += self._lots[index].points
@@ -594,16 +615,20 @@ cdef class MemberState:
                     self._lots[kept] = lot[0]
                 kept += 1
         self._lot_count = kept
+        self._bound_lots()
         return 0
 
     cdef int _release_lots(self, int64_t time_s, _ExpiryDeltas deltas) except -1:
         """engagement.release_due: lots whose release instant has come join their buckets."""
         cdef Py_ssize_t index, kept = 0
         cdef Lot lot
+        if self._lot_count == 0 or time_s < self._lots_release_from:
+            return 0
         for index in range(self._lot_count):
             if self._lots[index].release_s <= time_s:
                 break
         else:
+            self._bound_lots()
             return 0
         for index in range(self._lot_count):
             lot = self._lots[index]
@@ -617,6 +642,7 @@ cdef class MemberState:
                 self._lots[kept] = lot
                 kept += 1
         self._lot_count = kept
+        self._bound_lots()
         return 0
 
     @property
