@@ -138,6 +138,8 @@ cdef enum:
     DELTAS_MAX = 64
     BASIS_POINTS_PER_UNIT = 10000  # a constant, so that dividing by it is a multiplication
     GC_PAUSE_ITEMS_MIN = 10000  # batches from this size apply with the cyclic GC paused
+    REFERRAL_HEAD_SIZE = 19
+    OWN_MAX = RULES_MAX + 2  # a purchaser's bonuses: welcome, referral, one per milestone
     ENGAGEMENT_HEAD_SIZE = 21
     LOT_COUNT_SIZE = 4
     LOT_HEAD_SIZE = 33
@@ -174,6 +176,8 @@ if ((fmt.ENGAGEMENT_HEAD.format, fmt.ENGAGEMENT_HEAD.size, fmt.LOT_COUNT.format,
 if ((fmt.BUCKET_MONTH.format, fmt.BUCKET_MONTH.size, fmt.LOT_HEAD_MONTH.format, fmt.LOT_HEAD_MONTH.size)
         != (">qqi", BUCKET_MONTH_SIZE, ">qqqQiB", LOT_HEAD_MONTH_SIZE)):
     raise ImportError("store_format's issue-month layouts changed: update _engine_c.pyx")
+if (fmt.REFERRAL_HEAD.format, fmt.REFERRAL_HEAD.size) != (">qQBBB", REFERRAL_HEAD_SIZE):
+    raise ImportError("store_format.REFERRAL_HEAD changed: update _engine_c.pyx")
 if (fmt.BUCKET.format, fmt.BUCKET.size) != (">qq", BUCKET_SIZE):
     raise ImportError("store_format.BUCKET changed: update _engine_c.pyx")
 if (fmt.JOURNAL_HEAD.format, fmt.JOURNAL_HEAD.size) != (">BqqqIQBB", JOURNAL_HEAD_SIZE):
@@ -195,6 +199,9 @@ cdef object DB_REFEREES = fmt.DB_REFEREES
 cdef object DB_REFERRALS = fmt.DB_REFERRALS
 cdef object _py_price_purchase = _engine_py.price_purchase
 cdef object _struct_error = struct.error
+cdef bytes WELCOME_RULE = _engagement.WELCOME_RULE
+cdef object _tuple_new = tuple.__new__  # Bonus(...) without the namedtuple's Python-level __new__
+cdef str WELCOME_RULE_ID = WELCOME_RULE.decode()
 
 
 # --- calendar (calendar.py in C) ---------------------------------------------------
@@ -364,8 +371,18 @@ cdef struct Bucket:
     int32_t month  # issue month (§19): buckets sort by (instant, month)
 
 
+cdef struct Lot:
+    # A pending lot (§17): engagement.py's [release_s, expires_s, points, seq, order_key, month].
+    int64_t release_s
+    int64_t expires_s
+    int64_t points
+    int64_t seq
+    int32_t month
+    PyObject* order_key  # a bytes object, owned by the lot
+
+
 @cython.final
-@cython.no_gc  # `engagement` holds no reference back to a member: no cycle, so no GC tracking
+@cython.no_gc  # its objects (bytes, tuples of bytes, an Engagement) never refer back to a member: no cycle
 cdef class MemberState:
     """One member's record: balances, tier state, buckets. Mutated in place.
 
@@ -386,8 +403,24 @@ cdef class MemberState:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _capacity
     cdef int64_t _dirty_batch  # the batch that last put it in writer.dirty_members
-    # member_engagement.Engagement once a rule of §14 needs it (None: a version-1 record).
-    cdef public object engagement
+    # The engagement state (§17) once a rule of §14 needs it (none: a version-1/3 record).
+    # Two forms, one of them current: the C fields below (the engaged path's,
+    # encoded and decoded here), or the twin's member_engagement.Engagement,
+    # made when Python code asks for `engagement` (refunds, queries, the twin's
+    # rare cases) and taken back into the C fields by the next engaged purchase.
+    cdef bint _engaged  # the member has engagement state (in either form)
+    cdef object _engagement  # the Engagement form when it is the current one, else None
+    cdef int64_t _bonus
+    cdef int64_t _year
+    cdef int64_t _purchases
+    cdef tuple _reached  # milestone ids (bytes) reached in _year, in the order reached
+    cdef Lot* _lots
+    cdef Py_ssize_t _lot_count
+    cdef Py_ssize_t _lot_capacity
+    # Lower bounds of the lots' expiry and release instants: most purchases
+    # find nothing due without reading the lots (0 is always a valid bound).
+    cdef int64_t _lots_expire_from
+    cdef int64_t _lots_release_from
 
     def __init__(self, tier_year):
         self.balance = 0
@@ -405,6 +438,8 @@ cdef class MemberState:
 
     def __dealloc__(self):
         free(self._buckets)
+        self._clear_lots()
+        free(self._lots)
 
     cdef int _reserve(self, Py_ssize_t capacity) except -1:
         if capacity <= self._capacity:
@@ -424,6 +459,192 @@ cdef class MemberState:
         if count:
             self._count -= count
             memmove(self._buckets, self._buckets + count, self._count * sizeof(Bucket))
+
+    # --- engagement state (§17) in C ---------------------------------------------
+
+    @property
+    def engagement(self):
+        """member_engagement.Engagement, or None: from here on the Python form is the state."""
+        if self._engagement is None and self._engaged:
+            self._engagement = self._engagement_object()
+            self._clear_lots()
+        return self._engagement
+
+    @engagement.setter
+    def engagement(self, value):
+        self._clear_lots()
+        self._engagement = value
+        self._engaged = value is not None
+
+    cdef object _engagement_object(self):
+        cdef Py_ssize_t index
+        cdef Lot* lot
+        engagement = Engagement(self._year, self._purchases)
+        engagement.bonus = self._bonus
+        engagement.reached = list(self._reached)
+        lots = []
+        for index in range(self._lot_count):
+            lot = &self._lots[index]
+            lots.append([lot.release_s, lot.expires_s, lot.points, lot.seq, <object>lot.order_key, lot.month])
+        engagement.lots = lots
+        return engagement
+
+    cdef bint _in_c(self) except -1:
+        """Make the C fields the current form; False (nothing changed) when the Python form will not fit them."""
+        cdef object engagement = self._engagement
+        cdef list lot
+        cdef Py_ssize_t index
+        if engagement is None:
+            return True
+        if type(engagement) is not Engagement or type(engagement.reached) is not list \
+                or type(engagement.lots) is not list:
+            return False
+        bonus, year, purchases = engagement.bonus, engagement.year, engagement.purchases
+        if not (type(bonus) is int and type(year) is int and type(purchases) is int
+                and INT64_MIN <= bonus <= INT64_MAX and INT32_MIN <= year <= INT32_MAX
+                and INT64_MIN <= purchases <= INT64_MAX and len(engagement.reached) <= 255):
+            return False
+        for milestone_key in engagement.reached:
+            if type(milestone_key) is not bytes or PyBytes_GET_SIZE(milestone_key) > 255:
+                return False
+        for lot_object in engagement.lots:
+            if type(lot_object) is not list:
+                return False
+            lot = lot_object
+            if not (len(lot) == 6 and type(lot[4]) is bytes and PyBytes_GET_SIZE(lot[4]) <= 255
+                    and type(lot[0]) is int and type(lot[1]) is int and type(lot[2]) is int
+                    and type(lot[3]) is int and type(lot[5]) is int
+                    and INT64_MIN <= lot[0] <= INT64_MAX and INT64_MIN <= lot[1] <= INT64_MAX
+                    and INT64_MIN <= lot[2] <= INT64_MAX and 0 <= lot[3] <= INT64_MAX
+                    and INT32_MIN <= lot[5] <= INT32_MAX):
+                return False
+        self._bonus, self._year, self._purchases = bonus, year, purchases
+        self._reached = tuple(engagement.reached)
+        self._reserve_lots(len(engagement.lots))
+        for lot in engagement.lots:
+            self._append_lot(lot[0], lot[1], lot[2], lot[3], lot[4], lot[5])
+        self._engagement = None
+        return True
+
+    cdef inline void _start_engagement(self, int64_t year, int64_t purchases) noexcept:
+        """Engagement(year, purchases) for a member without one (no lots)."""
+        self._engaged = True
+        self._bonus = 0
+        self._year = year
+        self._purchases = purchases
+        self._reached = ()
+
+    cdef inline void _enter_year(self, int64_t year) noexcept:
+        """Engagement.enter_year: the counts belong to the tier year (§17)."""
+        if year > self._year:
+            self._year = year
+            self._purchases = 0
+            self._reached = ()
+
+    cdef int _reserve_lots(self, Py_ssize_t capacity) except -1:
+        if capacity <= self._lot_capacity:
+            return 0
+        if capacity < 2 * self._lot_capacity:
+            capacity = 2 * self._lot_capacity
+        if capacity < 2:
+            capacity = 2
+        cdef Lot* grown = <Lot*>realloc(self._lots, capacity * sizeof(Lot))
+        if grown == NULL:
+            raise MemoryError()
+        self._lots = grown
+        self._lot_capacity = capacity
+        return 0
+
+    cdef int _append_lot(self, int64_t release_s, int64_t expires_s, int64_t points, int64_t seq,
+                         bytes order_key, int32_t month) except -1:
+        self._reserve_lots(self._lot_count + 1)
+        cdef Lot* lot = &self._lots[self._lot_count]
+        lot.release_s = release_s
+        lot.expires_s = expires_s
+        lot.points = points
+        lot.seq = seq
+        lot.month = month
+        Py_INCREF(order_key)
+        lot.order_key = <PyObject*>order_key
+        if self._lot_count == 0 or expires_s < self._lots_expire_from:
+            self._lots_expire_from = expires_s
+        if self._lot_count == 0 or release_s < self._lots_release_from:
+            self._lots_release_from = release_s
+        self._lot_count += 1
+        return 0
+
+    cdef void _bound_lots(self) noexcept:
+        """The lower bounds, exact again after lots were dropped."""
+        cdef Py_ssize_t index
+        self._lots_expire_from = INT64_MAX
+        self._lots_release_from = INT64_MAX
+        for index in range(self._lot_count):
+            if self._lots[index].expires_s < self._lots_expire_from:
+                self._lots_expire_from = self._lots[index].expires_s
+            if self._lots[index].release_s < self._lots_release_from:
+                self._lots_release_from = self._lots[index].release_s
+
+    cdef void _clear_lots(self) noexcept:
+        cdef Py_ssize_t index
+        for index in range(self._lot_count):
+            Py_XDECREF(self._lots[index].order_key)
+        self._lot_count = 0
+
+    cdef inline int64_t _lots_due(self, int64_t time_s) noexcept:
+        """Points of the pending lots that expire at time_s (C form)."""
+        cdef int64_t total = 0
+        cdef Py_ssize_t index
+        if self._lot_count == 0 or time_s < self._lots_expire_from:
+            return 0
+        for index in range(self._lot_count):
+            if self._lots[index].expires_s <= time_s:
+                total += self._lots[index].points
+        return total
+
+    cdef int _expire_lots(self, int64_t time_s, _ExpiryDeltas deltas, _MonthSums taken) except -1:
+        """engagement.expire_due's part for lots: drop the due ones; the caller changes the balance."""
+        cdef Py_ssize_t index, kept = 0
+        cdef Lot* lot
+        for index in range(self._lot_count):
+            lot = &self._lots[index]
+            if lot.expires_s <= time_s:
+                deltas.add(lot.expires_s, -lot.points)
+                taken.add(lot.month, lot.points)
+                Py_XDECREF(lot.order_key)
+            else:
+                if kept != index:
+                    self._lots[kept] = lot[0]
+                kept += 1
+        self._lot_count = kept
+        self._bound_lots()
+        return 0
+
+    cdef int _release_lots(self, int64_t time_s, _ExpiryDeltas deltas) except -1:
+        """engagement.release_due: lots whose release instant has come join their buckets."""
+        cdef Py_ssize_t index, kept = 0
+        cdef Lot lot
+        if self._lot_count == 0 or time_s < self._lots_release_from:
+            return 0
+        for index in range(self._lot_count):
+            if self._lots[index].release_s <= time_s:
+                break
+        else:
+            self._bound_lots()
+            return 0
+        for index in range(self._lot_count):
+            lot = self._lots[index]
+            if lot.release_s <= time_s:
+                # _credit counts the points in the expiry totals again: they are there already.
+                self._credit(lot.points, lot.expires_s, deltas, lot.month)
+                self.balance -= lot.points
+                deltas.add(lot.expires_s, -lot.points)
+                Py_XDECREF(lot.order_key)
+            else:
+                self._lots[kept] = lot
+                kept += 1
+        self._lot_count = kept
+        self._bound_lots()
+        return 0
 
     @property
     def buckets(self):
@@ -572,10 +793,13 @@ cdef bytes _encode_state(MemberState self):
         raise _struct_error("'i' format requires -2147483648 <= number <= 2147483647")
     if self.last_seq < 0:
         raise _struct_error("argument out of range")
-    cdef bytes value = PyBytes_FromStringAndSize(NULL, MEMBER_HEAD_SIZE + self._count * BUCKET_MONTH_SIZE)
+    cdef bint in_c = self._engaged and self._engagement is None
+    cdef Py_ssize_t size = MEMBER_HEAD_SIZE + self._count * BUCKET_MONTH_SIZE
+    if in_c:
+        size += _engagement_size(self)
+    cdef bytes value = PyBytes_FromStringAndSize(NULL, size)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
-    p[0] = <unsigned char>(MEMBER_RECORD_VERSION_LOTS if self.engagement is None
-                           else MEMBER_RECORD_VERSION_LOTS_ENGAGED)
+    p[0] = <unsigned char>(MEMBER_RECORD_VERSION_LOTS_ENGAGED if self._engaged else MEMBER_RECORD_VERSION_LOTS)
     pl_put64(p + 1, <uint64_t>self.balance)
     pl_put64(p + 9, <uint64_t>self.debt)
     pl_put32(p + 17, <uint32_t>self.tier_year)
@@ -594,35 +818,99 @@ cdef bytes _encode_state(MemberState self):
         pl_put64(p + 8, <uint64_t>self._buckets[index].points)
         pl_put32(p + 16, <uint32_t>self._buckets[index].month)
         p += BUCKET_MONTH_SIZE
-    if self.engagement is not None:
-        return value + _encode_engagement(self.engagement)
+    if in_c:
+        _put_engagement(self, p)
+    elif self._engagement is not None:
+        return value + _encode_engagement(self._engagement)
     return value
 
 
-cdef int _untrack_engagement(object engagement) except -1:
-    """Take a member's Engagement, its lists and its lots out of the cyclic GC.
+cdef Py_ssize_t _engagement_size(MemberState self) except -1:
+    """Bytes of the C form's ENGAGEMENT_HEAD, milestone ids, LOT_COUNT and lots (Engagement.encode)."""
+    cdef Py_ssize_t index
+    cdef Py_ssize_t size = ENGAGEMENT_HEAD_SIZE + LOT_COUNT_SIZE
+    if not INT32_MIN <= self._year <= INT32_MAX:
+        raise _struct_error("'i' format requires -2147483648 <= number <= 2147483647")
+    if PyTuple_GET_SIZE(self._reached) > 255:
+        raise _struct_error("ubyte format requires 0 <= number <= 255")
+    for index in range(PyTuple_GET_SIZE(self._reached)):
+        size += 1 + PyBytes_GET_SIZE(<object>PyTuple_GET_ITEM(self._reached, index))
+    for index in range(self._lot_count):
+        size += LOT_HEAD_MONTH_SIZE + PyBytes_GET_SIZE(<object>self._lots[index].order_key)
+    return size
 
-    They hold only ints, bytes and lists of those, never a reference back, so
-    they cannot be part of a cycle; yet a tracked object is traversed by every
-    collection, and a backfill keeps a hundred thousand of them in the member
-    cache (13 % of an engaged run, benchmarks/README.md). Refcounting still
-    frees them; a list made later (by the twin's code) is tracked until the
-    next call, which only costs time.
-    """
-    cdef object lot
-    if type(engagement) is not Engagement:  # only a GC type's object may be untracked
-        return 0
-    PyObject_GC_UnTrack(<PyObject*>engagement)
-    reached = engagement.reached
-    if type(reached) is list:
-        PyObject_GC_UnTrack(<PyObject*>reached)
-    lots = engagement.lots
-    if type(lots) is list:
-        PyObject_GC_UnTrack(<PyObject*>lots)
-        for lot in <list>lots:
-            if type(lot) is list:
-                PyObject_GC_UnTrack(<PyObject*>lot)
-    return 0
+
+cdef void _put_engagement(MemberState self, unsigned char* p) noexcept:
+    """The C form packed at p: as Engagement.encode (milestone ids and order ids are <= 255 bytes)."""
+    cdef Py_ssize_t index, length
+    cdef Lot* lot
+    cdef PyObject* milestone_key
+    pl_put64(p, <uint64_t>self._bonus)
+    pl_put32(p + 8, <uint32_t><int32_t>self._year)
+    pl_put64(p + 12, <uint64_t>self._purchases)
+    p[20] = <unsigned char>PyTuple_GET_SIZE(self._reached)
+    p += ENGAGEMENT_HEAD_SIZE
+    for index in range(PyTuple_GET_SIZE(self._reached)):
+        milestone_key = PyTuple_GET_ITEM(self._reached, index)
+        length = PyBytes_GET_SIZE(<object>milestone_key)
+        p[0] = <unsigned char>length
+        memcpy(p + 1, PyBytes_AS_STRING(<object>milestone_key), length)
+        p += 1 + length
+    pl_put32(p, <uint32_t>self._lot_count)
+    p += LOT_COUNT_SIZE
+    for index in range(self._lot_count):
+        lot = &self._lots[index]
+        length = PyBytes_GET_SIZE(<object>lot.order_key)
+        pl_put64(p, <uint64_t>lot.release_s)
+        pl_put64(p + 8, <uint64_t>lot.expires_s)
+        pl_put64(p + 16, <uint64_t>lot.points)
+        pl_put64(p + 24, <uint64_t>lot.seq)
+        pl_put32(p + 32, <uint32_t>lot.month)
+        p[36] = <unsigned char>length
+        memcpy(p + LOT_HEAD_MONTH_SIZE, PyBytes_AS_STRING(<object>lot.order_key), length)
+        p += LOT_HEAD_MONTH_SIZE + length
+
+
+cdef bint _get_engagement(MemberState state, const unsigned char* p, Py_ssize_t size,
+                          bint with_months) except -1:
+    """Engagement.decode into the C form; False (nothing kept) when the bytes are not a whole, valid state."""
+    cdef const unsigned char* end = p + size
+    cdef Py_ssize_t index, length, count
+    cdef Py_ssize_t lot_size = LOT_HEAD_MONTH_SIZE if with_months else LOT_HEAD_SIZE
+    if size < ENGAGEMENT_HEAD_SIZE:
+        return False
+    state._bonus = <int64_t>pl_get64(p)
+    state._year = <int32_t>pl_get32(p + 8)
+    state._purchases = <int64_t>pl_get64(p + 12)
+    count = p[20]
+    p += ENGAGEMENT_HEAD_SIZE
+    reached = []
+    for index in range(count):
+        if p >= end or p + 1 + p[0] > end:
+            return False
+        length = p[0]
+        reached.append(PyBytes_FromStringAndSize(<const char*>p + 1, length))
+        p += 1 + length
+    if p + LOT_COUNT_SIZE > end:
+        return False
+    count = pl_get32(p)
+    p += LOT_COUNT_SIZE
+    for index in range(count):
+        if p + lot_size > end or p + lot_size + p[lot_size - 1] > end or pl_get64(p + 24) > <uint64_t>INT64_MAX:
+            state._clear_lots()
+            return False
+        length = p[lot_size - 1]
+        state._append_lot(<int64_t>pl_get64(p), <int64_t>pl_get64(p + 8), <int64_t>pl_get64(p + 16),
+                          <int64_t>pl_get64(p + 24),
+                          PyBytes_FromStringAndSize(<const char*>p + lot_size, length),
+                          <int32_t>pl_get32(p + 32) if with_months else 0)
+        p += lot_size + length
+    if p != end:
+        state._clear_lots()
+        return False
+    state._reached = tuple(reached)
+    state._engaged = True
+    return True
 
 
 cdef bytes _encode_engagement(object engagement):
@@ -725,9 +1013,9 @@ cdef MemberState _decode_member(bytes value):
         state._buckets[index].month = <int32_t>pl_get32(p + 16) if with_months else 0
         p += bucket_size
     state._count = bucket_count
-    if engaged:
-        state.engagement = Engagement.decode(value, end, with_months)
-        _untrack_engagement(state.engagement)
+    if engaged and not _get_engagement(state, <const unsigned char*>PyBytes_AS_STRING(value) + end, size - end,
+                                       with_months):
+        state.engagement = Engagement.decode(value, end, with_months)  # its error, or the Python form
     return state
 
 
@@ -767,9 +1055,18 @@ cdef class _Rules:
     cdef int64_t pending_days
     cdef int64_t birthday_bp  # -1: no birthday rule
     cdef bint has_referral
+    cdef int64_t referral_min_purchase_minor
     cdef bint needs_engagement  # milestones or pending days: a purchase keeps engagement state
     cdef bint engaged_in_c  # every §17 value in its validated range: the fast path may run
     cdef tuple milestones  # ((milestone key, by purchases, target, bonus points, rule ref_id), ...)
+    # The milestones in C (engaged_in_c): keys, rule ref_ids (bytes, and str for the results), numbers.
+    cdef int milestone_count
+    cdef tuple milestone_keys
+    cdef tuple milestone_rules
+    cdef tuple milestone_rule_ids
+    cdef bint milestone_by_purchases[RULES_MAX]
+    cdef int64_t milestone_target[RULES_MAX]
+    cdef int64_t milestone_bonus[RULES_MAX]
     cdef bint in_c  # every value in the validated ranges the 128-bit product relies on
 
     cdef _CategoryRule category_rule(self, category):
@@ -896,7 +1193,9 @@ cdef _Rules _rules_for(program):
         and (birthday is None or limits.multiplier_bp_min <= birthday <= limits.multiplier_bp_max)
         and (program.referral is None
              or (0 <= program.referral.referrer_points <= limits.bonus_points_max
-                 and 0 <= program.referral.referee_points <= limits.bonus_points_max))
+                 and 0 <= program.referral.referee_points <= limits.bonus_points_max
+                 and INT64_MIN <= program.referral.min_purchase_minor <= INT64_MAX))
+        and len(program.milestones) <= RULES_MAX
         and all(0 <= milestone.target <= INT64_MAX and 0 <= milestone.bonus_points <= limits.bonus_points_max
                 for milestone in program.milestones)
     )
@@ -904,7 +1203,17 @@ cdef _Rules _rules_for(program):
         rules.welcome_bonus = program.welcome_bonus
         rules.pending_days = program.pending_days
         rules.birthday_bp = -1 if birthday is None else birthday
+        rules.milestone_count = len(program.milestones)
+        rules.milestone_keys = tuple(milestone.milestone_id.encode() for milestone in program.milestones)
+        rules.milestone_rules = tuple(_engagement.MILESTONE_RULE + key for key in rules.milestone_keys)
+        rules.milestone_rule_ids = tuple(key.decode() for key in rules.milestone_rules)
+        for index, milestone in enumerate(program.milestones):
+            rules.milestone_by_purchases[index] = milestone.kind == "purchases"
+            rules.milestone_target[index] = milestone.target
+            rules.milestone_bonus[index] = milestone.bonus_points
     rules.has_referral = program.referral is not None
+    if rules.has_referral and rules.engaged_in_c:
+        rules.referral_min_purchase_minor = program.referral.min_purchase_minor
     rules.needs_engagement = bool(program.milestones or program.pending_days)
     rules.milestones = tuple(
         (milestone.milestone_id.encode(), milestone.kind == "purchases", milestone.target,
@@ -1112,6 +1421,9 @@ cdef class _Batch:
     cdef object referee_keys  # a set holding at least every referee, or None
     cdef dict referees_overlay
     cdef object referees_db
+    cdef dict referrals_overlay
+    cdef set settled_referees  # referees whose referral this batch found or made settled
+    cdef object referrals_db
     # Members of the current chunk of items, looked up ahead (resolve_chunk):
     # the key of a valid member id, its MemberState if in writer.members (owned, or NULL).
     cdef PyObject* chunk_keys[CHUNK_ITEMS]
@@ -1138,6 +1450,12 @@ cdef class _Batch:
     cdef int32_t calendar_month  # the issue month (§19) of calendar_day
     cdef int64_t day_amount  # purchase amounts of `day` (§19), folded with the day counters
     cdef _MonthSums day_expired  # points expired on `day` by issue month (§19), folded likewise
+    # writer.count_bonus, summed here: BONUS points of `day` not yet folded, and
+    # writer.stored_bonus_total() with this batch's bonuses (valid when bonus_known).
+    cdef int64_t day_bonus
+    cdef int64_t bonus_total
+    cdef bint bonus_known
+    cdef bint bonus_counted  # bonus_total is ahead of writer.bonus_total
     cdef dict amount_day_deltas
     cdef int64_t instant_day
     cdef int64_t instant_months
@@ -1194,6 +1512,9 @@ cdef class _Batch:
         self.amount_day_deltas = writer.amount_day_deltas
         self.day_amount = 0
         self.day_expired = _MonthSums.__new__(_MonthSums)
+        self.day_bonus = 0
+        self.bonus_known = False
+        self.bonus_counted = False
         self.store_category_codes = writer.store.category_codes
         self.new_categories = writer.new_categories
         self.categories = {}
@@ -1204,6 +1525,9 @@ cdef class _Batch:
         self.writer_engaged = False
         self.referees_overlay = writer.overlay[DB_REFEREES]
         self.referees_db = dbs.get(DB_REFEREES)
+        self.referrals_overlay = writer.overlay[DB_REFERRALS]
+        self.referrals_db = dbs.get(DB_REFERRALS)
+        self.settled_referees = set()
         global _batch_serial
         _batch_serial += 1
         self.serial = _batch_serial
@@ -1325,6 +1649,9 @@ cdef class _Batch:
         if self.new_member_count:
             self.writer.new_member_count += self.new_member_count
             self.new_member_count = 0
+        if self.bonus_counted:
+            self.writer.bonus_total = self.bonus_total
+            self.bonus_counted = False
         return 0
 
     # --- writer.count, summed per day ------------------------------------------
@@ -1349,6 +1676,10 @@ cdef class _Batch:
         if self.day_amount:
             self.amount_day_deltas[day] = self.amount_day_deltas.get(day, 0) + self.day_amount
             self.day_amount = 0
+        if self.day_bonus:
+            bonus_deltas = self.writer.bonus_day_deltas
+            bonus_deltas[day] = bonus_deltas.get(day, 0) + self.day_bonus
+            self.day_bonus = 0
         cdef dict expired
         if self.day_expired.size or self.day_expired.overflow is not None:
             expired = {}
@@ -1521,7 +1852,7 @@ cdef class _Batch:
             state = <MemberState>self.chunk_states[slot]
         else:
             state = self.member_of(member_key)
-        if self.rules.engaged or (state is not None and state.engagement is not None):
+        if self.rules.engaged or (state is not None and state._engaged):
             return self.apply_engaged_fast(state, order_key, member_key, amount_minor, category, category_item,
                                            time_s)
         return self.earn(state, order_key, member_key, amount_minor, category, category_item, time_s)
@@ -1552,31 +1883,26 @@ cdef class _Batch:
                                    int64_t time_s):
         """engagement.apply_purchase in C for the usual case, on the batch's own sums.
 
-        The usual case: no referral to settle, no pending lot falling due, no
-        member whose purchase count must first be read from its journal, points
+        The usual case: no member whose purchase count must first be read from
+        its journal, no engagement state that does not fit the C fields, points
         priced in C. Anything else is handed to the twin's code (apply_engaged)
-        before any change, so both engines run one specification.
+        before any change, so both engines run one specification. The member's
+        engagement state is its C fields (MemberState): no Python object per purchase.
         """
         cdef _Rules rules = self.rules
-        if not rules.engaged_in_c:
+        cdef bint is_new = state is None
+        if not rules.engaged_in_c or (not is_new and not state._in_c()):
             return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
         program = rules.program
         cdef int64_t day = _floor_div(time_s, SECONDS_PER_DAY)
         self.enter_calendar(day)
         cdef int64_t year = self.calendar_year
-        cdef bint is_new = state is None
-        engagement = None if is_new else state.engagement
-        cdef list lots = None
-        cdef list lot
-        cdef int64_t lots_due = 0  # points of pending lots that expire now (engagement.due_points)
-        if engagement is not None:
-            lots = engagement.lots
-            for lot in lots:
-                if <int64_t>lot[1] <= time_s:
-                    lots_due += <int64_t>lot[2]
+        cdef bint engaged = not is_new and state._engaged
+        # Points of pending lots that expire now (engagement.due_points).
+        cdef int64_t lots_due = state._lots_due(time_s) if engaged else 0
         referral = None
         if rules.has_referral and self.maybe_referred(member_key):
-            referral = _engagement._qualifying_referral(self.writer, member_key, program, amount_minor, time_s)
+            referral = self.open_referral(member_key, amount_minor, time_s)
         if is_new:
             state = MemberState.__new__(MemberState)
             state.tier_year = year
@@ -1601,42 +1927,60 @@ cdef class _Batch:
         if rules.price(amount_minor, category.rule, tier, time_s, &points, extra_bp) != 0:
             return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
         cdef bint counts_towards_year = year == tier_year
-        # _own_bonuses: [(rule ref_id, points)] in §17 order, and the milestones reached.
-        own = None
-        reached = None
+        # _own_bonuses: the purchaser's bonuses in §17 order (rule ref_ids as bytes and as str,
+        # borrowed from the rules or from referral_rule), and the milestones reached.
+        cdef PyObject* own_rules[OWN_MAX]
+        cdef PyObject* own_rule_ids[OWN_MAX]
+        cdef int64_t own_points[OWN_MAX]
+        cdef int own_count = 0
+        cdef int reached[RULES_MAX]
+        cdef int reached_count = 0
         cdef pl_i128 own_total = 0
+        cdef int index
         if is_new and rules.welcome_bonus:
-            own = [(_engagement.WELCOME_RULE, rules.welcome_bonus)]
+            own_rules[0] = <PyObject*>WELCOME_RULE
+            own_rule_ids[0] = <PyObject*>WELCOME_RULE_ID
+            own_points[0] = rules.welcome_bonus
+            own_count = 1
             own_total += rules.welcome_bonus
+        referral_rule = None
+        referral_rule_id = None
         referee_points = program.referral.referee_points if referral is not None else 0
         if referee_points:
-            if own is None:
-                own = []
-            own.append((_engagement.REFERRAL_RULE + referral[0], referee_points))
+            referral_rule = _engagement.REFERRAL_RULE + referral[0]
+            referral_rule_id = referral_rule.decode()
+            own_rules[own_count] = <PyObject*>referral_rule
+            own_rule_ids[own_count] = <PyObject*>referral_rule_id
+            own_points[own_count] = referee_points
+            own_count += 1
             own_total += <int64_t>referee_points
-        if engagement is None and (rules.needs_engagement or own is not None):
+        cdef bint start_engagement = False
+        if not engaged and (rules.needs_engagement or own_count):
             if not is_new and tier_year == state.tier_year:  # its count is in its journal: the twin's path
                 return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
-            engagement = Engagement(tier_year)
-        cdef int64_t purchases, target
+            start_engagement = True  # Engagement(tier_year)
+        cdef int64_t purchases
         cdef pl_i128 progress
         cdef pl_i128 spend_after = <pl_i128>spend + amount_minor
-        if counts_towards_year and rules.milestones:
-            already = engagement.reached if engagement.year == tier_year else ()
-            purchases = (engagement.purchases if engagement.year == tier_year else 0) + 1
-            for milestone_key, by_purchases, target, bonus_points, rule_key in rules.milestones:
-                if milestone_key in already:
+        cdef tuple already = ()
+        if counts_towards_year and rules.milestone_count:
+            purchases = 1
+            if engaged and state._year == tier_year:
+                already = state._reached
+                purchases = state._purchases + 1
+            for index in range(rules.milestone_count):
+                if PyTuple_GET_SIZE(already) and <object>PyTuple_GET_ITEM(rules.milestone_keys, index) in already:
                     continue
-                progress = purchases if by_purchases else spend_after
-                if progress >= target:
-                    if reached is None:
-                        reached = []
-                    reached.append(milestone_key)
-                    if bonus_points:
-                        if own is None:
-                            own = []
-                        own.append((rule_key, bonus_points))
-                        own_total += <int64_t>bonus_points
+                progress = purchases if rules.milestone_by_purchases[index] else spend_after
+                if progress >= rules.milestone_target[index]:
+                    reached[reached_count] = index
+                    reached_count += 1
+                    if rules.milestone_bonus[index]:
+                        own_rules[own_count] = PyTuple_GET_ITEM(rules.milestone_rules, index)
+                        own_rule_ids[own_count] = PyTuple_GET_ITEM(rules.milestone_rule_ids, index)
+                        own_points[own_count] = rules.milestone_bonus[index]
+                        own_count += 1
+                        own_total += rules.milestone_bonus[index]
         if <pl_i128>state.balance - due + points + own_total > INT64_MAX:
             raise InvalidArgument("balance", (<object>state.balance) - <int64_t>due + points + <int64_t>own_total,
                                   "the balance would overflow int64")
@@ -1648,17 +1992,16 @@ cdef class _Batch:
             referrer_points = program.referral.referrer_points
             referrer_key = referral[1][2]
             referrer = self.member_of(referrer_key)
-            if referrer is None or referrer is state or referrer_key == member_key:
+            if referrer is None or referrer is state or referrer_key == member_key or not referrer._in_c():
                 return self.apply_engaged(order_key, member_key, amount_minor, category, category_item, time_s)
-            referrer_due = <pl_i128>referrer._due_points(time_s) + self.lots_due(referrer, time_s)
+            referrer_due = <pl_i128>referrer._due_points(time_s) + referrer._lots_due(time_s)
             if <pl_i128>referrer.balance - referrer_due + referrer_points > INT64_MAX:
                 raise InvalidArgument(
                     "balance", (<object>referrer.balance) - <int64_t>referrer_due + referrer_points,
                     "the referrer's balance would overflow int64",
                 )
-        bonus_total = self.writer.stored_bonus_total()
         if (<pl_i128>self.totals[COUNTER_EARNED] + self.totals[COUNTER_ADJUSTED_POSITIVE] + points + own_total
-                + referrer_points + <int64_t>bonus_total > INT64_MAX):
+                + referrer_points + self.stored_bonus() > INT64_MAX):
             self.finish()  # the writer's totals are current for its own check
             self.writer.check_credit(points + <int64_t>own_total + referrer_points)
         if category.code < 0:
@@ -1676,28 +2019,22 @@ cdef class _Batch:
             self.members[member_key] = state
             self.mark_dirty(member_key, state)
             self.new_member_count += 1
-        if engagement is not None:
-            state.engagement = engagement
-            lots = engagement.lots
+        if start_engagement:
+            state._start_engagement(tier_year, 0)
         self.enter_day(day)
         cdef int64_t expired = 0
         if state._count and state._buckets[0].instant <= time_s:
             expired = state._expire_due(time_s, self.expiry_deltas, self.day_expired)
         if lots_due:  # engagement.expire_due: the due lots join the same EXPIRE entry
-            for lot in lots:
-                if <int64_t>lot[1] <= time_s:
-                    self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
-                    self.day_expired.add(<int32_t>lot[5], <int64_t>lot[2])
-            lots = [lot for lot in lots if <int64_t>lot[1] > time_s]
-            engagement.lots = lots
+            state._expire_lots(time_s, self.expiry_deltas, self.day_expired)
             state.balance -= lots_due
             state.expired += lots_due
             expired += lots_due
         if expired:
             self.append_entry(KIND_EXPIRE, -expired, state, member_key, order_key, time_s)
             self.count(COUNTER_EXPIRED, expired)
-        if lots:
-            self.release_lots(state, lots, time_s)
+        if state._lot_count:
+            state._release_lots(time_s, self.expiry_deltas)
         self.day_amount += amount_minor
         state.tier_year = tier_year
         state.spend_minor = spend
@@ -1711,26 +2048,26 @@ cdef class _Batch:
         cdef int64_t seq = self.append_entry(KIND_EARN, points, state, member_key, order_key, time_s)
         self.count(COUNTER_EARNED, points)
         self.count(COUNTER_PURCHASES, 1)
-        if engagement is not None:
-            engagement.enter_year(tier_year)
+        if state._engaged:
+            state._enter_year(tier_year)
             if counts_towards_year:
-                engagement.purchases += 1
-                if reached is not None:
-                    engagement.reached.extend(reached)
+                state._purchases += 1
+                if reached_count:
+                    state._reached = state._reached + tuple(
+                        [<object>PyTuple_GET_ITEM(rules.milestone_keys, reached[index])
+                         for index in range(reached_count)])
         bonuses = None
-        if own is not None:
+        if own_count:
             bonuses = []
             member_id = member_key.decode()
-            for rule_key, bonus_points in own:
-                self.credit_engaged(state, bonus_points, instant, release_s, order_key, time_s)
-                engagement.bonus += bonus_points
-                self.append_entry(KIND_BONUS, bonus_points, state, member_key, rule_key, time_s)
-                self.writer.count_bonus(time_s, bonus_points)
-                bonuses.append(Bonus(member_id, rule_key.decode(), bonus_points))
+            for index in range(own_count):
+                self.credit_engaged(state, own_points[index], instant, release_s, order_key, time_s)
+                state._bonus += own_points[index]
+                self.append_entry(KIND_BONUS, own_points[index], state, member_key, <bytes>own_rules[index], time_s)
+                self.count_bonus(own_points[index])
+                bonuses.append(_tuple_new(Bonus, (member_id, <object>own_rule_ids[index], own_points[index])))
         cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
-        if engagement is not None:
-            _untrack_engagement(engagement)
         if referral is not None:
             if bonuses is None:
                 bonuses = []
@@ -1755,56 +2092,82 @@ cdef class _Batch:
         PyObject_GC_UnTrack(<PyObject*>result)
         return result
 
-    cdef int64_t lots_due(self, MemberState state, int64_t time_s) except? -1:
-        """Points of the member's pending lots that expire at time_s."""
-        cdef int64_t total = 0
-        if state.engagement is not None:
-            for lot in state.engagement.lots:
-                if <int64_t>lot[1] <= time_s:
-                    total += <int64_t>lot[2]
-        return total
-
     cdef int settle(self, tuple referral, MemberState referrer, int64_t referrer_points, bytes order_key,
                     int64_t seq, int64_t instant, int64_t release_s, int64_t time_s, list bonuses) except -1:
-        """engagement._settle: the referrer's EXPIRE (if due) and BONUS; the referral settled by this order."""
+        """engagement._settle: the referrer's EXPIRE (if due) and BONUS; the referral settled by this order.
+
+        The referrer's engagement state is in its C fields (apply_engaged_fast checked it)."""
         referral_key, (registered_s, _, referrer_key, referee_key, _) = referral
         cdef int64_t expired = 0
         cdef int64_t lots_due
-        cdef list lots
         if referrer is not None:
-            if referrer.engagement is None:
-                referrer.engagement = Engagement(
+            if not referrer._engaged:
+                referrer._start_engagement(
                     referrer.tier_year, _engagement.count_purchases(self.writer.entry, referrer, referrer.tier_year))
-            engagement = referrer.engagement
             if referrer._count and referrer._buckets[0].instant <= time_s:
                 expired = referrer._expire_due(time_s, self.expiry_deltas, self.day_expired)
-            lots_due = self.lots_due(referrer, time_s)
+            lots_due = referrer._lots_due(time_s)
             if lots_due:
-                for lot in engagement.lots:
-                    if <int64_t>lot[1] <= time_s:
-                        self.expiry_deltas.add(<int64_t>lot[1], -<int64_t>lot[2])
-                        self.day_expired.add(<int32_t>lot[5], <int64_t>lot[2])
-                engagement.lots = [lot for lot in engagement.lots if <int64_t>lot[1] > time_s]
+                referrer._expire_lots(time_s, self.expiry_deltas, self.day_expired)
                 referrer.balance -= lots_due
                 referrer.expired += lots_due
                 expired += lots_due
             if expired:
                 self.append_entry(KIND_EXPIRE, -expired, referrer, referrer_key, order_key, time_s)
                 self.count(COUNTER_EXPIRED, expired)
-            lots = engagement.lots
-            if lots:
-                self.release_lots(referrer, lots, time_s)
+            if referrer._lot_count:
+                referrer._release_lots(time_s, self.expiry_deltas)
             rule_key = _engagement.REFERRAL_RULE + referral_key
             self.credit_engaged(referrer, referrer_points, instant, release_s, order_key, time_s)
-            engagement.bonus += referrer_points
+            referrer._bonus += referrer_points
             self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
-            self.writer.count_bonus(time_s, referrer_points)
-            bonuses.append(Bonus(referrer_key.decode(), rule_key.decode(), referrer_points))
+            self.count_bonus(referrer_points)
+            bonuses.append(_tuple_new(Bonus, (referrer_key.decode(), rule_key.decode(), referrer_points)))
             self.mark_dirty(referrer_key, referrer)
-            _untrack_engagement(engagement)
         self.writer.put(DB_REFERRALS, referral_key,
                         fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
+        self.settled_referees.add(referee_key)
         return 0
+
+    cdef object open_referral(self, bytes member_key, int64_t amount_minor, int64_t time_s):
+        """engagement._qualifying_referral: (referral key, record) or None, read in C.
+
+        A referral seen settled stays settled for the batch (purchases never
+        reopen one): its referee's later purchases look nothing up.
+        """
+        if member_key in self.settled_referees:
+            return None
+        referral_key = self.stored(self.referees_overlay, self.referees_db, member_key)
+        if referral_key is None:
+            return None
+        if type(referral_key) is not bytes:
+            referral_key = bytes(referral_key)
+        record = self.stored(self.referrals_overlay, self.referrals_db, referral_key)
+        cdef const unsigned char* p
+        cdef Py_ssize_t referrer_end, referee_end
+        if type(record) is bytes and PyBytes_GET_SIZE(record) >= REFERRAL_HEAD_SIZE:
+            p = <const unsigned char*>PyBytes_AS_STRING(record)
+            referrer_end = REFERRAL_HEAD_SIZE + p[16]
+            referee_end = referrer_end + p[17]
+            if PyBytes_GET_SIZE(record) == referee_end + p[18]:
+                if pl_get64(p + 8) != 0:
+                    self.settled_referees.add(member_key)
+                    return None
+                if time_s < <int64_t>pl_get64(p) or amount_minor < self.rules.referral_min_purchase_minor:
+                    return None
+                return referral_key, (  # fmt.decode_referral of an open referral
+                    <int64_t>pl_get64(p), 0, record[REFERRAL_HEAD_SIZE:referrer_end],
+                    record[referrer_end:referee_end], record[referee_end:])
+        return _engagement._qualifying_referral(self.writer, member_key, self.rules.program, amount_minor, time_s)
+
+    cdef object stored(self, dict overlay, object db, bytes key):
+        """writer.get: the overlay's value, else the transaction's (None without the sub-database)."""
+        cdef PyObject* found = PyDict_GetItem(overlay, key)
+        if found != NULL and <object>found is not None:
+            return <object>found
+        if db is None:
+            return None
+        return self.txn_get(key, None, db)
 
     cdef bint maybe_referred(self, bytes member_key) except -1:
         """Whether writer.get(DB_REFEREES, key) finds the member: the overlay, then the transaction."""
@@ -1843,35 +2206,15 @@ cdef class _Batch:
         if rest == 0:
             return 0
         self.expiry_deltas.add(instant, rest)
-        cdef list lots = state.engagement.lots
-        cdef list lot
-        for lot in lots:
-            if lot[4] == order_key and lot[0] == release_s and lot[1] == instant:
-                lot[2] += rest
+        cdef Py_ssize_t index
+        cdef Lot* lot
+        for index in range(state._lot_count):
+            lot = &state._lots[index]
+            if (lot.release_s == release_s and lot.expires_s == instant
+                    and (lot.order_key == <PyObject*>order_key or <object>lot.order_key == order_key)):
+                lot.points += rest
                 return 0
-        lots.append([release_s, instant, rest, self.next_seq, order_key, self.calendar_month])
-        return 0
-
-    cdef int release_lots(self, MemberState state, list lots, int64_t time_s) except -1:
-        """engagement.release_due: lots whose release instant has come join their buckets."""
-        cdef list lot
-        cdef bint due = False
-        cdef int64_t points, instant
-        for lot in lots:
-            if <int64_t>lot[0] <= time_s:
-                due = True
-                break
-        if not due:
-            return 0
-        for lot in lots:
-            if <int64_t>lot[0] <= time_s:
-                points = lot[2]
-                instant = lot[1]
-                # _credit counts the points in the expiry totals again: they are there already.
-                state._credit(points, instant, self.expiry_deltas, <int32_t>lot[5])
-                state.balance -= points
-                self.expiry_deltas.add(instant, -points)
-        state.engagement.lots = [lot for lot in lots if <int64_t>lot[0] > time_s]
+        state._append_lot(release_s, instant, rest, self.next_seq, order_key, self.calendar_month)
         return 0
 
     cdef int resume(self) except -1:
@@ -1880,6 +2223,23 @@ cdef class _Batch:
         self.next_seq = self.writer.next_seq
         for index in range(COUNTER_COUNT):
             self.totals[index] = self.totals_list[index]
+        self.bonus_known = False  # the twin may have counted bonuses
+        return 0
+
+    cdef int64_t stored_bonus(self) except? -1:
+        """writer.stored_bonus_total(), this batch's bonuses included."""
+        if not self.bonus_known:
+            self.bonus_total = self.writer.stored_bonus_total()
+            self.bonus_known = True
+        return self.bonus_total
+
+    cdef int count_bonus(self, int64_t points) except -1:
+        """writer.count_bonus for an event of `day` (enter_day was called for it)."""
+        self.stored_bonus()
+        self.bonus_total += points
+        self.bonus_counted = True
+        self.day_bonus += points
+        self.day_touched = True
         return 0
 
     cdef object earn(self, MemberState state, bytes order_key, bytes member_key, int64_t amount_minor,
