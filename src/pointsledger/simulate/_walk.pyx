@@ -1,0 +1,204 @@
+"""The what-if's journal walk (source.Source.batches), compiled: the walk of the Cython engine.
+
+The same loop as source.py's, step for step (source.py's is the twin's and the
+specification: read it first); here each EARN entry is decoded in C, its order
+looked up at once, and the ids decoded straight into text, with no per-entry
+tuple. The columns the engine and the tally read as int64 (times, amounts,
+recorded points and versions, category numbers) are int64 arrays: the engine
+reads them as a buffer, the tally without a copy. Everything else (profiles,
+refunds, rolls, referrers) goes through the same Python objects as the twin.
+"""
+
+from cpython cimport array
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.ref cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+import array as _array
+
+from .. import calendar, store_format as fmt
+from ..errors import StoreDamaged
+from .source import Batch, KINDS_ROLLING, KNOWN, SEEN
+
+cdef int HEAD_SIZE = fmt.JOURNAL_HEAD.size
+cdef int ORDER_HEAD_SIZE = fmt.ORDER_HEAD.size
+cdef int KIND_EARN = fmt.KIND_EARN
+cdef int KIND_BONUS = fmt.KIND_BONUS
+cdef int KIND_EXPIRE = fmt.KIND_EXPIRE
+cdef int KIND_CLAWBACK = fmt.KIND_CLAWBACK
+cdef array.array INT64_TEMPLATE = _array.array("q")
+
+assert fmt.JOURNAL_HEAD.format == ">BqqqIQBB" and HEAD_SIZE == 39, "the journal head changed: update _walk.pyx"
+assert fmt.ORDER_HEAD.format.startswith(">q"), "the order record changed: update _walk.pyx"
+
+
+cdef inline uint64_t _be(const uint8_t* data, int size) noexcept:
+    """An unsigned big-endian integer of `size` bytes."""
+    cdef uint64_t value = 0
+    cdef int index
+    for index in range(size):
+        value = (value << 8) | data[index]
+    return value
+
+
+cdef inline int _push(array.array column, int64_t value) except -1:
+    cdef Py_ssize_t size = len(column)
+    array.resize_smart(column, size + 1)
+    column.data.as_longlongs[size] = value
+    return 0
+
+
+cdef class _Columns:
+    """The int64 columns of one batch, appended in C, handed to the Batch when it is full."""
+    cdef array.array times, amounts, points, versions, category_numbers
+
+    def __cinit__(self):
+        self.times = array.clone(INT64_TEMPLATE, 0, False)
+        self.amounts = array.clone(INT64_TEMPLATE, 0, False)
+        self.points = array.clone(INT64_TEMPLATE, 0, False)
+        self.versions = array.clone(INT64_TEMPLATE, 0, False)
+        self.category_numbers = array.clone(INT64_TEMPLATE, 0, False)
+
+    cdef install(self, batch):
+        batch.times, batch.amounts = self.times, self.amounts
+        batch.recorded_points, batch.recorded_versions = self.points, self.versions
+        batch.category_numbers = self.category_numbers
+
+
+def _new_batch():
+    batch = Batch()
+    columns = _Columns()
+    columns.install(batch)  # len(batch) and close_run read batch.times as it grows
+    batch.order_keys = batch.member_keys = None  # not kept: the ids are decoded entry by entry
+    return batch, columns
+
+
+def batches(source, Py_ssize_t size):
+    """source.batches(size), compiled: the same batches, in the same order."""
+    txn, dbs = source.txn, source.dbs
+    orders_db, refunds_db = dbs[fmt.DB_ORDERS], dbs[fmt.DB_REFUNDS]
+    txn_get = txn.get
+    cdef int64_t start_s = source.start_s, to_s = source.to_s
+    cdef dict members = {}  # as in source.py: member key -> SEEN or KNOWN
+    cdef list profiles = source.profiles
+    cdef Py_ssize_t next_profile = 0
+    cdef int64_t next_profile_seq = profiles[0][0] if profiles else -1
+    cdef bint profiles_left = bool(profiles)
+    cdef dict referrers = source.referrers
+    refunded_orders = source.refunded_orders
+    cdef dict categories = source.categories
+    year_of = calendar.year_of
+    batch, columns_object = _new_batch()
+    cdef _Columns columns = columns_object
+    cdef list order_ids = batch.order_ids, member_ids = batch.member_ids, category_names = batch.categories
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t last_purchase = -1  # the batch index the next BONUS entries belong to; -1: none
+    cdef bytes key_bytes, value, member_key, ref_key, order
+    cdef const uint8_t* data
+    cdef const uint8_t* order_data
+    cdef Py_ssize_t member_end, value_size
+    cdef int kind, member_length, ref_length
+    cdef int64_t points, time_s, version, seq, amount, code
+    cdef PyObject* found
+    cdef object state
+    for key, value_object in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
+        key_bytes = key if type(key) is bytes else bytes(key)
+        value = value_object if type(value_object) is bytes else bytes(value_object)
+        seq = <int64_t>_be(<const uint8_t*>PyBytes_AS_STRING(key_bytes), 8)
+        if profiles_left and next_profile_seq <= seq:
+            while profiles_left and next_profile_seq <= seq:
+                _, profile_member, birthday = profiles[next_profile]
+                next_profile += 1
+                profiles_left = next_profile < len(profiles)
+                if profiles_left:
+                    next_profile_seq = profiles[next_profile][0]
+                if members.get(profile_member) == KNOWN:
+                    batch.add_step(("profile", profile_member, birthday))
+                else:
+                    batch.early_profiles.append((profile_member, birthday))
+        value_size = PyBytes_GET_SIZE(value)
+        if value_size < HEAD_SIZE:
+            raise StoreDamaged(f"{source.store.path}: a journal entry of {value_size} bytes")
+        data = <const uint8_t*>PyBytes_AS_STRING(value)
+        kind = data[0]
+        points = <int64_t>_be(data + 1, 8)
+        time_s = <int64_t>_be(data + 17, 8)
+        version = <int64_t>_be(data + 25, 4)
+        member_length = data[37]
+        ref_length = data[38]
+        member_end = HEAD_SIZE + member_length
+        if kind == KIND_EARN:
+            member_key = PyBytes_FromStringAndSize(<const char*>data + HEAD_SIZE, member_length)
+            found = PyDict_GetItem(members, member_key)
+            state = None if found == NULL else <object>found
+            if not (start_s <= time_s < to_s):
+                if found == NULL:
+                    members[member_key] = SEEN
+                last_purchase = -1
+                continue
+            if count >= size:
+                batch.close_run()
+                yield batch, seq - 1
+                batch, columns_object = _new_batch()
+                columns = columns_object
+                order_ids, member_ids, category_names = batch.order_ids, batch.member_ids, batch.categories
+                count = 0
+            if state != KNOWN:
+                members[member_key] = KNOWN
+                if state == SEEN:  # the ledger had it before: no welcome bonus in the replay
+                    batch.ensure.append((member_key, year_of(time_s)))
+                referrer = referrers.get(member_key)
+                if referrer is not None and members.get(referrer) != KNOWN:
+                    members[referrer] = KNOWN
+                    batch.ensure.append((referrer, year_of(time_s)))
+            ref_key = PyBytes_FromStringAndSize(<const char*>data + member_end, ref_length)
+            if ref_key in refunded_orders:
+                batch.refunded_keys[count] = ref_key
+            # The order: its amount and category (Batch.finish in source.py).
+            order_object = txn_get(ref_key, None, orders_db)
+            if order_object is None:
+                raise StoreDamaged(f"{source.store.path}: an EARN entry names an order the orders do not hold")
+            order = order_object if type(order_object) is bytes else bytes(order_object)
+            order_data = <const uint8_t*>PyBytes_AS_STRING(order)
+            amount = <int64_t>_be(order_data, 8)
+            code_bytes = order[ORDER_HEAD_SIZE:]
+            found = PyDict_GetItem(categories, code_bytes)
+            category = <object>found if found != NULL else source.category(code_bytes)
+            last_purchase = count
+            count += 1
+            order_ids.append(PyUnicode_DecodeUTF8(<const char*>data + member_end, ref_length, NULL))
+            member_ids.append(PyUnicode_DecodeUTF8(<const char*>data + HEAD_SIZE, member_length, NULL))
+            category_names.append(category[0])
+            _push(columns.category_numbers, category[1])
+            _push(columns.amounts, amount)
+            _push(columns.times, time_s)
+            _push(columns.points, points)
+            _push(columns.versions, version)
+            continue
+        if kind == KIND_BONUS:
+            if last_purchase >= 0:
+                batch.recorded_bonus[last_purchase] = batch.recorded_bonus.get(last_purchase, 0) + points
+            continue
+        if kind == KIND_EXPIRE:
+            continue  # between a purchase's EARN and its referrer's BONUS (§17)
+        last_purchase = -1
+        if not (start_s <= time_s < to_s):
+            continue
+        member_key = PyBytes_FromStringAndSize(<const char*>data + HEAD_SIZE, member_length)
+        ref_key = PyBytes_FromStringAndSize(<const char*>data + member_end, ref_length)
+        if kind == KIND_CLAWBACK:
+            (refund_amount, _, _), order_key, _ = fmt.decode_tail(fmt.REFUND_HEAD, txn_get(ref_key, None, refunds_db))
+            order_time = fmt.decode_order(txn_get(order_key, None, orders_db))[1]
+            if not start_s <= order_time < to_s:
+                continue  # its purchase is not replayed: skipped on both sides (§17)
+            batch.add_step(("refund", len(batch.refunds)))
+            batch.refunds.append((ref_key.decode("utf-8"), order_key.decode("utf-8"), refund_amount, time_s))
+            batch.refund_order_keys.append(order_key)
+            batch.refund_points.append(-points)
+            batch.refund_versions.append(version)
+        elif kind in KINDS_ROLLING and members.get(member_key) == KNOWN:
+            batch.add_step(("roll", member_key, ref_key, time_s))
+    batch.close_run()
+    yield batch, source.last_seq
