@@ -11,22 +11,14 @@ in [from, to) are counted. See docs/design.md, *The what-if*.
 """
 
 import contextlib
-import os
 
 from .. import calendar, limits, program as programs
 from .._engine_py import validate_time
-from ..errors import ExtensionMissing, InvalidArgument, InvalidProgram
+from ..errors import InvalidArgument, InvalidProgram
+from . import compiled
 from .results import Comparison, Figures, SimulationResult, Tally
 from .scratch import Scratch
 from .source import Source
-
-try:  # the compiled journal walk (_walk.pyx): the Cython engine's, as engine.py chooses engines
-    from . import _walk
-except ImportError as error:
-    _walk = None
-    if os.environ.get("POINTSLEDGER_REQUIRE_EXTENSION") == "1":
-        raise ExtensionMissing(f"POINTSLEDGER_REQUIRE_EXTENSION=1 but the what-if's compiled journal walk "
-                               f"(pointsledger.simulate._walk) does not load: {error}") from error
 
 __all__ = ["Comparison", "Figures", "SimulationResult", "compile_draft", "simulate"]
 
@@ -87,8 +79,9 @@ def simulate(store, engine, draft, from_s, to_s, *, progress=None, scratch_dir=N
 def _batches(source, engine):
     """The journal walk of the engine in use: the compiled one with the Cython engine (when
     built), source.py's with the twin; both give the same batches (the engines' tests compare)."""
-    if engine.ENGINE_NAME == "cython" and _walk is not None:
-        return _walk.batches(source, BATCH_PURCHASES)
+    loops = compiled.loops(engine)
+    if loops is not None:
+        return loops.batches(source, BATCH_PURCHASES)
     return source.batches(BATCH_PURCHASES)
 
 

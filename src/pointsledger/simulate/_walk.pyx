@@ -202,3 +202,41 @@ def batches(source, Py_ssize_t size):
             batch.add_step(("roll", member_key, ref_key, time_s))
     batch.close_run()
     yield batch, source.last_seq
+
+
+# --- the scratch's results (scratch.py's _take and _place_tiers, compiled) ------------------
+
+cdef str APPLIED = "APPLIED"
+
+
+def take_results(outcome, Py_ssize_t first, list results):
+    """scratch._take: the engine's results of purchases [first, first + len(results)) into the outcome."""
+    cdef array.array applied = outcome.applied, points = outcome.points, bonus = outcome.bonus
+    cdef Py_ssize_t offset, position
+    cdef tuple result
+    cdef bint is_applied
+    if first + len(results) > len(applied):
+        raise IndexError("more results than purchases in the batch")
+    for offset in range(len(results)):
+        result = <tuple>results[offset]
+        position = first + offset
+        status = result[0]
+        is_applied = status is APPLIED or status == APPLIED
+        applied.data.as_longlongs[position] = is_applied
+        points.data.as_longlongs[position] = <int64_t>result[2]
+        if len(result) > 5 and is_applied:  # a purchase that wrote bonuses (§17) has a sixth element
+            bonus.data.as_longlongs[position] = sum([each[2] for each in result[5]])
+    return None
+
+
+def place_tiers(outcome, list tiers):
+    """scratch._place_tiers: one tier rank per applied purchase, in order, at its purchase's place."""
+    cdef array.array applied = outcome.applied, ranks = outcome.tiers
+    cdef Py_ssize_t position, index = 0
+    for position in range(len(applied)):
+        if applied.data.as_longlongs[position]:
+            if index >= len(tiers):
+                raise IndexError("fewer tier ranks than applied purchases")
+            ranks.data.as_longlongs[position] = <int64_t>tiers[index]
+            index += 1
+    return None
