@@ -20,7 +20,7 @@ import array as _array
 
 from .. import calendar, store_format as fmt
 from ..errors import StoreDamaged
-from .source import Batch, KINDS_ROLLING, KNOWN, SEEN
+from .source import Batch, KINDS_ROLLING, SEEN
 
 cdef int HEAD_SIZE = fmt.JOURNAL_HEAD.size
 cdef int ORDER_HEAD_SIZE = fmt.ORDER_HEAD.size
@@ -81,14 +81,17 @@ def batches(source, Py_ssize_t size):
     orders_db, refunds_db = dbs[fmt.DB_ORDERS], dbs[fmt.DB_REFUNDS]
     txn_get = txn.get
     cdef int64_t start_s = source.start_s, to_s = source.to_s
-    cdef dict members = {}  # as in source.py: member key -> SEEN or KNOWN
+    # As in source.py, but a member the replay has (KNOWN there) maps to its id as text: every
+    # purchase of it takes that one str, decoded once. SEEN: as there; absent: as there.
+    cdef dict members = {}
     cdef list profiles = source.profiles
     cdef Py_ssize_t next_profile = 0
     cdef int64_t next_profile_seq = profiles[0][0] if profiles else -1
     cdef bint profiles_left = bool(profiles)
     cdef dict referrers = source.referrers
     refunded_orders = source.refunded_orders
-    cdef dict categories = source.categories
+    cdef bint any_refunded = bool(refunded_orders)
+    cdef dict categories = {}  # the order's category code as a number -> (name, number) (source.categories)
     year_of = calendar.year_of
     batch, columns_object = _new_batch()
     cdef _Columns columns = columns_object
@@ -98,7 +101,7 @@ def batches(source, Py_ssize_t size):
     cdef bytes key_bytes, value, member_key, ref_key, order
     cdef const uint8_t* data
     cdef const uint8_t* order_data
-    cdef Py_ssize_t member_end, value_size
+    cdef Py_ssize_t member_end, value_size, code_size
     cdef int kind, member_length, ref_length
     cdef int64_t points, time_s, version, seq, amount, code
     cdef PyObject* found
@@ -114,7 +117,7 @@ def batches(source, Py_ssize_t size):
                 profiles_left = next_profile < len(profiles)
                 if profiles_left:
                     next_profile_seq = profiles[next_profile][0]
-                if members.get(profile_member) == KNOWN:
+                if type(members.get(profile_member)) is str:  # KNOWN
                     batch.add_step(("profile", profile_member, birthday))
                 else:
                     batch.early_profiles.append((profile_member, birthday))
@@ -145,16 +148,18 @@ def batches(source, Py_ssize_t size):
                 columns = columns_object
                 order_ids, member_ids, category_names = batch.order_ids, batch.member_ids, batch.categories
                 count = 0
-            if state != KNOWN:
-                members[member_key] = KNOWN
+            if type(state) is not str:  # not KNOWN
+                member_id = members[member_key] = member_key.decode("utf-8")
                 if state == SEEN:  # the ledger had it before: no welcome bonus in the replay
                     batch.ensure.append((member_key, year_of(time_s)))
                 referrer = referrers.get(member_key)
-                if referrer is not None and members.get(referrer) != KNOWN:
-                    members[referrer] = KNOWN
+                if referrer is not None and type(members.get(referrer)) is not str:
+                    members[referrer] = referrer.decode("utf-8")
                     batch.ensure.append((referrer, year_of(time_s)))
+            else:
+                member_id = state
             ref_key = PyBytes_FromStringAndSize(<const char*>data + member_end, ref_length)
-            if ref_key in refunded_orders:
+            if any_refunded and ref_key in refunded_orders:
                 batch.refunded_keys[count] = ref_key
             # The order: its amount and category (Batch.finish in source.py).
             order_object = txn_get(ref_key, None, orders_db)
@@ -163,13 +168,20 @@ def batches(source, Py_ssize_t size):
             order = order_object if type(order_object) is bytes else bytes(order_object)
             order_data = <const uint8_t*>PyBytes_AS_STRING(order)
             amount = <int64_t>_be(order_data, 8)
-            code_bytes = order[ORDER_HEAD_SIZE:]
-            found = PyDict_GetItem(categories, code_bytes)
-            category = <object>found if found != NULL else source.category(code_bytes)
+            code_size = PyBytes_GET_SIZE(order) - ORDER_HEAD_SIZE
+            if code_size != 2 and code_size != 4:
+                source.category(order[ORDER_HEAD_SIZE:])  # refuses it as the twin does
+            code = <int64_t>_be(order_data + ORDER_HEAD_SIZE, <int>code_size)
+            found = PyDict_GetItem(categories, code)
+            if found != NULL:
+                category = <object>found
+            else:
+                code_bytes = order[ORDER_HEAD_SIZE:]
+                category = categories[code] = source.categories.get(code_bytes) or source.category(code_bytes)
             last_purchase = count
             count += 1
             order_ids.append(PyUnicode_DecodeUTF8(<const char*>data + member_end, ref_length, NULL))
-            member_ids.append(PyUnicode_DecodeUTF8(<const char*>data + HEAD_SIZE, member_length, NULL))
+            member_ids.append(member_id)
             category_names.append(category[0])
             _push(columns.category_numbers, category[1])
             _push(columns.amounts, amount)
@@ -198,7 +210,7 @@ def batches(source, Py_ssize_t size):
             batch.refund_order_keys.append(order_key)
             batch.refund_points.append(-points)
             batch.refund_versions.append(version)
-        elif kind in KINDS_ROLLING and members.get(member_key) == KNOWN:
+        elif kind in KINDS_ROLLING and type(members.get(member_key)) is str:  # KNOWN
             batch.add_step(("roll", member_key, ref_key, time_s))
     batch.close_run()
     yield batch, source.last_seq
