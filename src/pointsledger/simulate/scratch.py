@@ -124,10 +124,14 @@ class Scratch:
             kind = step[0]
             if kind == "purchases":
                 _, first, end = step
-                results = apply_purchases(
-                    writer, batch.order_ids[first:end], batch.member_ids[first:end], batch.amounts[first:end],
-                    batch.categories[first:end], batch.times[first:end],
-                )
+                if first == 0 and end == len(batch):  # the usual case, one run: the columns as they are
+                    results = apply_purchases(writer, batch.order_ids, batch.member_ids, batch.amounts,
+                                              batch.categories, batch.times)
+                else:
+                    results = apply_purchases(
+                        writer, batch.order_ids[first:end], batch.member_ids[first:end], batch.amounts[first:end],
+                        batch.categories[first:end], batch.times[first:end],
+                    )
                 self._take(outcome, first, results)
             elif kind == "refund":
                 index = step[1]
