@@ -1119,6 +1119,7 @@ cdef class _Batch:
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values
     cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
+    cdef object orders_kept  # writer.orders_kept (the what-if): None, or the only orders whose record is written
     cdef list totals_list
     cdef int64_t next_seq
     cdef int64_t new_member_count
@@ -1208,6 +1209,7 @@ cdef class _Batch:
         self.serial = _batch_serial
         self.journal_values = writer.journal_values
         self.tier_ranks = getattr(writer, "tier_ranks", None)
+        self.orders_kept = getattr(writer, "orders_kept", None)
         self.totals_list = writer.totals
         self.next_seq = writer.next_seq
         self.new_member_count = 0
@@ -1737,7 +1739,8 @@ cdef class _Batch:
                         bonuses)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
-        PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+        if self.orders_kept is None or order_key in self.orders_kept:
+            PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
@@ -1962,7 +1965,8 @@ cdef class _Batch:
         self.count(COUNTER_PURCHASES, 1)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
-        PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+        if self.orders_kept is None or order_key in self.orders_kept:
+            PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):

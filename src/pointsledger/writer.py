@@ -57,6 +57,9 @@ class Writer:
         # The what-if (simulate/) sets a list here: both engines append the tier
         # rank each applied purchase earned at (§4: the tier held before it).
         self.tier_ranks = None
+        # The what-if sets a set of order keys here: both engines write the order record of
+        # a purchase only when its key is in it (the scratch reads back no other order).
+        self.orders_kept = None
         # Revenue (§19): day -> purchase amounts of that day (the C engine folds
         # its per-day sum in); (issue month, day) -> cohort counter deltas. The
         # points credited each day come from the day counters at flush.
