@@ -3,6 +3,10 @@
 Never skipped: without the compiled walk `from pointsledger.simulate import _walk` fails, and so does this test.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from pointsledger import Ledger, calendar
@@ -46,3 +50,36 @@ def test_the_compiled_walk_gives_the_same_batches(store_path, from_s, to_s, size
     assert any(fields["refunds"] for _, fields in batches) and any(fields["recorded_bonus"] for _, fields in batches)
     assert any(step[0] == "roll" for _, fields in batches for step in fields["steps"])
     assert any(step[0] == "profile" for _, fields in batches for step in fields["steps"])
+
+
+def run_python(code, **environment):
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("POINTSLEDGER_PURE_PYTHON", "POINTSLEDGER_REQUIRE_EXTENSION")}
+    env.update(environment)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+# The compiled walk made unimportable, as a failed build would leave it.
+WITHOUT_WALK = "import sys; sys.modules['pointsledger.simulate._walk'] = None; "
+
+
+def test_a_missing_compiled_walk_is_an_import_error_when_the_extension_is_required():
+    done = run_python(WITHOUT_WALK + "import pointsledger.simulate", POINTSLEDGER_REQUIRE_EXTENSION="1")
+    assert done.returncode == 1
+    assert "ExtensionMissing: POINTSLEDGER_REQUIRE_EXTENSION=1 but the what-if's compiled loops" in done.stderr
+
+
+def test_without_the_compiled_walk_the_cython_engine_takes_the_python_loops():
+    done = run_python(WITHOUT_WALK + "from pointsledger import engine; from pointsledger.simulate import compiled; "
+                      "print(compiled.loops(engine.get('cython')), compiled.loops(engine.get('python')))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "None"]
+
+
+@pytest.mark.cython
+def test_the_cython_engine_takes_the_compiled_loops_and_the_twin_the_python_ones():
+    from pointsledger import engine as engines
+    from pointsledger.simulate import compiled
+
+    assert compiled.loops(engines.get("cython")) is _walk
+    assert compiled.loops(engines.get("python")) is None
