@@ -1450,7 +1450,8 @@ cdef class _Batch:
     cdef inline int mark_dirty(self, bytes member_key, MemberState state) except -1:
         # writer.mark_dirty once per member and batch; later purchases find it there.
         if state._dirty_batch != self.serial:
-            PyDict_SetItem(self.dirty_members, member_key, state)
+            if self.dirty_members is not None:  # None: the what-if writes no member record
+                PyDict_SetItem(self.dirty_members, member_key, state)
             state._dirty_batch = self.serial
         return 0
 

@@ -40,7 +40,7 @@ class Writer:
         self.next_seq = self.first_seq
         self.journal_values = []
         self.members = store.member_cache
-        self.dirty_members = {}
+        self.dirty_members = {}  # None: none written (the what-if's scratch keeps members in the cache)
         self.new_member_count = 0
         self.new_categories = {}  # name -> code, not yet committed
         self.new_category_names = {}  # code -> name, the same ones
@@ -101,11 +101,12 @@ class Writer:
 
     def add_member(self, member_key, state):
         self.members[member_key] = state
-        self.dirty_members[member_key] = state
+        self.mark_dirty(member_key, state)
         self.new_member_count += 1
 
     def mark_dirty(self, member_key, state):
-        self.dirty_members[member_key] = state
+        if self.dirty_members is not None:  # None: the what-if writes no member record (both engines)
+            self.dirty_members[member_key] = state
 
     def program_at(self, time_s):
         return self.store.program_at(time_s)

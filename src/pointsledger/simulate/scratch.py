@@ -115,6 +115,7 @@ class Scratch:
         outcome = PurchaseOutcome(len(batch), len(batch.refunds))
         writer.tier_ranks = tiers = []  # filled by the engine (a retried transaction starts again)
         writer.orders_kept = self.kept_orders  # the engines write no other order record
+        writer.dirty_members = None  # nor any member record: members stay in the member cache
         for member_key, year in batch.ensure:
             if writer.member(member_key) is None:
                 writer.add_member(member_key, self.engine.MemberState(year))
@@ -154,8 +155,9 @@ class Scratch:
         """Write to LMDB only what the replay reads back: the journal (a refund's EARN entry, a
         member's purchase count), programmes, profiles, referrals, and the orders a refund in the
         window will look up. Member records stay in the member cache, where every later batch
-        finds them; other orders are never read again (order ids are unique): the engines did
-        not write their records (writer.orders_kept), and any other write of one is dropped here."""
+        finds them (writer.dirty_members is None: the engines mark none); other orders are never
+        read again (order ids are unique): the engines did not write their records
+        (writer.orders_kept), and any other write of one is dropped here."""
         orders, kept = writer.overlay[fmt.DB_ORDERS], self.kept_orders
         if kept:
             for order_key in [key for key in orders if key not in kept]:
@@ -164,7 +166,6 @@ class Scratch:
         else:
             orders.clear()
             writer.unchecked_order_keys.clear()
-        writer.dirty_members.clear()
 
     def release_mapped_pages(self):
         self.store.release_mapped_pages()
