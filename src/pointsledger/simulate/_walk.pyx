@@ -109,6 +109,8 @@ def batches(source, Py_ssize_t size):
     for key, value_object in txn.cursor(db=dbs[fmt.DB_JOURNAL]):
         key_bytes = key if type(key) is bytes else bytes(key)
         value = value_object if type(value_object) is bytes else bytes(value_object)
+        if PyBytes_GET_SIZE(key_bytes) != 8:
+            raise StoreDamaged(f"{source.store.path}: a journal key of {PyBytes_GET_SIZE(key_bytes)} bytes")
         seq = <int64_t>_be(<const uint8_t*>PyBytes_AS_STRING(key_bytes), 8)
         if profiles_left and next_profile_seq <= seq:
             while profiles_left and next_profile_seq <= seq:
@@ -132,6 +134,8 @@ def batches(source, Py_ssize_t size):
         member_length = data[37]
         ref_length = data[38]
         member_end = HEAD_SIZE + member_length
+        if member_end + ref_length > value_size:  # every read below stays inside the entry
+            raise StoreDamaged(f"{source.store.path}: a journal entry shorter than its ids")
         if kind == KIND_EARN:
             member_key = PyBytes_FromStringAndSize(<const char*>data + HEAD_SIZE, member_length)
             found = PyDict_GetItem(members, member_key)
@@ -167,10 +171,11 @@ def batches(source, Py_ssize_t size):
                 raise StoreDamaged(f"{source.store.path}: an EARN entry names an order the orders do not hold")
             order = order_object if type(order_object) is bytes else bytes(order_object)
             order_data = <const uint8_t*>PyBytes_AS_STRING(order)
-            amount = <int64_t>_be(order_data, 8)
             code_size = PyBytes_GET_SIZE(order) - ORDER_HEAD_SIZE
             if code_size != 2 and code_size != 4:
                 source.category(order[ORDER_HEAD_SIZE:])  # refuses it as the twin does
+                raise StoreDamaged(f"{source.store.path}: an order record of {PyBytes_GET_SIZE(order)} bytes")
+            amount = <int64_t>_be(order_data, 8)
             code = <int64_t>_be(order_data + ORDER_HEAD_SIZE, <int>code_size)
             found = PyDict_GetItem(categories, code)
             if found != NULL:
