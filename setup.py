@@ -15,6 +15,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ENGINE_SOURCE = "src/pointsledger/_engine_c.pyx"
+# The what-if's journal walk (issue 13): compiled beside the engine, same fallback.
+WALK_SOURCE = "src/pointsledger/simulate/_walk.pyx"
 
 # The one place the engine's Cython directives are set.
 COMPILER_DIRECTIVES = {
@@ -52,7 +54,8 @@ class OptionalBuildExt(build_ext):
             warn(f"could not compile {extension.name}: {error}")
             self.note_failure(f"could not compile {extension.name}: {error}")
         else:
-            self.note_failure(None)
+            if extension.name == "pointsledger._engine_c":  # the note is about the engine
+                self.note_failure(None)
 
     def note_failure(self, text):
         """Write (or, after a good build, remove) the note beside where the extension goes."""
@@ -79,14 +82,13 @@ def engine_extensions():
     try:
         from Cython.Build import cythonize
 
-        extension = Extension(
-            "pointsledger._engine_c",
-            [ENGINE_SOURCE],
-            extra_compile_args=["-O3"],
-        )
-        return cythonize([extension], compiler_directives=COMPILER_DIRECTIVES)
-    except Exception as error:  # Cython missing, or the .pyx does not translate
-        warn(f"could not cythonize {ENGINE_SOURCE}: {error}")
+        extensions = [
+            Extension("pointsledger._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"]),
+            Extension("pointsledger.simulate._walk", [WALK_SOURCE], extra_compile_args=["-O3"]),
+        ]
+        return cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES)
+    except Exception as error:  # Cython missing, or a .pyx does not translate
+        warn(f"could not cythonize {ENGINE_SOURCE} and {WALK_SOURCE}: {error}")
         return []
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/simulate.py --count 1000000 [--engine cython] [--rounds 1]
 
-In one process: the backfill-seq workload of backfill.py (timed, as there: the
+Each round: the backfill-seq workload of backfill.py (timed, as there: the
 purchases() calls and the final sync), then `Ledger.simulate` over the whole
 period the store covers (2024-01-01 up to 2026-01-01, so every purchase is
 replayed and counted) under two drafts:
@@ -12,14 +12,17 @@ replayed and counted) under two drafts:
   thresholds than the recorded ones: a second replay gives the recorded tiers).
 Each simulate runs in a process of its own (peak RSS: the simulation's alone).
 Prints one JSON line per measure (rate = purchases replayed per second, wall and
-CPU time, peak RSS) and a summary line with each
-simulate's rate over the backfill-seq rate of the same run (`cpu_` keys: CPU time).
+CPU time, peak RSS, the 1-minute load average after it) and a summary line with each
+simulate's rate over the backfill-seq rate of its round (`cpu_` keys: CPU time) and
+their medians over the rounds.
 """
 
 import argparse
 import copy
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,7 +76,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--engine", choices=backfill.ENGINES, default="cython")
-    parser.add_argument("--rounds", type=int, default=1, help="simulate each draft this many times")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of (backfill-seq, then each draft's simulate over its store)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scratch-dir", default=None, help="where the ledger and the simulation scratch go")
     parser.add_argument("--replay", nargs=2, metavar=("DIRECTORY", "DRAFT"), help=argparse.SUPPRESS)
@@ -85,13 +89,15 @@ def main(argv=None):
         return
     summary = {"workload": "simulate-summary", "engine": engine, "count": count}
     with tempfile.TemporaryDirectory(prefix="pointsledger-bench-", dir=arguments.scratch_dir) as scratch:
-        directory = os.path.join(scratch, "ledger")
-        run = backfill.run_backfill(directory, engine, count, "seq", backfill.BATCH_SIZE_DEFAULT, arguments.seed)
-        clock = backfill.Clock()
-        clock.seconds, clock.cpu_seconds = run["seconds"], run["cpu_seconds"]
-        base = line("backfill-seq", engine, count, clock)
-        print(json.dumps(base), flush=True)
-        for _ in range(arguments.rounds):
+        for round_number in range(arguments.rounds):
+            # Each round its own backfill, then the simulates over its store: the ratios of
+            # a round are of measures taken side by side (A/B alternated, not one A for all).
+            directory = os.path.join(scratch, f"ledger-{round_number}")
+            run = backfill.run_backfill(directory, engine, count, "seq", backfill.BATCH_SIZE_DEFAULT, arguments.seed)
+            clock = backfill.Clock()
+            clock.seconds, clock.cpu_seconds = run["seconds"], run["cpu_seconds"]
+            base = line("backfill-seq", engine, count, clock, load=os.getloadavg()[0])
+            print(json.dumps(base), flush=True)
             for name in drafts():
                 # Its own process: the peak RSS is the simulation's alone.
                 completed = subprocess.run(
@@ -99,11 +105,15 @@ def main(argv=None):
                      "--engine", engine, "--scratch-dir", scratch],
                     stdout=subprocess.PIPE, text=True, check=True)
                 measured = json.loads(completed.stdout.strip().splitlines()[-1])
+                measured["load"] = os.getloadavg()[0]
                 print(json.dumps(measured), flush=True)
                 for key in ("rate", "cpu_rate"):
                     prefix = "" if key == "rate" else "cpu_"
                     summary.setdefault(f"{prefix}{name}_over_backfill_seq", []).append(
                         round(measured[key] / base[key], 3))
+            shutil.rmtree(directory)
+    for key in [key for key in summary if key.endswith("_over_backfill_seq")]:
+        summary[f"median_{key}"] = round(statistics.median(summary[key]), 3)
     summary["machine"] = backfill.machine_description()
     print(json.dumps(summary), flush=True)
 

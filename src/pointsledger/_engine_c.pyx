@@ -1432,6 +1432,7 @@ cdef class _Batch:
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values
     cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
+    cdef object orders_kept  # writer.orders_kept (the what-if): None, or the only orders whose record is written
     cdef list totals_list
     cdef int64_t next_seq
     cdef int64_t new_member_count
@@ -1533,6 +1534,7 @@ cdef class _Batch:
         self.serial = _batch_serial
         self.journal_values = writer.journal_values
         self.tier_ranks = getattr(writer, "tier_ranks", None)
+        self.orders_kept = getattr(writer, "orders_kept", None)
         self.totals_list = writer.totals
         self.next_seq = writer.next_seq
         self.new_member_count = 0
@@ -1780,7 +1782,8 @@ cdef class _Batch:
     cdef inline int mark_dirty(self, bytes member_key, MemberState state) except -1:
         # writer.mark_dirty once per member and batch; later purchases find it there.
         if state._dirty_batch != self.serial:
-            PyDict_SetItem(self.dirty_members, member_key, state)
+            if self.dirty_members is not None:  # None: the what-if writes no member record
+                PyDict_SetItem(self.dirty_members, member_key, state)
             state._dirty_batch = self.serial
         return 0
 
@@ -2075,7 +2078,8 @@ cdef class _Batch:
                         bonuses)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
-        PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+        if self.orders_kept is None or order_key in self.orders_kept:
+            PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
@@ -2323,7 +2327,8 @@ cdef class _Batch:
         self.count(COUNTER_PURCHASES, 1)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
-        PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+        if self.orders_kept is None or order_key in self.orders_kept:
+            PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):

@@ -299,7 +299,8 @@ def _apply_purchase(writer, order_id, member_id, amount_minor, category, time_s)
     writer.count(time_s, fmt.COUNTER_EARNED, points)
     writer.count(time_s, fmt.COUNTER_PURCHASES, 1)
     category_code = writer.category_code(category_key)
-    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
+    if writer.orders_kept is None or order_key in writer.orders_kept:
+        writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
     return ("APPLIED", seq, points, state.balance, None)
 
 

@@ -90,7 +90,8 @@ def apply_purchase(writer, order_key, member_key, amount_minor, category_key, ca
     if referral is not None:
         bonuses.extend(_settle(writer, referral, referrer, order_key, seq, credit, time_s, program))
     category_code = writer.category_code(category_key)
-    writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
+    if writer.orders_kept is None or order_key in writer.orders_kept:
+        writer.put(fmt.DB_ORDERS, order_key, fmt.encode_order(amount_minor, time_s, seq, 0, 0, category_code))
     if bonuses:
         return ("APPLIED", seq, points, balance, None, tuple(bonuses))
     return ("APPLIED", seq, points, balance, None)

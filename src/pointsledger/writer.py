@@ -40,7 +40,7 @@ class Writer:
         self.next_seq = self.first_seq
         self.journal_values = []
         self.members = store.member_cache
-        self.dirty_members = {}
+        self.dirty_members = {}  # None: none written (the what-if's scratch keeps members in the cache)
         self.new_member_count = 0
         self.new_categories = {}  # name -> code, not yet committed
         self.new_category_names = {}  # code -> name, the same ones
@@ -57,6 +57,9 @@ class Writer:
         # The what-if (simulate/) sets a list here: both engines append the tier
         # rank each applied purchase earned at (§4: the tier held before it).
         self.tier_ranks = None
+        # The what-if sets a set of order keys here: both engines write the order record of
+        # a purchase only when its key is in it (the scratch reads back no other order).
+        self.orders_kept = None
         # Revenue (§19): day -> purchase amounts of that day (the C engine folds
         # its per-day sum in); (issue month, day) -> cohort counter deltas. The
         # points credited each day come from the day counters at flush.
@@ -98,11 +101,12 @@ class Writer:
 
     def add_member(self, member_key, state):
         self.members[member_key] = state
-        self.dirty_members[member_key] = state
+        self.mark_dirty(member_key, state)
         self.new_member_count += 1
 
     def mark_dirty(self, member_key, state):
-        self.dirty_members[member_key] = state
+        if self.dirty_members is not None:  # None: the what-if writes no member record (both engines)
+            self.dirty_members[member_key] = state
 
     def program_at(self, time_s):
         return self.store.program_at(time_s)

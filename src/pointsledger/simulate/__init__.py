@@ -15,6 +15,7 @@ import contextlib
 from .. import calendar, limits, program as programs
 from ..validation import validate_time
 from ..errors import InvalidArgument, InvalidProgram
+from . import compiled
 from .results import Comparison, Figures, SimulationResult, Tally
 from .scratch import Scratch
 from .source import Source
@@ -75,6 +76,15 @@ def simulate(store, engine, draft, from_s, to_s, *, progress=None, scratch_dir=N
                        replay_from_s, progress, scratch_dir, one_replay=False)
 
 
+def _batches(source, engine):
+    """The journal walk of the engine in use: the compiled one with the Cython engine (when
+    built), source.py's with the twin; both give the same batches (the engines' tests compare)."""
+    loops = compiled.loops(engine)
+    if loops is not None:
+        return loops.batches(source, BATCH_PURCHASES)
+    return source.batches(BATCH_PURCHASES)
+
+
 def _replay(source, engine, document, draft_program, recorded_programs, from_s, to_s, replay_from_s,
             progress, scratch_dir, one_replay):
     tally = Tally(from_s, draft_program, recorded_programs, source.refunded_orders, source.category_list)
@@ -85,7 +95,7 @@ def _replay(source, engine, document, draft_program, recorded_programs, from_s, 
             sides.append(stack.enter_context(Scratch(engine, source.program_records(), source.refunded_orders, scratch_dir)))
         for side in sides:
             side.register_referrals(source.referrals)
-        for batch, seq in source.batches(BATCH_PURCHASES):
+        for batch, seq in _batches(source, engine):
             outcomes = [side.apply(batch) for side in sides]
             if one_replay and not all(outcomes[0].applied):
                 raise _TiersDiverged()

@@ -103,29 +103,40 @@ class _Sums:
         return Figures(self.earned, self.bonus, self.clawed_back, value)
 
 
+DENSE_KEYS_MAX = 1 << 16  # keys below this are summed into arrays indexed by key (no sort)
+
+
 def _group_sums(keys, columns):
     """{key: [sum of each column]} over the rows: numpy for the many, exact Python ints throughout.
 
-    int64 sums are exact while (largest value) x (rows) < 2^63 (every value here
-    is >= 0 and <= int64); a batch past that is summed in Python.
+    keys are >= 0. int64 sums are exact while (largest value) x (rows) < 2^63
+    (every value here is >= 0 and <= int64); a batch past that is summed in Python.
     """
     found = {}
     if not len(keys):
         return found
-    unique, inverse = numpy.unique(keys, return_inverse=True)
+    size = int(keys.max()) + 1
+    dense = size <= DENSE_KEYS_MAX  # the usual case: few (category, version, tier) keys, no sort
+    if dense:
+        unique = numpy.flatnonzero(numpy.bincount(keys, minlength=size))
+        slots, inverse = size, keys  # a key's sums are at the key itself
+    else:
+        unique, inverse = numpy.unique(keys, return_inverse=True)
+        slots = len(unique)  # a key's sums are at its place in unique
     sums = []
     for column in columns:
         if int(column.max()) * len(column) < 1 << 63:
-            total = numpy.zeros(len(unique), dtype=numpy.int64)
+            total = numpy.zeros(slots, dtype=numpy.int64)
             numpy.add.at(total, inverse, column)
             sums.append(total.tolist())
         else:
-            exact = [0] * len(unique)
+            exact = [0] * slots
             for index, value in zip(inverse.tolist(), column.tolist()):
                 exact[index] += value
             sums.append(exact)
-    for index, key in enumerate(unique.tolist()):
-        found[key] = [each[index] for each in sums]
+    for position, key in enumerate(unique.tolist()):
+        slot = key if dense else position
+        found[key] = [each[slot] for each in sums]
     return found
 
 

@@ -7,6 +7,7 @@ in a temporary directory (relaxed sync: nothing is ever fsync'd) that is
 removed when the what-if ends, whether it succeeds, fails or is interrupted.
 """
 
+import array
 import operator
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ import tempfile
 from .. import operations, store_format as fmt
 from ..errors import LedgerError
 from ..store import Store
+from . import compiled
 
 RESULT_STATUS, RESULT_POINTS = 0, 2
 _status, _points = operator.itemgetter(RESULT_STATUS), operator.itemgetter(RESULT_POINTS)
@@ -24,15 +26,17 @@ APPLIED = "APPLIED"
 
 
 class PurchaseOutcome:
-    """What the scratch made of a batch's purchases and refunds, by column."""
+    """What the scratch made of a batch's purchases and refunds, by column (int64 arrays: the
+    tally reads them without a copy; applied is 1 or 0)."""
 
     __slots__ = ("applied", "points", "bonus", "tiers", "clawed_back")
 
     def __init__(self, count, refunds):
-        self.applied = [False] * count
-        self.points = [0] * count
-        self.bonus = [0] * count
-        self.tiers = [0] * count
+        zeros = bytes(8 * count)
+        self.applied = array.array("q", zeros)
+        self.points = array.array("q", zeros)
+        self.bonus = array.array("q", zeros)
+        self.tiers = array.array("q", zeros)
         self.clawed_back = [None] * refunds  # None: refused in the scratch (its purchase was)
 
 
@@ -41,6 +45,9 @@ class Scratch:
 
     def __init__(self, engine, programs, kept_orders, directory=None, now_s=0):
         self.engine = engine
+        loops = compiled.loops(engine)
+        self._take = _take if loops is None else loops.take_results
+        self._place_tiers = _place_tiers if loops is None else loops.place_tiers
         self.kept_orders = kept_orders
         self.path = tempfile.mkdtemp(prefix="pointsledger-simulate-", dir=directory)
         self.store = None
@@ -107,6 +114,8 @@ class Scratch:
     def _apply(self, writer, batch):
         outcome = PurchaseOutcome(len(batch), len(batch.refunds))
         writer.tier_ranks = tiers = []  # filled by the engine (a retried transaction starts again)
+        writer.orders_kept = self.kept_orders  # the engines write no other order record
+        writer.dirty_members = None  # nor any member record: members stay in the member cache
         for member_key, year in batch.ensure:
             if writer.member(member_key) is None:
                 writer.add_member(member_key, self.engine.MemberState(year))
@@ -117,11 +126,15 @@ class Scratch:
             kind = step[0]
             if kind == "purchases":
                 _, first, end = step
-                results = apply_purchases(
-                    writer, batch.order_ids[first:end], batch.member_ids[first:end], batch.amounts[first:end],
-                    batch.categories[first:end], batch.times[first:end],
-                )
-                _take(outcome, first, results)
+                if first == 0 and end == len(batch):  # the usual case, one run: the columns as they are
+                    results = apply_purchases(writer, batch.order_ids, batch.member_ids, batch.amounts,
+                                              batch.categories, batch.times)
+                else:
+                    results = apply_purchases(
+                        writer, batch.order_ids[first:end], batch.member_ids[first:end], batch.amounts[first:end],
+                        batch.categories[first:end], batch.times[first:end],
+                    )
+                self._take(outcome, first, results)
             elif kind == "refund":
                 index = step[1]
                 try:
@@ -133,12 +146,7 @@ class Scratch:
                 _roll(writer, member_key, ref_key, time_s)
             else:
                 _set_profile(writer, step[1], step[2])
-        applied = outcome.applied
-        index = 0
-        for position in range(len(applied)):
-            if applied[position]:
-                outcome.tiers[position] = tiers[index]
-                index += 1
+        self._place_tiers(outcome, tiers)
         writer.tier_ranks = None
         self._keep_only_what_is_read(writer)
         return outcome
@@ -147,7 +155,9 @@ class Scratch:
         """Write to LMDB only what the replay reads back: the journal (a refund's EARN entry, a
         member's purchase count), programmes, profiles, referrals, and the orders a refund in the
         window will look up. Member records stay in the member cache, where every later batch
-        finds them; other orders are never read again (order ids are unique)."""
+        finds them (writer.dirty_members is None: the engines mark none); other orders are never
+        read again (order ids are unique): the engines did not write their records
+        (writer.orders_kept), and any other write of one is dropped here."""
         orders, kept = writer.overlay[fmt.DB_ORDERS], self.kept_orders
         if kept:
             for order_key in [key for key in orders if key not in kept]:
@@ -156,20 +166,30 @@ class Scratch:
         else:
             orders.clear()
             writer.unchecked_order_keys.clear()
-        writer.dirty_members.clear()
 
     def release_mapped_pages(self):
         self.store.release_mapped_pages()
 
 
 def _take(outcome, first, results):
+    """The engine's results of purchases [first, first + len(results)) into the outcome's columns."""
     end = first + len(results)
-    outcome.applied[first:end] = [status == APPLIED for status in map(_status, results)]
-    outcome.points[first:end] = list(map(_points, results))
+    outcome.applied[first:end] = array.array("q", [status == APPLIED for status in map(_status, results)])
+    outcome.points[first:end] = array.array("q", map(_points, results))
     if results and max(map(len, results)) > 5:  # a purchase that wrote bonuses (§17) has a sixth element
         for offset, result in enumerate(results):
             if len(result) > 5 and result[RESULT_STATUS] == APPLIED:
                 outcome.bonus[first + offset] = sum(bonus[2] for bonus in result[5])
+
+
+def _place_tiers(outcome, tiers):
+    """The engine's tier ranks, one per applied purchase in order, at their purchases' places."""
+    applied = outcome.applied
+    index = 0
+    for position in range(len(applied)):
+        if applied[position]:
+            outcome.tiers[position] = tiers[index]
+            index += 1
 
 
 def _roll(writer, member_key, ref_key, time_s):
