@@ -18,8 +18,8 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdint cimport INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcmp, memcpy, memmove
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 import gc
 import struct
@@ -31,7 +31,7 @@ from .results import Bonus
 from .errors import FailedPrecondition, InvalidArgument, LedgerError
 
 __all__ = [
-    "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
+    "ENGINE_NAME", "MemberCache", "MemberState", "apply_purchases", "journal_items", "member_items",
     "price_purchase", "sorted_items", "validate_id",
 ]
 
@@ -1078,6 +1078,231 @@ cdef bytes _encode_order(int64_t amount_minor, int64_t time_s, int64_t seq, int6
     return value
 
 
+# --- the member cache: an open-addressing index over the member keys -------------------
+
+cdef enum:
+    CACHE_SLOTS_MIN = 1024  # a power of two
+
+
+cdef extern from "Python.h":
+    Py_hash_t _Py_HashBytes(const void* data, Py_ssize_t size)
+
+
+cdef struct CacheSlot:
+    # 32 bytes, two to a cache line. A probe reads the slot only: the hash's low
+    # half, the size and the key's first 8 bytes (all of a key up to 8 bytes) are
+    # inline, so the key object is touched only for longer keys that match so far.
+    uint32_t hash_low
+    uint32_t size
+    char head[8]
+    PyObject* key  # owned bytes; NULL: an empty slot
+    PyObject* value  # owned
+
+
+cdef inline void _key_head(const char* data, Py_ssize_t size, char* head) noexcept nogil:
+    memset(head, 0, 8)
+    memcpy(head, data, size if size < 8 else 8)
+
+
+@cython.final
+cdef class MemberCache:
+    """store.member_cache for the Cython engine: member key (bytes) -> MemberState.
+
+    A dict of 100,000 members costs three dependent cache misses per lookup
+    (its index, its entry, the key object) and a new bytes key per purchase to
+    ask with. This table is probed with the id's bytes as they are (the hash is
+    CPython's own bytes hash, so hash(key) agrees and hash flooding is as hard as
+    for a dict): one miss for the slot, then the state; and a member found hands
+    back the cached key object, so a purchase of a known member allocates no key.
+    The dict methods the writer, the store and the twin use are here too.
+    """
+    cdef CacheSlot* slots
+    cdef Py_ssize_t mask  # capacity - 1, capacity a power of two
+    cdef Py_ssize_t used
+
+    def __cinit__(self):
+        self.slots = <CacheSlot*>calloc(CACHE_SLOTS_MIN, sizeof(CacheSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.mask = CACHE_SLOTS_MIN - 1
+        self.used = 0
+
+    def __dealloc__(self):
+        self._release()
+        free(self.slots)
+
+    cdef void _release(self) noexcept:
+        cdef Py_ssize_t index
+        for index in range(self.mask + 1):
+            if self.slots[index].key != NULL:
+                Py_XDECREF(self.slots[index].key)
+                Py_XDECREF(self.slots[index].value)
+                self.slots[index].key = NULL
+                self.slots[index].value = NULL
+        self.used = 0
+
+    cdef inline Py_ssize_t home(self, Py_hash_t hash) noexcept nogil:
+        return <Py_ssize_t>(<uint64_t>hash * 0x9E3779B97F4A7C15ULL >> 20) & self.mask
+
+    cdef inline CacheSlot* slot_of(self, Py_hash_t hash) noexcept nogil:
+        """The slot a probe starts at: to prefetch ahead of find."""
+        return &self.slots[self.home(hash)]
+
+    cdef inline Py_ssize_t index_of(self, const char* data, Py_ssize_t size, Py_hash_t hash) noexcept:
+        """The slot holding the key, or the empty slot where it would go (-1 - index)."""
+        cdef Py_ssize_t index = self.home(hash)
+        cdef CacheSlot* slot
+        cdef char head[8]
+        _key_head(data, size, head)
+        while True:
+            slot = &self.slots[index]
+            if slot.key == NULL:
+                return -1 - index
+            if (slot.hash_low == <uint32_t>hash and slot.size == <uint32_t>size
+                    and memcmp(slot.head, head, 8) == 0
+                    and (size <= 8 or memcmp(PyBytes_AS_STRING(<object>slot.key) + 8, data + 8, size - 8) == 0)):
+                return index
+            index = (index + 1) & self.mask
+
+    cdef inline CacheSlot* find(self, const char* data, Py_ssize_t size, Py_hash_t hash) noexcept:
+        cdef Py_ssize_t index = self.index_of(data, size, hash)
+        return &self.slots[index] if index >= 0 else NULL
+
+    cdef inline CacheSlot* find_key(self, bytes key) except? NULL:
+        return self.find(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), hash(key))
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t old_capacity = self.mask + 1
+        cdef CacheSlot* old = self.slots
+        cdef CacheSlot* grown = <CacheSlot*>calloc(old_capacity * 2, sizeof(CacheSlot))
+        cdef Py_ssize_t index, target
+        if grown == NULL:
+            raise MemoryError()
+        self.slots = grown
+        self.mask = old_capacity * 2 - 1
+        for index in range(old_capacity):
+            if old[index].key != NULL:
+                target = self.home(hash(<object>old[index].key))
+                while self.slots[target].key != NULL:
+                    target = (target + 1) & self.mask
+                self.slots[target] = old[index]
+        free(old)
+        return 0
+
+    cdef int put(self, bytes key, object value) except -1:
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(key)
+        cdef Py_hash_t key_hash = hash(key)
+        cdef Py_ssize_t index = self.index_of(PyBytes_AS_STRING(key), size, key_hash)
+        cdef CacheSlot* slot
+        cdef PyObject* old
+        if index >= 0:
+            slot = &self.slots[index]
+            old = slot.value
+            Py_INCREF(value)
+            slot.value = <PyObject*>value
+            Py_XDECREF(old)
+            return 0
+        if (self.used + 1) * 2 > self.mask + 1:  # at most half full: probes stay short
+            self._grow()
+            index = self.index_of(PyBytes_AS_STRING(key), size, key_hash)
+        slot = &self.slots[-1 - index]
+        slot.hash_low = <uint32_t>key_hash
+        slot.size = <uint32_t>size
+        _key_head(PyBytes_AS_STRING(key), size, slot.head)
+        Py_INCREF(key)
+        Py_INCREF(value)
+        slot.key = <PyObject*>key
+        slot.value = <PyObject*>value
+        self.used += 1
+        return 0
+
+    cdef int remove(self, Py_ssize_t index) except -1:
+        """Empty slot `index`, moving later slots of its probe run back (no tombstones)."""
+        cdef PyObject* key = self.slots[index].key
+        cdef PyObject* value = self.slots[index].value
+        cdef Py_ssize_t hole = index, scan = index, home
+        while True:
+            scan = (scan + 1) & self.mask
+            if self.slots[scan].key == NULL:
+                break
+            home = self.home(hash(<object>self.slots[scan].key))
+            # Move it into the hole unless its home lies cyclically in (hole, scan].
+            if ((scan - home) & self.mask) >= ((scan - hole) & self.mask):
+                self.slots[hole] = self.slots[scan]
+                hole = scan
+        self.slots[hole].key = NULL
+        self.slots[hole].value = NULL
+        self.used -= 1
+        Py_XDECREF(key)
+        Py_XDECREF(value)
+        return 0
+
+    # --- the dict methods --------------------------------------------------------------
+
+    @staticmethod
+    cdef bytes _as_key(object key):
+        if PyBytes_CheckExact(key):
+            return <bytes>key
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            return bytes(key)
+        raise TypeError(f"member keys are bytes, not {type(key).__name__}")
+
+    def __len__(self):
+        return self.used
+
+    def __contains__(self, key):
+        return self.find_key(MemberCache._as_key(key)) != NULL
+
+    def __getitem__(self, key):
+        cdef CacheSlot* slot = self.find_key(MemberCache._as_key(key))
+        if slot == NULL:
+            raise KeyError(key)
+        return <object>slot.value
+
+    def get(self, key, default=None):
+        cdef CacheSlot* slot = self.find_key(MemberCache._as_key(key))
+        return default if slot == NULL else <object>slot.value
+
+    def __setitem__(self, key, value):
+        self.put(MemberCache._as_key(key), value)
+
+    def __delitem__(self, key):
+        cdef bytes as_key = MemberCache._as_key(key)
+        cdef Py_ssize_t index = self.index_of(PyBytes_AS_STRING(as_key), PyBytes_GET_SIZE(as_key), hash(as_key))
+        if index < 0:
+            raise KeyError(key)
+        self.remove(index)
+
+    def update(self, other):
+        for key, value in (other.items() if hasattr(other, "items") else other):
+            self[key] = value
+
+    def clear(self):
+        cdef CacheSlot* fresh
+        self._release()
+        if self.mask + 1 > CACHE_SLOTS_MIN:
+            fresh = <CacheSlot*>calloc(CACHE_SLOTS_MIN, sizeof(CacheSlot))
+            if fresh != NULL:
+                free(self.slots)
+                self.slots = fresh
+                self.mask = CACHE_SLOTS_MIN - 1
+
+    def items(self):
+        """A list of (key, value): changing the cache while going through it is safe."""
+        cdef Py_ssize_t index
+        return [(<object>self.slots[index].key, <object>self.slots[index].value)
+                for index in range(self.mask + 1) if self.slots[index].key != NULL]
+
+    def keys(self):
+        return [key for key, _ in self.items()]
+
+    def values(self):
+        return [value for _, value in self.items()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+
 cdef int64_t _batch_serial = 0
 
 
@@ -1096,7 +1321,7 @@ cdef class _Batch:
     cdef object orders_db
     cdef object members_db
     cdef dict orders
-    cdef dict members
+    cdef MemberCache members
     # Every member stored in the transaction is in writer.members: a key not
     # there is a new member, without an LMDB lookup (a fresh or warm store).
     cdef bint members_complete
@@ -1115,6 +1340,9 @@ cdef class _Batch:
     # the key of a valid member id, its MemberState if in writer.members (owned, or NULL).
     cdef PyObject* chunk_keys[CHUNK_ITEMS]
     cdef PyObject* chunk_states[CHUNK_ITEMS]
+    cdef const char* chunk_data[CHUNK_ITEMS]  # the valid member id's UTF-8 (in the column's str), else NULL
+    cdef Py_ssize_t chunk_sizes[CHUNK_ITEMS]
+    cdef Py_hash_t chunk_hashes[CHUNK_ITEMS]
     cdef int chunk_size  # slots that may hold references
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values
@@ -1181,7 +1409,14 @@ cdef class _Batch:
             # not grown (and rehashed) a dozen times.
             self.orders = _PyDict_NewPresized(count)
             writer.overlay[DB_ORDERS] = self.orders
-        self.members = writer.members
+        members = writer.members
+        if type(members) is not MemberCache:
+            # A store opened with another engine first (or a writer's own dict): the
+            # Cython engine keeps its members in a MemberCache, the same for everyone.
+            cache = MemberCache()
+            cache.update(members)
+            writer.members = writer.store.member_cache = members = cache
+        self.members = members
         # The cache holds stored members and this writer's new ones only (it is
         # dropped whenever a transaction fails after changing it), so when its
         # stored part is as large as the sub-database, it is all of it.
@@ -1278,16 +1513,19 @@ cdef class _Batch:
         """
         cdef Py_ssize_t index, size
         cdef const char* data
-        cdef PyObject* found
         cdef PyObject* member_id
-        cdef object key
         cdef int slot
+        cdef CacheSlot* found
+        cdef MemberCache members = self.members
         self.clear_chunk()
         self.chunk_size = <int>(end - start)
         if self.member_ids_kind != COLUMN_LIST:
             return 0
         column = self.member_ids
+        # First pass: each valid id's bytes and hash, and its slot fetched ahead.
         for index in range(start, end):
+            slot = <int>(index - start)
+            self.chunk_data[slot] = NULL
             if index >= PyList_GET_SIZE(column):
                 break
             if index + 8 < PyList_GET_SIZE(column):
@@ -1301,17 +1539,26 @@ cdef class _Batch:
                 continue
             if not _clean_id(data, size, ID_BYTES_MAX):
                 continue
-            key = PyBytes_FromStringAndSize(data, size)
-            hash(key)  # cached in the bytes object: the loop below only probes
-            Py_INCREF(key)
-            self.chunk_keys[index - start] = <PyObject*>key
-        members = self.members
+            self.chunk_data[slot] = data
+            self.chunk_sizes[slot] = size
+            self.chunk_hashes[slot] = _Py_HashBytes(data, size)
+            pl_prefetch(members.slot_of(self.chunk_hashes[slot]))
+        # Second pass: the probes. A cached member lends its key; a new one gets a key made here.
         for slot in range(end - start):
-            if self.chunk_keys[slot] != NULL:
-                found = PyDict_GetItem(members, <object>self.chunk_keys[slot])
-                if found != NULL and type(<object>found) is MemberState:
-                    Py_INCREF(<object>found)
-                    self.chunk_states[slot] = found
+            data = self.chunk_data[slot]
+            if data == NULL:
+                continue
+            found = members.find(data, self.chunk_sizes[slot], self.chunk_hashes[slot])
+            if found != NULL:
+                Py_INCREF(<object>found.key)
+                self.chunk_keys[slot] = found.key
+                if type(<object>found.value) is MemberState:
+                    Py_INCREF(<object>found.value)
+                    self.chunk_states[slot] = found.value
+            else:
+                key = PyBytes_FromStringAndSize(data, self.chunk_sizes[slot])
+                Py_INCREF(key)
+                self.chunk_keys[slot] = <PyObject*>key
         return 0
 
     cdef int finish(self) except -1:
@@ -1433,16 +1680,16 @@ cdef class _Batch:
 
     cdef MemberState member_of(self, bytes member_key):
         """writer.member(key): the cache, then the transaction; None for an unknown member."""
-        cdef PyObject* found = PyDict_GetItem(self.members, member_key)
+        cdef CacheSlot* found = self.members.find_key(member_key)
         if found != NULL:
-            return <MemberState?>found
+            return <MemberState?>found.value
         if self.members_complete:
             return None
         value = self.txn_get(member_key, None, self.members_db)
         if value is None:
             return None
         cdef MemberState state = _decode_member(value if PyBytes_CheckExact(value) else bytes(value))
-        self.members[member_key] = state
+        self.members.put(member_key, state)
         return state
 
     cdef inline int mark_dirty(self, bytes member_key, MemberState state) except -1:
@@ -1926,7 +2173,7 @@ cdef class _Batch:
         if self.tier_ranks is not None:
             self.tier_ranks.append(tier)
         if is_new:
-            self.members[member_key] = state
+            self.members.put(member_key, state)
             self.mark_dirty(member_key, state)
             self.new_member_count += 1
         state.tier_year = tier_year
