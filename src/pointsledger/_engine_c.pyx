@@ -45,6 +45,7 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size)
     void PyErr_Clear()
     void PyObject_GC_UnTrack(void* op)
+    void PyObject_GC_Track(void* op)
     dict _PyDict_NewPresized(Py_ssize_t minused)
 
 
@@ -106,6 +107,30 @@ cdef extern from *:
         Py_INCREF(pair);
         return pair;
     }
+
+    /* The 8-byte journal key of `seq`: *slot's bytes rewritten when only *slot
+       and the idle pair (*pair, its key) hold it, so nobody can see it change;
+       else a new one kept in *slot. Its cached hash is reset (3.11-3.12 layout). */
+    static PyObject *pl_seq_key(PyObject **slot, PyObject *pair, uint64_t seq) {
+        PyObject *key = *slot;
+    #if PY_VERSION_HEX < 0x030D0000
+        int idle = key != NULL && pair != NULL && Py_REFCNT(pair) == 1
+            && PyTuple_GET_ITEM(pair, 0) == key && Py_REFCNT(key) == 2;
+        if (idle) {
+            ((PyBytesObject *)key)->ob_shash = -1;
+        } else
+    #endif
+        {
+            key = PyBytes_FromStringAndSize(NULL, 8);
+            if (key == NULL)
+                return NULL;
+            Py_XDECREF(*slot);
+            *slot = key;
+        }
+        pl_put64((unsigned char *)PyBytes_AS_STRING(key), seq);
+        Py_INCREF(key);
+        return key;
+    }
     """
     # Cython only needs to know these are integers; the C compiler sees 128 bits.
     ctypedef unsigned long long pl_u128
@@ -118,6 +143,7 @@ cdef extern from *:
     bint pl_u128_fits_u64(pl_u128 n) noexcept nogil
     void pl_prefetch(const void* p) noexcept nogil
     object pl_pair(PyObject** slot, object key, object value)
+    object pl_seq_key(PyObject** slot, PyObject* pair, uint64_t seq)
 
 
 # --- constants mirrored from limits / store_format, checked at import ------------
@@ -1343,6 +1369,7 @@ cdef class _Batch:
     cdef const char* chunk_data[CHUNK_ITEMS]  # the valid member id's UTF-8 (in the column's str), else NULL
     cdef Py_ssize_t chunk_sizes[CHUNK_ITEMS]
     cdef Py_hash_t chunk_hashes[CHUNK_ITEMS]
+    cdef CacheSlot* chunk_found[CHUNK_ITEMS]  # the member's cache slot (stable until a member is added)
     cdef int chunk_size  # slots that may hold references
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values
@@ -1442,6 +1469,9 @@ cdef class _Batch:
         _batch_serial += 1
         self.serial = _batch_serial
         self.journal_values = writer.journal_values
+        # Only bytes go in: no cycle through it, and the first collection after
+        # the batch would otherwise visit every value (a few % of a backfill).
+        PyObject_GC_UnTrack(<PyObject*>self.journal_values)
         self.tier_ranks = getattr(writer, "tier_ranks", None)
         self.totals_list = writer.totals
         self.next_seq = writer.next_seq
@@ -1543,12 +1573,20 @@ cdef class _Batch:
             self.chunk_sizes[slot] = size
             self.chunk_hashes[slot] = _Py_HashBytes(data, size)
             pl_prefetch(members.slot_of(self.chunk_hashes[slot]))
-        # Second pass: the probes. A cached member lends its key; a new one gets a key made here.
+        # Second pass: the probes; the key and state of a member found are fetched ahead.
+        for slot in range(end - start):
+            if self.chunk_data[slot] != NULL:
+                found = members.find(self.chunk_data[slot], self.chunk_sizes[slot], self.chunk_hashes[slot])
+                self.chunk_found[slot] = found
+                if found != NULL:
+                    pl_prefetch(found.key)
+                    pl_prefetch(found.value)
+        # Third pass: a cached member lends its key; a new one gets a key made here.
         for slot in range(end - start):
             data = self.chunk_data[slot]
             if data == NULL:
                 continue
-            found = members.find(data, self.chunk_sizes[slot], self.chunk_hashes[slot])
+            found = self.chunk_found[slot]
             if found != NULL:
                 Py_INCREF(<object>found.key)
                 self.chunk_keys[slot] = found.key
@@ -2230,6 +2268,10 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
     cdef Py_ssize_t start, end
     cdef int slot
     cdef PyObject* upcoming
+    cdef bint refused = False
+    # Out of the cyclic GC while it holds only untracked tuples of atoms, as
+    # journal_values; a refusal's tuple holds the error, and then it is tracked.
+    PyObject_GC_UnTrack(<PyObject*>results)
     batch.start(writer, order_ids, member_ids, amounts_minor, categories, times_s, count)
     # Each result is a new tuple that outlives the call, so a large batch would
     # set off a young collection every 700 of them (a few % of a backfill's
@@ -2267,6 +2309,9 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                     result = batch.apply(index, slot, order_id, member_id, amount_item, category_item, time_item)
                 except LedgerError as error:
                     result = (error.code, 0, 0, 0, error)
+                    if not refused:
+                        refused = True
+                        PyObject_GC_Track(<PyObject*>results)
                 results.append(result)
     finally:
         if paused_gc:
@@ -2357,11 +2402,14 @@ cdef class _Items:
     cdef list values  # ITEMS_JOURNAL
     cdef int64_t first_seq
     cdef PyObject* pair  # the last pair handed out (owned), reused once putmulti drops it
+    cdef PyObject* seq_key  # ITEMS_JOURNAL: the last journal key handed out (owned), reused likewise
 
     def __dealloc__(self):
         free(self.array)
         Py_XDECREF(self.pair)
         self.pair = NULL
+        Py_XDECREF(self.seq_key)
+        self.seq_key = NULL
 
     def __len__(self):
         return self.count
@@ -2388,8 +2436,7 @@ cdef class _Items:
             raise StopIteration
         self.position = index + 1
         if self.mode == ITEMS_JOURNAL:
-            key = PyBytes_FromStringAndSize(NULL, 8)
-            pl_put64(<unsigned char*>PyBytes_AS_STRING(key), <uint64_t>(self.first_seq + index))
+            key = pl_seq_key(&self.seq_key, self.pair, <uint64_t>(self.first_seq + index))
             return pl_pair(&self.pair, key, <object>PyList_GET_ITEM(self.values, index))
         if self.mode == ITEMS_PAIRS:
             # Sorted random ids (orders) visit keys and values out of allocation order.
