@@ -1450,6 +1450,9 @@ cdef class _Batch:
         self.members_complete = (
             len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
         )
+        if not writer.dirty_members and count >= ORDERS_PRESIZE_MIN:
+            # Likewise for the members it will mark dirty (at most one per purchase).
+            writer.dirty_members = _PyDict_NewPresized(count)
         self.dirty_members = writer.dirty_members
         self.day_deltas = writer.day_deltas
         self.amount_day_deltas = writer.amount_day_deltas
