@@ -31,7 +31,7 @@ from .results import Bonus
 from .errors import FailedPrecondition, InvalidArgument, LedgerError
 
 __all__ = [
-    "ENGINE_NAME", "MemberCache", "MemberState", "apply_purchases", "journal_items", "member_items",
+    "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
     "price_purchase", "sorted_items", "validate_id",
 ]
 
