@@ -146,7 +146,7 @@ def test_reports(ledger):
     assert run_json(ledger, "report", "rollforward", "--from", "2026-01-01", "--to", "2027-01-01") == {
         "from_s": 1_767_225_600, "to_s": 1_798_761_600, "first_day": "2026-01-01", "last_day": "2026-12-31",
         "days": 365, "opening": 0, "earned": 1_698, "bonus": 0, "adjusted": 0, "clawed_back": 0, "redeemed": 0,
-        "expired": 0, "closing": 1_698, "breakage_rate": 0.0,
+        "expired": 0, "closing": 1_698,
         "breakage": {"expired": 0, "credited": 1_698, "decimal": "0.000000"},
     }
 

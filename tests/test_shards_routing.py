@@ -160,3 +160,48 @@ def test_verify_rpc_refuses_a_shard_outside_shards(servers):
             client.verify(shard=1)
         assert info.value.field == "shard"
         assert client.verify().ok  # not told its shard: only the store's own checks
+
+
+@pytest.fixture
+def secured_servers(stores):
+    """The shard stores behind token-protected servers: READ reads, ADMIN verifies (§10)."""
+    from pointsledger.service.server import BackgroundServer
+
+    ledgers = [Ledger(stores / f"shard-{shard}") for shard in range(2)]
+    started = []
+    try:
+        for ledger in ledgers:
+            started.append(BackgroundServer(ledger, tokens={READ_TOKEN: ["read"], ADMIN_TOKEN: ["admin"]}))
+        yield ",".join(f"127.0.0.1:{server.port}" for server in started)
+    finally:
+        for server in started:
+            server.stop()
+        for ledger in ledgers:
+            ledger.close()
+
+
+READ_TOKEN = "shards-read-token-0123456789"
+ADMIN_TOKEN = "shards-admin-token-0123456789"
+
+
+def test_cli_shards_over_token_servers_take_the_token_from_the_environment(stores, secured_servers, capsys,
+                                                                          monkeypatch):
+    balance = ["balance", "member-002", "--as-of", "2027-01-01", "--json"]
+    monkeypatch.delenv("POINTSLEDGER_TOKEN", raising=False)
+    assert main(balance + ["--shards", secured_servers]) == 1  # no token: refused, one line
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert captured.err.startswith("pointsledger: UNAUTHENTICATED"), captured.err
+
+    monkeypatch.setenv("POINTSLEDGER_TOKEN", READ_TOKEN)
+    assert main(balance + ["--shards", secured_servers]) == 0
+    across = json.loads(capsys.readouterr().out)
+    assert main(balance + ["--data", str(stores / "all")]) == 0
+    assert across == json.loads(capsys.readouterr().out)
+    assert across["all_time"]["balance"] == 100  # 200 earned on o2, half clawed back by rf1
+    assert main(["verify", "--shards", secured_servers]) == 1  # verify is scope admin: read is not enough
+    assert "PERMISSION_DENIED: Verify needs the 'admin' scope" in capsys.readouterr().err
+
+    monkeypatch.setenv("POINTSLEDGER_TOKEN", ADMIN_TOKEN)
+    assert main(["verify", "--shards", secured_servers]) == 0
+    assert capsys.readouterr().out == "ok: 6 journal entries, 3 members, every invariant holds\n"

@@ -408,6 +408,20 @@ CASES = {
         lambda raw: raw.delete(fmt.DB_ADJUSTMENTS, b"adj-1"),
         ["journal seq 7: ADJUST of adjustment 'adj-1', which has no record"],
     ),
+    # The tier state (§4): spend never negative, a carried rank of the programme's one tier,
+    # a tier year no earlier than the member's latest event (bob's last: 2026-05-02).
+    "tier spend negative": (
+        lambda raw: raw.member("bob", spend=-1),
+        ["member 'bob': tier-year spend -1 is negative"],
+    ),
+    "carried tier rank": (
+        lambda raw: raw.member("alice", carried=1),
+        ["member 'alice': carried tier rank 1 is not a rank of the programme's tiers (0 to 0)"],
+    ),
+    "tier year behind its events": (
+        lambda raw: raw.member("bob", tier_year=2025),
+        ["member 'bob': tier year 2025, but it has an event in 2026"],
+    ),
     # The category dictionary: both directions one bijection onto codes 0 … n−1.
     "category name of a code": (
         lambda raw: raw.put(fmt.DB_CATEGORY_NAMES, fmt.encode_category_code(1), b"w"),

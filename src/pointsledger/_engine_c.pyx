@@ -25,7 +25,8 @@ import gc
 import struct
 
 from . import _engine_py, engagement as _engagement, limits, store_format as fmt
-from ._engine_py import _duplicate_purchase, validate_id, validate_int
+from ._engine_py import _duplicate_purchase
+from .validation import validate_id, validate_int
 from .member_engagement import Engagement
 from .results import Bonus
 from .errors import FailedPrecondition, InvalidArgument, LedgerError

@@ -9,6 +9,7 @@ purchases inside one write transaction (`writer.Writer`).
 from . import calendar, engagement, limits, store_format as fmt
 from .errors import FailedPrecondition, InvalidArgument, LedgerError, already_used
 from .member_engagement import Engagement
+from .validation import validate_amount, validate_id, validate_int, validate_time  # noqa: F401 (the engines' API)
 
 __all__ = [
     "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",
@@ -210,43 +211,6 @@ def price_purchase(program, amount_minor, category, tier, time_s, extra_bp=None)
     if cap and points > cap:
         points = cap
     return points
-
-
-# --- validation (§2, §15) ------------------------------------------------------
-
-
-def validate_id(field, value, max_bytes=limits.id_bytes_max):
-    """The UTF-8 key of an id, or InvalidArgument naming the field."""
-    if not isinstance(value, str):
-        raise InvalidArgument(field, value, "must be a string")
-    try:
-        key = value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument(field, value, "must be valid UTF-8") from None
-    if not 1 <= len(key) <= max_bytes:
-        raise InvalidArgument(field, value, f"must be 1 to {max_bytes} bytes of UTF-8")
-    for byte in key:
-        if byte < 0x20 or byte == 0x7F:
-            raise InvalidArgument(field, value, "must not contain control characters")
-    return key
-
-
-def validate_int(field, value, low, high):
-    # numpy integers arrive from columnar input; bool is an int but never a number here.
-    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, float):
-        raise InvalidArgument(field, value, "must be an integer")
-    number = int(value.__index__())
-    if not low <= number <= high:
-        raise InvalidArgument(field, number, f"must be between {low} and {high}")
-    return number
-
-
-def validate_time(field, value):
-    return validate_int(field, value, limits.time_s_min, limits.time_s_max_exclusive - 1)
-
-
-def validate_amount(field, value):
-    return validate_int(field, value, limits.amount_minor_min, limits.amount_minor_max)
 
 
 # --- the hot path ----------------------------------------------------------------

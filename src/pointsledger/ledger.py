@@ -6,7 +6,7 @@ import time
 
 from . import engine as engines, limits, operations, queries, revenue, simulate, store_file, store_format as fmt
 from . import revenue_upgrade, verify as verifier
-from ._engine_py import validate_id, validate_int, validate_time
+from .validation import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
 from .program import EXAMPLE_PROGRAM, parse_document
 from .results import BatchResult, ExpireResult, OperationResult, Profile, ProgramVersion, VerifyReport

@@ -7,7 +7,7 @@ written until every check has passed.
 """
 
 from . import calendar, engagement, limits, program as programs, store_format as fmt
-from ._engine_py import validate_amount, validate_id, validate_int, validate_time
+from .validation import validate_amount, validate_id, validate_int, validate_time
 from .errors import FailedPrecondition, InvalidArgument, NotFound, already_used
 
 REASON_FIELD = "reason"

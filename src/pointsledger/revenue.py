@@ -10,7 +10,7 @@ import decimal
 from fractions import Fraction
 
 from . import calendar, limits, store_format as fmt
-from ._engine_py import validate_id, validate_time
+from .validation import validate_id, validate_time
 from .errors import FailedPrecondition, InvalidArgument, already_used
 from .program import parse_document
 from .revenue_upgrade import needs_upgrade

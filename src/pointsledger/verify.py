@@ -51,6 +51,9 @@ SIGN_OK = {
     fmt.KIND_BONUS: lambda points: points > 0,  # a rule worth 0 writes no entry (§17)
 }
 
+# The kinds whose entry is written at the member's own event, which rolls its tier year (§4).
+TIER_EVENT_KINDS = frozenset((fmt.KIND_EARN, fmt.KIND_CLAWBACK, fmt.KIND_REDEEM, fmt.KIND_ADJUST))
+
 
 def _text(key):
     return repr(bytes(key).decode("utf-8", "replace"))
@@ -72,6 +75,10 @@ class _Journal:
         self.entries = 0
         self.positive_adjust_days = {}  # (§19) credits of a day: EARN + BONUS + positive ADJUST
         self.credits_by_version = {}  # (§19) (day, programme version) -> those credits
+        # (§4) member -> the latest year of its own events (purchase, refund, redemption, adjustment):
+        # each rolled the member's tier year to at least its year. Not BONUS (a referrer's bonus is
+        # written at the referee's purchase) nor EXPIRE (written at the bucket's instant).
+        self.event_year_of = {}
 
 
 def verify(store, txn):
@@ -140,6 +147,10 @@ def _add_entry(journal, problems, seq, kind, points, balance, time_s, previous_s
             f"{journal.last_of.get(member_key, 0)}"
         )
     journal.last_of[member_key] = seq
+    if kind in TIER_EVENT_KINDS:
+        year = calendar.year_of(time_s)
+        if year > journal.event_year_of.get(member_key, year - 1):
+            journal.event_year_of[member_key] = year
     journal.kind_counts[kind] = journal.kind_counts.get(kind, 0) + 1
     per_kind = journal.kind_sums.setdefault(member_key, {})
     per_kind[kind] = per_kind.get(kind, 0) + points
@@ -169,6 +180,8 @@ def _counter_of(kind, points):
 
 def _verify_members(store, txn, problems, journal):
     decode = store.engine.MemberState.decode
+    # A carried tier is a rank of some programme version's tiers (§4).
+    tiers_max = max((len(compiled.tier_names) for compiled in store.programs), default=1)
     expiry_expected = {}
     held_by_month = {}  # issue month -> points in buckets and lots (§19)
     members = 0
@@ -183,7 +196,7 @@ def _verify_members(store, txn, problems, journal):
         except Exception as error:  # struct.error or ValueError
             problems.add(f"{where}: undecodable record ({error})")
             continue
-        _verify_member(problems, where, state, journal, member_key)
+        _verify_member(problems, where, state, journal, member_key, tiers_max)
         for instant, points, month in state.buckets:
             expiry_expected[instant] = expiry_expected.get(instant, 0) + points
             held_by_month[month] = held_by_month.get(month, 0) + points
@@ -200,7 +213,7 @@ def _verify_members(store, txn, problems, journal):
     return members, held_by_month
 
 
-def _verify_member(problems, where, state, journal, member_key):
+def _verify_member(problems, where, state, journal, member_key, tiers_max):
     entries_sum = journal.sums.get(member_key, 0)
     if state.balance != entries_sum:
         problems.add(f"{where}: balance {state.balance} but its entries sum to {entries_sum}")
@@ -221,6 +234,7 @@ def _verify_member(problems, where, state, journal, member_key):
     if keys != sorted(set(keys)) or any(points <= 0 for _, points, _ in buckets):
         listed = ", ".join(f"{_instant(instant)} issued {_month(month)}: {points}" for instant, points, month in buckets)
         problems.add(f"{where}: buckets not sorted, merged and positive: {listed}")
+    _verify_tier_state(problems, where, state, journal.event_year_of.get(member_key), tiers_max)
     per_kind = journal.kind_sums.get(member_key, {})
     lifetime = (
         ("earned", state.earned, per_kind.get(fmt.KIND_EARN, 0)),
@@ -233,6 +247,18 @@ def _verify_member(problems, where, state, journal, member_key):
     for name, stored, from_journal in lifetime:
         if stored != from_journal:
             problems.add(f"{where}: lifetime {name} {stored}, the journal says {from_journal}")
+
+
+def _verify_tier_state(problems, where, state, event_year, tiers_max):
+    """§4's (Y, S, C): S is never negative, C is a tier rank, and Y is at least the year of the
+    member's latest event (every event rolls Y forward to its own year; a late one leaves it)."""
+    if state.spend_minor < 0:
+        problems.add(f"{where}: tier-year spend {state.spend_minor} is negative")
+    if not 0 <= state.carried_rank < tiers_max:
+        problems.add(f"{where}: carried tier rank {state.carried_rank} is not a rank of the programme's "
+                     f"tiers (0 to {tiers_max - 1})")
+    if event_year is not None and state.tier_year < event_year:
+        problems.add(f"{where}: tier year {state.tier_year}, but it has an event in {event_year}")
 
 
 def _month(month):

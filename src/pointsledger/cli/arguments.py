@@ -10,7 +10,7 @@ import re
 import time
 
 from .. import calendar, limits
-from .._engine_py import validate_id
+from ..validation import validate_id
 from ..errors import InvalidArgument
 from ..operations import validate_birthday, validate_reason
 

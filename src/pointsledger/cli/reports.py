@@ -100,8 +100,9 @@ def report_rollforward(arguments):
     with open_reader(arguments) as ledger:
         report = ledger.rollforward(arguments.from_time, arguments.to_time)
     fields = dict(vars(report))
-    fields["breakage_rate"] = None if report.breakage_rate is None else float(report.breakage_rate)
-    # §17: the fraction expired / (earned + bonus + positive adjustments) and its 6-place decimal.
+    # §17: the fraction expired / (earned + bonus + positive adjustments) and its 6-place decimal; no
+    # float form of the ratio (no floats in the ledger's output: `breakage` has it exactly).
+    del fields["breakage_rate"]
     breakage = fields.pop("breakage")
     if arguments.json:
         fields["breakage"] = {"expired": breakage.expired, "credited": breakage.credited,

@@ -106,7 +106,7 @@ def _sendable(value, is_text):
 
 def _split_unsendable(columns):
     """(indices to send or None for all, [outcome or None per row]) of a batch's columns."""
-    from .._engine_py import validate_amount, validate_id, validate_time
+    from ..validation import validate_amount, validate_id, validate_time
 
     bad = set()
     for position, column in enumerate(columns):

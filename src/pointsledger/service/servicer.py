@@ -10,7 +10,7 @@ import grpc
 import numpy
 
 from .. import limits
-from .._engine_py import validate_time
+from ..validation import validate_time
 from ..errors import InvalidArgument, LedgerError, ResourceExhausted
 from ..v1 import ledger_pb2 as pb, ledger_pb2_grpc as pb_grpc
 from .auth import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from .. import operations, store_format as fmt
-from .._engine_py import validate_id
+from ..validation import validate_id
 from ..errors import FailedPrecondition, LedgerError, NotFound
 from . import commands
 from .sharding import check_shard, shard_of

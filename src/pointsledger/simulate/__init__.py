@@ -13,7 +13,7 @@ in [from, to) are counted. See docs/design.md, *The what-if*.
 import contextlib
 
 from .. import calendar, limits, program as programs
-from .._engine_py import validate_time
+from ..validation import validate_time
 from ..errors import InvalidArgument, InvalidProgram
 from .results import Comparison, Figures, SimulationResult, Tally
 from .scratch import Scratch

@@ -1,0 +1,43 @@
+"""Validation of the inputs every operation shares (§2, §15): ids, integers, times, amounts.
+
+Each check returns the value in its stored form or raises InvalidArgument naming the field and
+the value. Both engines and every layer above them (ledger, operations, importer, service, CLI)
+use these, so an input is refused with the same words wherever it enters.
+"""
+
+from . import limits
+from .errors import InvalidArgument
+
+
+def validate_id(field, value, max_bytes=limits.id_bytes_max):
+    """The UTF-8 key of an id, or InvalidArgument naming the field."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field, value, "must be a string")
+    try:
+        key = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, value, "must be valid UTF-8") from None
+    if not 1 <= len(key) <= max_bytes:
+        raise InvalidArgument(field, value, f"must be 1 to {max_bytes} bytes of UTF-8")
+    for byte in key:
+        if byte < 0x20 or byte == 0x7F:
+            raise InvalidArgument(field, value, "must not contain control characters")
+    return key
+
+
+def validate_int(field, value, low, high):
+    # numpy integers arrive from columnar input; bool is an int but never a number here.
+    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, float):
+        raise InvalidArgument(field, value, "must be an integer")
+    number = int(value.__index__())
+    if not low <= number <= high:
+        raise InvalidArgument(field, number, f"must be between {low} and {high}")
+    return number
+
+
+def validate_time(field, value):
+    return validate_int(field, value, limits.time_s_min, limits.time_s_max_exclusive - 1)
+
+
+def validate_amount(field, value):
+    return validate_int(field, value, limits.amount_minor_min, limits.amount_minor_max)
