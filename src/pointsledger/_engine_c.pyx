@@ -18,8 +18,8 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdint cimport INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcmp, memcpy, memmove
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 import gc
 import struct
@@ -46,6 +46,7 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size)
     void PyErr_Clear()
     void PyObject_GC_UnTrack(void* op)
+    void PyObject_GC_Track(void* op)
     dict _PyDict_NewPresized(Py_ssize_t minused)
 
 
@@ -107,6 +108,30 @@ cdef extern from *:
         Py_INCREF(pair);
         return pair;
     }
+
+    /* The 8-byte journal key of `seq`: *slot's bytes rewritten when only *slot
+       and the idle pair (*pair, its key) hold it, so nobody can see it change;
+       else a new one kept in *slot. Its cached hash is reset (3.11-3.12 layout). */
+    static PyObject *pl_seq_key(PyObject **slot, PyObject *pair, uint64_t seq) {
+        PyObject *key = *slot;
+    #if PY_VERSION_HEX < 0x030D0000
+        int idle = key != NULL && pair != NULL && Py_REFCNT(pair) == 1
+            && PyTuple_GET_ITEM(pair, 0) == key && Py_REFCNT(key) == 2;
+        if (idle) {
+            ((PyBytesObject *)key)->ob_shash = -1;
+        } else
+    #endif
+        {
+            key = PyBytes_FromStringAndSize(NULL, 8);
+            if (key == NULL)
+                return NULL;
+            Py_XDECREF(*slot);
+            *slot = key;
+        }
+        pl_put64((unsigned char *)PyBytes_AS_STRING(key), seq);
+        Py_INCREF(key);
+        return key;
+    }
     """
     # Cython only needs to know these are integers; the C compiler sees 128 bits.
     ctypedef unsigned long long pl_u128
@@ -119,6 +144,7 @@ cdef extern from *:
     bint pl_u128_fits_u64(pl_u128 n) noexcept nogil
     void pl_prefetch(const void* p) noexcept nogil
     object pl_pair(PyObject** slot, object key, object value)
+    object pl_seq_key(PyObject** slot, PyObject* pair, uint64_t seq)
 
 
 # --- constants mirrored from limits / store_format, checked at import ------------
@@ -1388,6 +1414,231 @@ cdef bytes _encode_order(int64_t amount_minor, int64_t time_s, int64_t seq, int6
     return value
 
 
+# --- the member cache: an open-addressing index over the member keys -------------------
+
+cdef enum:
+    CACHE_SLOTS_MIN = 1024  # a power of two
+
+
+cdef extern from "Python.h":
+    Py_hash_t _Py_HashBytes(const void* data, Py_ssize_t size)
+
+
+cdef struct CacheSlot:
+    # 32 bytes, two to a cache line. A probe reads the slot only: the hash's low
+    # half, the size and the key's first 8 bytes (all of a key up to 8 bytes) are
+    # inline, so the key object is touched only for longer keys that match so far.
+    uint32_t hash_low
+    uint32_t size
+    char head[8]
+    PyObject* key  # owned bytes; NULL: an empty slot
+    PyObject* value  # owned
+
+
+cdef inline void _key_head(const char* data, Py_ssize_t size, char* head) noexcept nogil:
+    memset(head, 0, 8)
+    memcpy(head, data, size if size < 8 else 8)
+
+
+@cython.final
+cdef class MemberCache:
+    """store.member_cache for the Cython engine: member key (bytes) -> MemberState.
+
+    A dict of 100,000 members costs three dependent cache misses per lookup
+    (its index, its entry, the key object) and a new bytes key per purchase to
+    ask with. This table is probed with the id's bytes as they are (the hash is
+    CPython's own bytes hash, so hash(key) agrees and hash flooding is as hard as
+    for a dict): one miss for the slot, then the state; and a member found hands
+    back the cached key object, so a purchase of a known member allocates no key.
+    The dict methods the writer, the store and the twin use are here too.
+    """
+    cdef CacheSlot* slots
+    cdef Py_ssize_t mask  # capacity - 1, capacity a power of two
+    cdef Py_ssize_t used
+
+    def __cinit__(self):
+        self.slots = <CacheSlot*>calloc(CACHE_SLOTS_MIN, sizeof(CacheSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.mask = CACHE_SLOTS_MIN - 1
+        self.used = 0
+
+    def __dealloc__(self):
+        self._release()
+        free(self.slots)
+
+    cdef void _release(self) noexcept:
+        cdef Py_ssize_t index
+        for index in range(self.mask + 1):
+            if self.slots[index].key != NULL:
+                Py_XDECREF(self.slots[index].key)
+                Py_XDECREF(self.slots[index].value)
+                self.slots[index].key = NULL
+                self.slots[index].value = NULL
+        self.used = 0
+
+    cdef inline Py_ssize_t home(self, Py_hash_t hash) noexcept nogil:
+        return <Py_ssize_t>(<uint64_t>hash * 0x9E3779B97F4A7C15ULL >> 20) & self.mask
+
+    cdef inline CacheSlot* slot_of(self, Py_hash_t hash) noexcept nogil:
+        """The slot a probe starts at: to prefetch ahead of find."""
+        return &self.slots[self.home(hash)]
+
+    cdef inline Py_ssize_t index_of(self, const char* data, Py_ssize_t size, Py_hash_t hash) noexcept:
+        """The slot holding the key, or the empty slot where it would go (-1 - index)."""
+        cdef Py_ssize_t index = self.home(hash)
+        cdef CacheSlot* slot
+        cdef char head[8]
+        _key_head(data, size, head)
+        while True:
+            slot = &self.slots[index]
+            if slot.key == NULL:
+                return -1 - index
+            if (slot.hash_low == <uint32_t>hash and slot.size == <uint32_t>size
+                    and memcmp(slot.head, head, 8) == 0
+                    and (size <= 8 or memcmp(PyBytes_AS_STRING(<object>slot.key) + 8, data + 8, size - 8) == 0)):
+                return index
+            index = (index + 1) & self.mask
+
+    cdef inline CacheSlot* find(self, const char* data, Py_ssize_t size, Py_hash_t hash) noexcept:
+        cdef Py_ssize_t index = self.index_of(data, size, hash)
+        return &self.slots[index] if index >= 0 else NULL
+
+    cdef inline CacheSlot* find_key(self, bytes key) except? NULL:
+        return self.find(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), hash(key))
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t old_capacity = self.mask + 1
+        cdef CacheSlot* old = self.slots
+        cdef CacheSlot* grown = <CacheSlot*>calloc(old_capacity * 2, sizeof(CacheSlot))
+        cdef Py_ssize_t index, target
+        if grown == NULL:
+            raise MemoryError()
+        self.slots = grown
+        self.mask = old_capacity * 2 - 1
+        for index in range(old_capacity):
+            if old[index].key != NULL:
+                target = self.home(hash(<object>old[index].key))
+                while self.slots[target].key != NULL:
+                    target = (target + 1) & self.mask
+                self.slots[target] = old[index]
+        free(old)
+        return 0
+
+    cdef int put(self, bytes key, object value) except -1:
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(key)
+        cdef Py_hash_t key_hash = hash(key)
+        cdef Py_ssize_t index = self.index_of(PyBytes_AS_STRING(key), size, key_hash)
+        cdef CacheSlot* slot
+        cdef PyObject* old
+        if index >= 0:
+            slot = &self.slots[index]
+            old = slot.value
+            Py_INCREF(value)
+            slot.value = <PyObject*>value
+            Py_XDECREF(old)
+            return 0
+        if (self.used + 1) * 2 > self.mask + 1:  # at most half full: probes stay short
+            self._grow()
+            index = self.index_of(PyBytes_AS_STRING(key), size, key_hash)
+        slot = &self.slots[-1 - index]
+        slot.hash_low = <uint32_t>key_hash
+        slot.size = <uint32_t>size
+        _key_head(PyBytes_AS_STRING(key), size, slot.head)
+        Py_INCREF(key)
+        Py_INCREF(value)
+        slot.key = <PyObject*>key
+        slot.value = <PyObject*>value
+        self.used += 1
+        return 0
+
+    cdef int remove(self, Py_ssize_t index) except -1:
+        """Empty slot `index`, moving later slots of its probe run back (no tombstones)."""
+        cdef PyObject* key = self.slots[index].key
+        cdef PyObject* value = self.slots[index].value
+        cdef Py_ssize_t hole = index, scan = index, home
+        while True:
+            scan = (scan + 1) & self.mask
+            if self.slots[scan].key == NULL:
+                break
+            home = self.home(hash(<object>self.slots[scan].key))
+            # Move it into the hole unless its home lies cyclically in (hole, scan].
+            if ((scan - home) & self.mask) >= ((scan - hole) & self.mask):
+                self.slots[hole] = self.slots[scan]
+                hole = scan
+        self.slots[hole].key = NULL
+        self.slots[hole].value = NULL
+        self.used -= 1
+        Py_XDECREF(key)
+        Py_XDECREF(value)
+        return 0
+
+    # --- the dict methods --------------------------------------------------------------
+
+    @staticmethod
+    cdef bytes _as_key(object key):
+        if PyBytes_CheckExact(key):
+            return <bytes>key
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            return bytes(key)
+        raise TypeError(f"member keys are bytes, not {type(key).__name__}")
+
+    def __len__(self):
+        return self.used
+
+    def __contains__(self, key):
+        return self.find_key(MemberCache._as_key(key)) != NULL
+
+    def __getitem__(self, key):
+        cdef CacheSlot* slot = self.find_key(MemberCache._as_key(key))
+        if slot == NULL:
+            raise KeyError(key)
+        return <object>slot.value
+
+    def get(self, key, default=None):
+        cdef CacheSlot* slot = self.find_key(MemberCache._as_key(key))
+        return default if slot == NULL else <object>slot.value
+
+    def __setitem__(self, key, value):
+        self.put(MemberCache._as_key(key), value)
+
+    def __delitem__(self, key):
+        cdef bytes as_key = MemberCache._as_key(key)
+        cdef Py_ssize_t index = self.index_of(PyBytes_AS_STRING(as_key), PyBytes_GET_SIZE(as_key), hash(as_key))
+        if index < 0:
+            raise KeyError(key)
+        self.remove(index)
+
+    def update(self, other):
+        for key, value in (other.items() if hasattr(other, "items") else other):
+            self[key] = value
+
+    def clear(self):
+        cdef CacheSlot* fresh
+        self._release()
+        if self.mask + 1 > CACHE_SLOTS_MIN:
+            fresh = <CacheSlot*>calloc(CACHE_SLOTS_MIN, sizeof(CacheSlot))
+            if fresh != NULL:
+                free(self.slots)
+                self.slots = fresh
+                self.mask = CACHE_SLOTS_MIN - 1
+
+    def items(self):
+        """A list of (key, value): changing the cache while going through it is safe."""
+        cdef Py_ssize_t index
+        return [(<object>self.slots[index].key, <object>self.slots[index].value)
+                for index in range(self.mask + 1) if self.slots[index].key != NULL]
+
+    def keys(self):
+        return [key for key, _ in self.items()]
+
+    def values(self):
+        return [value for _, value in self.items()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+
 cdef int64_t _batch_serial = 0
 
 
@@ -1406,7 +1657,7 @@ cdef class _Batch:
     cdef object orders_db
     cdef object members_db
     cdef dict orders
-    cdef dict members
+    cdef MemberCache members
     # Every member stored in the transaction is in writer.members: a key not
     # there is a new member, without an LMDB lookup (a fresh or warm store).
     cdef bint members_complete
@@ -1428,6 +1679,10 @@ cdef class _Batch:
     # the key of a valid member id, its MemberState if in writer.members (owned, or NULL).
     cdef PyObject* chunk_keys[CHUNK_ITEMS]
     cdef PyObject* chunk_states[CHUNK_ITEMS]
+    cdef const char* chunk_data[CHUNK_ITEMS]  # the valid member id's UTF-8 (in the column's str), else NULL
+    cdef Py_ssize_t chunk_sizes[CHUNK_ITEMS]
+    cdef Py_hash_t chunk_hashes[CHUNK_ITEMS]
+    cdef CacheSlot* chunk_found[CHUNK_ITEMS]  # the member's cache slot (stable until a member is added)
     cdef int chunk_size  # slots that may hold references
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values
@@ -1501,13 +1756,23 @@ cdef class _Batch:
             # not grown (and rehashed) a dozen times.
             self.orders = _PyDict_NewPresized(count)
             writer.overlay[DB_ORDERS] = self.orders
-        self.members = writer.members
+        members = writer.members
+        if type(members) is not MemberCache:
+            # A store opened with another engine first (or a writer's own dict): the
+            # Cython engine keeps its members in a MemberCache, the same for everyone.
+            cache = MemberCache()
+            cache.update(members)
+            writer.members = writer.store.member_cache = members = cache
+        self.members = members
         # The cache holds stored members and this writer's new ones only (it is
         # dropped whenever a transaction fails after changing it), so when its
         # stored part is as large as the sub-database, it is all of it.
         self.members_complete = (
             len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
         )
+        if not writer.dirty_members and count >= ORDERS_PRESIZE_MIN:
+            # Likewise for the members it will mark dirty (at most one per purchase).
+            writer.dirty_members = _PyDict_NewPresized(count)
         self.dirty_members = writer.dirty_members
         self.day_deltas = writer.day_deltas
         self.amount_day_deltas = writer.amount_day_deltas
@@ -1533,6 +1798,9 @@ cdef class _Batch:
         _batch_serial += 1
         self.serial = _batch_serial
         self.journal_values = writer.journal_values
+        # Only bytes go in: no cycle through it, and the first collection after
+        # the batch would otherwise visit every value (a few % of a backfill).
+        PyObject_GC_UnTrack(<PyObject*>self.journal_values)
         self.tier_ranks = getattr(writer, "tier_ranks", None)
         self.orders_kept = getattr(writer, "orders_kept", None)
         self.totals_list = writer.totals
@@ -1605,16 +1873,19 @@ cdef class _Batch:
         """
         cdef Py_ssize_t index, size
         cdef const char* data
-        cdef PyObject* found
         cdef PyObject* member_id
-        cdef object key
         cdef int slot
+        cdef CacheSlot* found
+        cdef MemberCache members = self.members
         self.clear_chunk()
         self.chunk_size = <int>(end - start)
         if self.member_ids_kind != COLUMN_LIST:
             return 0
         column = self.member_ids
+        # First pass: each valid id's bytes and hash, and its slot fetched ahead.
         for index in range(start, end):
+            slot = <int>(index - start)
+            self.chunk_data[slot] = NULL
             if index >= PyList_GET_SIZE(column):
                 break
             if index + 8 < PyList_GET_SIZE(column):
@@ -1628,17 +1899,34 @@ cdef class _Batch:
                 continue
             if not _clean_id(data, size, ID_BYTES_MAX):
                 continue
-            key = PyBytes_FromStringAndSize(data, size)
-            hash(key)  # cached in the bytes object: the loop below only probes
-            Py_INCREF(key)
-            self.chunk_keys[index - start] = <PyObject*>key
-        members = self.members
+            self.chunk_data[slot] = data
+            self.chunk_sizes[slot] = size
+            self.chunk_hashes[slot] = _Py_HashBytes(data, size)
+            pl_prefetch(members.slot_of(self.chunk_hashes[slot]))
+        # Second pass: the probes; the key and state of a member found are fetched ahead.
         for slot in range(end - start):
-            if self.chunk_keys[slot] != NULL:
-                found = PyDict_GetItem(members, <object>self.chunk_keys[slot])
-                if found != NULL and type(<object>found) is MemberState:
-                    Py_INCREF(<object>found)
-                    self.chunk_states[slot] = found
+            if self.chunk_data[slot] != NULL:
+                found = members.find(self.chunk_data[slot], self.chunk_sizes[slot], self.chunk_hashes[slot])
+                self.chunk_found[slot] = found
+                if found != NULL:
+                    pl_prefetch(found.key)
+                    pl_prefetch(found.value)
+        # Third pass: a cached member lends its key; a new one gets a key made here.
+        for slot in range(end - start):
+            data = self.chunk_data[slot]
+            if data == NULL:
+                continue
+            found = self.chunk_found[slot]
+            if found != NULL:
+                Py_INCREF(<object>found.key)
+                self.chunk_keys[slot] = found.key
+                if type(<object>found.value) is MemberState:
+                    Py_INCREF(<object>found.value)
+                    self.chunk_states[slot] = found.value
+            else:
+                key = PyBytes_FromStringAndSize(data, self.chunk_sizes[slot])
+                Py_INCREF(key)
+                self.chunk_keys[slot] = <PyObject*>key
         return 0
 
     cdef int finish(self) except -1:
@@ -1767,16 +2055,16 @@ cdef class _Batch:
 
     cdef MemberState member_of(self, bytes member_key):
         """writer.member(key): the cache, then the transaction; None for an unknown member."""
-        cdef PyObject* found = PyDict_GetItem(self.members, member_key)
+        cdef CacheSlot* found = self.members.find_key(member_key)
         if found != NULL:
-            return <MemberState?>found
+            return <MemberState?>found.value
         if self.members_complete:
             return None
         value = self.txn_get(member_key, None, self.members_db)
         if value is None:
             return None
         cdef MemberState state = _decode_member(value if PyBytes_CheckExact(value) else bytes(value))
-        self.members[member_key] = state
+        self.members.put(member_key, state)
         return state
 
     cdef inline int mark_dirty(self, bytes member_key, MemberState state) except -1:
@@ -2291,7 +2579,7 @@ cdef class _Batch:
         if self.tier_ranks is not None:
             self.tier_ranks.append(tier)
         if is_new:
-            self.members[member_key] = state
+            self.members.put(member_key, state)
             self.mark_dirty(member_key, state)
             self.new_member_count += 1
         state.tier_year = tier_year
@@ -2349,6 +2637,10 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
     cdef Py_ssize_t start, end
     cdef int slot
     cdef PyObject* upcoming
+    cdef bint refused = False
+    # Out of the cyclic GC while it holds only untracked tuples of atoms, as
+    # journal_values; a refusal's tuple holds the error, and then it is tracked.
+    PyObject_GC_UnTrack(<PyObject*>results)
     batch.start(writer, order_ids, member_ids, amounts_minor, categories, times_s, count)
     # Each result is a new tuple that outlives the call, so a large batch would
     # set off a young collection every 700 of them (a few % of a backfill's
@@ -2386,6 +2678,9 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                     result = batch.apply(index, slot, order_id, member_id, amount_item, category_item, time_item)
                 except LedgerError as error:
                     result = (error.code, 0, 0, 0, error)
+                    if not refused:
+                        refused = True
+                        PyObject_GC_Track(<PyObject*>results)
                 results.append(result)
     finally:
         if paused_gc:
@@ -2476,11 +2771,14 @@ cdef class _Items:
     cdef list values  # ITEMS_JOURNAL
     cdef int64_t first_seq
     cdef PyObject* pair  # the last pair handed out (owned), reused once putmulti drops it
+    cdef PyObject* seq_key  # ITEMS_JOURNAL: the last journal key handed out (owned), reused likewise
 
     def __dealloc__(self):
         free(self.array)
         Py_XDECREF(self.pair)
         self.pair = NULL
+        Py_XDECREF(self.seq_key)
+        self.seq_key = NULL
 
     def __len__(self):
         return self.count
@@ -2507,8 +2805,7 @@ cdef class _Items:
             raise StopIteration
         self.position = index + 1
         if self.mode == ITEMS_JOURNAL:
-            key = PyBytes_FromStringAndSize(NULL, 8)
-            pl_put64(<unsigned char*>PyBytes_AS_STRING(key), <uint64_t>(self.first_seq + index))
+            key = pl_seq_key(&self.seq_key, self.pair, <uint64_t>(self.first_seq + index))
             return pl_pair(&self.pair, key, <object>PyList_GET_ITEM(self.values, index))
         if self.mode == ITEMS_PAIRS:
             # Sorted random ids (orders) visit keys and values out of allocation order.
