@@ -44,3 +44,27 @@ def test_the_engagement_path_honours_them_too(ledger):
     assert orders == {b"o1": True, b"o2": False, b"o3": True}
     assert members == []
     assert ledger.store.member_cache[b"m1"].balance == 10 + 50 + 4
+
+
+def test_a_large_batch_marks_no_member_either(ledger):
+    # From 1,024 purchases the Cython engine sizes its overlays up front: a None dirty_members
+    # must stay None there too (a merge once turned it back into a dict, and the what-if wrote
+    # every member record again).
+    ledger.set_program(simple_program())
+    count = 2_000
+    order_ids = [f"o{index}" for index in range(count)]
+
+    def apply(writer):
+        writer.orders_kept = set()
+        writer.dirty_members = None
+        results = ledger.engine.apply_purchases(writer, order_ids, [f"m{index % 7}" for index in range(count)],
+                                                [1_000] * count, ["food"] * count, [T_2026_03_10] * count)
+        assert writer.dirty_members is None
+        return results
+
+    results = ledger.store.write(apply)
+    assert [result[2] for result in results] == [10] * count
+    with ledger.store.read() as txn:
+        assert [key for key, _ in txn.cursor(db=ledger.store.dbs[fmt.DB_MEMBERS])] == []
+        assert [key for key, _ in txn.cursor(db=ledger.store.dbs[fmt.DB_ORDERS])] == []
+    assert ledger.store.member_cache[b"m0"].balance == 10 * len(range(0, count, 7))

@@ -1770,8 +1770,9 @@ cdef class _Batch:
         self.members_complete = (
             len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
         )
-        if not writer.dirty_members and count >= ORDERS_PRESIZE_MIN:
-            # Likewise for the members it will mark dirty (at most one per purchase).
+        if writer.dirty_members is not None and not writer.dirty_members and count >= ORDERS_PRESIZE_MIN:
+            # Likewise for the members it will mark dirty (at most one per purchase);
+            # None is the what-if's scratch, which marks none (simulate/scratch.py).
             writer.dirty_members = _PyDict_NewPresized(count)
         self.dirty_members = writer.dirty_members
         self.day_deltas = writer.day_deltas
