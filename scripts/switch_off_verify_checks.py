@@ -3,7 +3,7 @@
     python scripts/switch_off_verify_checks.py [pytest file ...]
 
 Replaces one `problems.add(` call of src/pointsledger/verify.py at a time by a no-op,
-runs the given test files (default: tests/test_verify_corruption.py, Python engine only)
+runs the given test files (default: DEFAULT_TEST_FILES, Python engine only)
 and reports, per check, whether a test caught it. verify.py is restored afterwards,
 whatever happens. Exit 1 when some check could be switched off unnoticed.
 """
@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 
+# The files whose corruption tests cover verify(): the core records, the engagement records, the cohorts.
+DEFAULT_TEST_FILES = ["tests/test_verify_corruption.py", "tests/test_engagement.py", "tests/test_revenue.py"]
 VERIFY = pathlib.Path(__file__).resolve().parent.parent / "src" / "pointsledger" / "verify.py"
 
 
@@ -36,4 +38,4 @@ def main(test_files):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["tests/test_verify_corruption.py"]))
+    sys.exit(main(sys.argv[1:] or DEFAULT_TEST_FILES))

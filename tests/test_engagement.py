@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 
 import pointsledger
-from pointsledger import Bonus
+from pointsledger import Bonus, _engine_py
 from support import (
     T_2026_01_15, T_2026_03_01, T_2026_03_15, T_2026_03_25, T_2026_04_01, T_2026_05_01, T_2027_01_01,
     T_2027_01_15, T_MIN, always_on_promotion, entries, simple_program, snapshot,
@@ -518,3 +518,81 @@ def test_verify_finds_a_referral_without_its_index_entry(ledger):
     with ledger.store.env.begin(write=True) as txn:
         txn.delete(b"bob", db=ledger.store.dbs[pointsledger.store_format.DB_REFEREES])
     assert ledger.verify().problems == ["referral 'ref-1': its referee 'bob' is not indexed to it"]
+
+
+# --- verify() on the engagement records: one corruption per check, the exact report ------------------
+
+
+def _corrupt(ledger, change):
+    fmt = pointsledger.store_format
+    with ledger.store.env.begin(write=True) as txn:
+        change(txn, fmt, ledger.store.dbs)
+    ledger.store.forget()  # the caches would answer from before the corruption
+
+
+def _referred_and_settled(ledger):
+    """alice (welcome 100 + first-order 20 on 2026-03-15) refers bob, whose o-2 settles it."""
+    referral_programme(ledger)
+    ledger.purchase("o-1", "alice", 10_000, "any", T_2026_03_15)
+    ledger.register_referral("ref-1", "alice", "bob", T_2026_03_15)
+    ledger.register_referral("ref-2", "alice", "carol", T_2026_03_15)
+    ledger.purchase("o-2", "bob", 10_000, "any", T_2026_03_25)
+    assert ledger.verify().ok
+
+
+def test_verify_finds_the_bonus_total_and_a_bonus_day_counter_off(ledger):
+    _referred_and_settled(ledger)
+    with ledger.store.read() as txn:
+        total = pointsledger.store_format.I64.unpack(
+            txn.get(pointsledger.store_format.META_BONUS_TOTAL, db=ledger.store.dbs[pointsledger.store_format.DB_META]))[0]
+    _corrupt(ledger, lambda txn, fmt, dbs: txn.put(fmt.META_BONUS_TOTAL, fmt.I64.pack(total + 1), db=dbs[fmt.DB_META]))
+    assert ledger.verify().problems == [f"totals: bonus {total + 1}, the journal says {total}"]
+    _corrupt(ledger, lambda txn, fmt, dbs: txn.put(fmt.META_BONUS_TOTAL, fmt.I64.pack(total), db=dbs[fmt.DB_META]))
+    day = T_2026_03_25 // 86_400
+
+    def one_more_on_the_25th(txn, fmt, dbs):
+        stored = fmt.I64.unpack(txn.get(fmt.I32.pack(day), db=dbs[fmt.DB_BONUS_DAYS]))[0]
+        txn.put(fmt.I32.pack(day), fmt.I64.pack(stored + 1), db=dbs[fmt.DB_BONUS_DAYS])
+
+    _corrupt(ledger, one_more_on_the_25th)
+    # bob's welcome 100 + first-order 20 + referee 250, alice's referrer 500: 870 on 2026-03-25.
+    assert ledger.verify().problems == ["bonus counter of 2026-03-25: 871, the journal says 870"]
+
+
+def test_verify_finds_referral_records_that_do_not_hold_together(ledger):
+    _referred_and_settled(ledger)
+    # ref-1 (settled by o-2) loses its order but keeps its seq; ref-2 (open) becomes undecodable;
+    # an index entry for dave names a referral nobody has.
+    def corrupt(txn, fmt, dbs):
+        time_s, seq, referrer, referee, order = fmt.decode_referral(txn.get(b"ref-1", db=dbs[fmt.DB_REFERRALS]))
+        assert (referee, order) == (b"bob", b"o-2") and seq > 0
+        txn.put(b"ref-1", fmt.encode_referral(time_s, seq, referrer, referee, b""), db=dbs[fmt.DB_REFERRALS])
+        txn.put(b"ref-2", b"\x00\x01", db=dbs[fmt.DB_REFERRALS])
+        txn.put(b"dave", b"ref-9", db=dbs[fmt.DB_REFEREES])
+
+    _corrupt(ledger, corrupt)
+    problems = ledger.verify().problems
+    assert problems[0].startswith("referral 'ref-1': settled by seq ") and problems[0].endswith(" with order b''")
+    assert problems[1].startswith("referral 'ref-2': undecodable record (")
+    assert problems[2:] == ["referees: 'carol' names no referral", "referees: 'dave' names no referral"]
+
+
+def test_verify_finds_a_pending_lot_that_is_not_positive(ledger):
+    engaged(ledger, pending_days=30)
+    ledger.purchase("o-1", "m", 10_000, "any", T_2026_03_01)  # 100 points pending until 2026-03-31
+    assert ledger.verify().ok
+
+    def split_the_lot(txn, fmt, dbs):
+        # 100 pending become 101 and -1 in two lots of the same instants and month: every sum
+        # (balance, expiry totals, cohorts) still holds; only the lot itself is wrong.
+        state = _engine_py.MemberState.decode(txn.get(b"m", db=dbs[fmt.DB_MEMBERS]))
+        [lot] = state.engagement.lots
+        assert lot[2] == 100
+        state.engagement.lots = split = [lot[:2] + [101] + lot[3:], lot[:2] + [-1] + lot[3:]]
+        txn.put(b"m", state.encode(), db=dbs[fmt.DB_MEMBERS])
+        written.extend(split)
+
+    written = []
+    _corrupt(ledger, split_the_lot)
+    assert ledger.verify().problems == [f"member 'm': a pending lot that is not positive: {written}"]
+    assert [lot[2] for lot in written] == [101, -1] and written[0][1] == written[1][1]

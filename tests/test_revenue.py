@@ -321,6 +321,16 @@ def test_verify_checks_the_cohort_values(ledger):
         ledger.verify().problems)
 
 
+def test_verify_finds_cohort_values_without_a_cohort_row(ledger):
+    ledger.set_program(SIMPLE)
+    ledger.purchase("o-1", "m-1", 10_000, "goods", FEB_1)  # 100 points under v1, cohort 2026-02
+    march_1 = FEB_1 + 28 * DAY
+    with ledger.store.env.begin(write=True) as txn:  # 5 points taken back from a cohort day that has no row
+        txn.put(fmt.COHORT_VALUE_KEY.pack(2026 * 12 + 2, march_1 // DAY, 1), fmt.COHORT_VALUE.pack(0, 5),
+                db=ledger.store.dbs[fmt.DB_COHORT_VALUES])
+    assert ledger.verify().problems == ["cohort values 2026-03 day 2026-03-01: (0, 5) without a cohort counter row"]
+
+
 def test_verify_checks_the_cohort_counters(ledger):
     ledger.set_program(SIMPLE)
     ledger.purchase("o-1", "m-1", 10_000, "goods", Y1 + 10 * DAY)  # 100 points, January 2026

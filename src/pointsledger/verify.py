@@ -520,7 +520,7 @@ def _verify_referrals(store, txn, problems):
         named.add(referee_key)
         if bool(settled_seq) != bool(order_key):
             problems.add(f"{where}: settled by seq {settled_seq} with order {order_key!r}")
-    for referee_key in set(referees) - named:
+    for referee_key in sorted(set(referees) - named):  # in key order: the same report every time
         problems.add(f"referees: {referee_key.decode('utf-8', 'replace')!r} names no referral")
 
 
