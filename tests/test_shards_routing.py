@@ -89,8 +89,7 @@ def test_a_missing_shard_store_is_refused(stores, capsys):
     assert "no ledger at" in capsys.readouterr().err
 
 
-@pytest.fixture
-def servers(stores):
+def serve_shards(stores, **options):
     """One real server per shard store (shard order); their addresses comma-separated."""
     from pointsledger.service.server import BackgroundServer
 
@@ -98,13 +97,18 @@ def servers(stores):
     started = []
     try:
         for ledger in ledgers:
-            started.append(BackgroundServer(ledger))
+            started.append(BackgroundServer(ledger, **options))
         yield ",".join(f"127.0.0.1:{server.port}" for server in started)
     finally:
         for server in started:
             server.stop()
         for ledger in ledgers:
             ledger.close()
+
+
+@pytest.fixture
+def servers(stores):
+    yield from serve_shards(stores)
 
 
 def test_cli_shards_over_servers_equal_one_ledger(stores, servers, capsys):
@@ -165,19 +169,7 @@ def test_verify_rpc_refuses_a_shard_outside_shards(servers):
 @pytest.fixture
 def secured_servers(stores):
     """The shard stores behind token-protected servers: READ reads, ADMIN verifies (§10)."""
-    from pointsledger.service.server import BackgroundServer
-
-    ledgers = [Ledger(stores / f"shard-{shard}") for shard in range(2)]
-    started = []
-    try:
-        for ledger in ledgers:
-            started.append(BackgroundServer(ledger, tokens={READ_TOKEN: ["read"], ADMIN_TOKEN: ["admin"]}))
-        yield ",".join(f"127.0.0.1:{server.port}" for server in started)
-    finally:
-        for server in started:
-            server.stop()
-        for ledger in ledgers:
-            ledger.close()
+    yield from serve_shards(stores, tokens={READ_TOKEN: ["read"], ADMIN_TOKEN: ["admin"]})
 
 
 READ_TOKEN = "shards-read-token-0123456789"

@@ -7,7 +7,7 @@ written until every check has passed.
 """
 
 from . import calendar, engagement, limits, program as programs, store_format as fmt
-from .validation import validate_amount, validate_id, validate_int, validate_time
+from .validation import utf8_of, validate_amount, validate_id, validate_int, validate_time
 from .errors import FailedPrecondition, InvalidArgument, NotFound, already_used
 
 REASON_FIELD = "reason"
@@ -19,12 +19,7 @@ def validate_reason(reason):
     Unlike an id it may hold any character (a line break, a tab): it is read by
     people, never used as a key.
     """
-    if not isinstance(reason, str):
-        raise InvalidArgument(REASON_FIELD, reason, "must be a string")
-    try:
-        key = reason.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument(REASON_FIELD, reason, "must be valid UTF-8") from None
+    key = utf8_of(REASON_FIELD, reason)
     if not 1 <= len(key) <= limits.reason_bytes_max:
         raise InvalidArgument(
             REASON_FIELD, reason, f"must be non-empty, at most {limits.reason_bytes_max} bytes of UTF-8"

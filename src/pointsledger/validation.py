@@ -9,14 +9,19 @@ from . import limits
 from .errors import InvalidArgument
 
 
-def validate_id(field, value, max_bytes=limits.id_bytes_max):
-    """The UTF-8 key of an id, or InvalidArgument naming the field."""
+def utf8_of(field, value):
+    """The UTF-8 bytes of a text field, or InvalidArgument naming the field."""
     if not isinstance(value, str):
         raise InvalidArgument(field, value, "must be a string")
     try:
-        key = value.encode("utf-8")
+        return value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidArgument(field, value, "must be valid UTF-8") from None
+
+
+def validate_id(field, value, max_bytes=limits.id_bytes_max):
+    """The UTF-8 key of an id, or InvalidArgument naming the field."""
+    key = utf8_of(field, value)
     if not 1 <= len(key) <= max_bytes:
         raise InvalidArgument(field, value, f"must be 1 to {max_bytes} bytes of UTF-8")
     for byte in key:
