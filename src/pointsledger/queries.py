@@ -4,7 +4,8 @@ import decimal
 import fractions
 
 from . import calendar, engagement, limits, store_format as fmt
-from .errors import InvalidArgument, NotFound
+from .errors import NotFound
+from .validation import validate_midnight
 from .results import (
     Balance, Breakage, Entry, MilestoneProgress, Profile, Referral, HistoryPage, Liability, OperationResult, RecordedAdjustment, RecordedOrder,
     RecordedRedemption, RecordedRefund, Rollforward,
@@ -272,17 +273,8 @@ def liability(store, txn, as_of_s):
 
 
 def require_midnight(field, time_s):
-    """A rollforward boundary: a UTC midnight, since the report sums whole days' counters (SPEC §17).
-
-    Anything else would be silently moved to its day's midnight while the
-    report printed the time given: refused instead, naming the field and why.
-    """
-    if time_s % calendar.SECONDS_PER_DAY:
-        day = calendar.format_utc(time_s - time_s % calendar.SECONDS_PER_DAY)[:10]
-        raise InvalidArgument(
-            field, time_s, f"must be a UTC midnight: the rollforward sums whole UTC days, and "
-                           f"{calendar.format_utc(time_s)} is inside {day}")
-    return time_s
+    """A rollforward boundary: a UTC midnight, since the report sums whole days' counters (SPEC §17)."""
+    return validate_midnight(field, time_s, "the rollforward sums whole UTC days")
 
 
 def rollforward(store, txn, from_s, to_s):

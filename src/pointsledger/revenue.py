@@ -10,7 +10,7 @@ import decimal
 from fractions import Fraction
 
 from . import calendar, limits, store_format as fmt
-from .validation import validate_id, validate_time
+from .validation import validate_id, validate_midnight, validate_time
 from .errors import FailedPrecondition, InvalidArgument, already_used
 from .program import parse_document
 from .revenue_upgrade import needs_upgrade
@@ -323,9 +323,5 @@ def check_period(from_s, to_s, cohort):
 
 def _require_midnight(field, time_s):
     """Revenue's positions are known at UTC midnights only: the cohort counters are kept per UTC day."""
-    if time_s % calendar.SECONDS_PER_DAY:
-        day = calendar.format_utc(time_s - time_s % calendar.SECONDS_PER_DAY)[:10]
-        raise InvalidArgument(
-            field, time_s, f"must be a UTC midnight: revenue positions are known only at UTC midnights (the "
-                           f"cohort counters are kept per UTC day), and {calendar.format_utc(time_s)} is inside {day}")
-    return time_s
+    return validate_midnight(field, time_s, "revenue positions are known only at UTC midnights (the cohort "
+                                            "counters are kept per UTC day)")

@@ -5,7 +5,7 @@ the value. Both engines and every layer above them (ledger, operations, importer
 use these, so an input is refused with the same words wherever it enters.
 """
 
-from . import limits
+from . import calendar, limits
 from .errors import InvalidArgument
 
 
@@ -46,3 +46,14 @@ def validate_time(field, value):
 
 def validate_amount(field, value):
     return validate_int(field, value, limits.amount_minor_min, limits.amount_minor_max)
+
+
+def validate_midnight(field, time_s, why):
+    """A period boundary of a report kept in per-day counters: a UTC midnight, or InvalidArgument
+    naming the field, `why` midnights only, and the day the instant is inside (a time moved to its
+    midnight silently would be reported as the time given)."""
+    if time_s % calendar.SECONDS_PER_DAY:
+        day = calendar.format_utc(time_s - time_s % calendar.SECONDS_PER_DAY)[:10]
+        raise InvalidArgument(field, time_s, f"must be a UTC midnight: {why}, and {calendar.format_utc(time_s)} "
+                                             f"is inside {day}")
+    return time_s
