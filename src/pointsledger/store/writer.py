@@ -5,8 +5,9 @@ each sub-database's changes as one sorted `putmulti` (journal keys appended),
 so a batch touches each member record once, however many purchases it holds.
 """
 
-from . import calendar, faults, limits, store_format as fmt
-from .errors import InvalidArgument, ResourceExhausted
+from .. import calendar, limits
+from . import faults, format as fmt
+from ..errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
 CREDIT_KINDS = (fmt.KIND_EARN, fmt.KIND_BONUS, fmt.KIND_ADJUST)  # with positive points (§19)
