@@ -397,14 +397,44 @@ cdef struct Bucket:
     int32_t month  # issue month (§19): buckets sort by (instant, month)
 
 
+cdef enum:
+    LOT_KEY_INLINE = 24  # order keys up to this size sit in the lot itself
+
+
+cdef union LotKey:
+    char inline[LOT_KEY_INLINE]
+    PyObject* object  # a longer key: a bytes object, owned by the lot
+
+
 cdef struct Lot:
     # A pending lot (§17): engagement.py's [release_s, expires_s, points, seq, order_key, month].
+    # The order key is kept inline when it fits (64 bytes a lot): releasing, encoding or
+    # comparing a lot then reads no other object, and dropping it frees nothing.
     int64_t release_s
     int64_t expires_s
     int64_t points
     int64_t seq
     int32_t month
-    PyObject* order_key  # a bytes object, owned by the lot
+    int32_t key_size
+    LotKey key
+
+
+cdef inline const char* _lot_key(const Lot* lot) noexcept:
+    if lot.key_size <= LOT_KEY_INLINE:
+        return lot.key.inline
+    return PyBytes_AS_STRING(<object>lot.key.object)
+
+
+cdef inline void _lot_drop_key(Lot* lot) noexcept:
+    if lot.key_size > LOT_KEY_INLINE:
+        Py_XDECREF(lot.key.object)
+        lot.key_size = 0
+
+
+cdef inline bytes _lot_key_object(const Lot* lot):
+    if lot.key_size <= LOT_KEY_INLINE:
+        return PyBytes_FromStringAndSize(lot.key.inline, lot.key_size)
+    return <bytes>lot.key.object
 
 
 @cython.final
@@ -511,7 +541,7 @@ cdef class MemberState:
         lots = []
         for index in range(self._lot_count):
             lot = &self._lots[index]
-            lots.append([lot.release_s, lot.expires_s, lot.points, lot.seq, <object>lot.order_key, lot.month])
+            lots.append([lot.release_s, lot.expires_s, lot.points, lot.seq, _lot_key_object(lot), lot.month])
         engagement.lots = lots
         return engagement
 
@@ -548,7 +578,8 @@ cdef class MemberState:
         self._reached = tuple(engagement.reached)
         self._reserve_lots(len(engagement.lots))
         for lot in engagement.lots:
-            self._append_lot(lot[0], lot[1], lot[2], lot[3], lot[4], lot[5])
+            self._append_lot(lot[0], lot[1], lot[2], lot[3], PyBytes_AS_STRING(lot[4]), PyBytes_GET_SIZE(lot[4]),
+                             lot[4], lot[5])
         self._engagement = None
         return True
 
@@ -582,7 +613,8 @@ cdef class MemberState:
         return 0
 
     cdef int _append_lot(self, int64_t release_s, int64_t expires_s, int64_t points, int64_t seq,
-                         bytes order_key, int32_t month) except -1:
+                         const char* key_data, Py_ssize_t key_size, object order_key, int32_t month) except -1:
+        """A lot with the order key `key_data`; `order_key` (its bytes, or None) saves a copy of a long one."""
         self._reserve_lots(self._lot_count + 1)
         cdef Lot* lot = &self._lots[self._lot_count]
         lot.release_s = release_s
@@ -590,8 +622,14 @@ cdef class MemberState:
         lot.points = points
         lot.seq = seq
         lot.month = month
-        Py_INCREF(order_key)
-        lot.order_key = <PyObject*>order_key
+        if key_size <= LOT_KEY_INLINE:
+            memcpy(lot.key.inline, key_data, key_size)
+        else:
+            if order_key is None:
+                order_key = PyBytes_FromStringAndSize(key_data, key_size)
+            Py_INCREF(order_key)
+            lot.key.object = <PyObject*>order_key
+        lot.key_size = <int32_t>key_size
         if self._lot_count == 0 or expires_s < self._lots_expire_from:
             self._lots_expire_from = expires_s
         if self._lot_count == 0 or release_s < self._lots_release_from:
@@ -613,7 +651,7 @@ cdef class MemberState:
     cdef void _clear_lots(self) noexcept:
         cdef Py_ssize_t index
         for index in range(self._lot_count):
-            Py_XDECREF(self._lots[index].order_key)
+            _lot_drop_key(&self._lots[index])
         self._lot_count = 0
 
     cdef inline int64_t _lots_due(self, int64_t time_s) noexcept:
@@ -636,7 +674,7 @@ cdef class MemberState:
             if lot.expires_s <= time_s:
                 deltas.add(lot.expires_s, -lot.points)
                 taken.add(lot.month, lot.points)
-                Py_XDECREF(lot.order_key)
+                _lot_drop_key(lot)
             else:
                 if kept != index:
                     self._lots[kept] = lot[0]
@@ -664,7 +702,7 @@ cdef class MemberState:
                 self._credit(lot.points, lot.expires_s, deltas, lot.month)
                 self.balance -= lot.points
                 deltas.add(lot.expires_s, -lot.points)
-                Py_XDECREF(lot.order_key)
+                _lot_drop_key(&lot)
             else:
                 self._lots[kept] = lot
                 kept += 1
@@ -862,7 +900,7 @@ cdef Py_ssize_t _engagement_size(MemberState self) except -1:
     for index in range(PyTuple_GET_SIZE(self._reached)):
         size += 1 + PyBytes_GET_SIZE(<object>PyTuple_GET_ITEM(self._reached, index))
     for index in range(self._lot_count):
-        size += LOT_HEAD_MONTH_SIZE + PyBytes_GET_SIZE(<object>self._lots[index].order_key)
+        size += LOT_HEAD_MONTH_SIZE + self._lots[index].key_size
     return size
 
 
@@ -886,14 +924,14 @@ cdef void _put_engagement(MemberState self, unsigned char* p) noexcept:
     p += LOT_COUNT_SIZE
     for index in range(self._lot_count):
         lot = &self._lots[index]
-        length = PyBytes_GET_SIZE(<object>lot.order_key)
+        length = lot.key_size
         pl_put64(p, <uint64_t>lot.release_s)
         pl_put64(p + 8, <uint64_t>lot.expires_s)
         pl_put64(p + 16, <uint64_t>lot.points)
         pl_put64(p + 24, <uint64_t>lot.seq)
         pl_put32(p + 32, <uint32_t>lot.month)
         p[36] = <unsigned char>length
-        memcpy(p + LOT_HEAD_MONTH_SIZE, PyBytes_AS_STRING(<object>lot.order_key), length)
+        memcpy(p + LOT_HEAD_MONTH_SIZE, _lot_key(lot), length)
         p += LOT_HEAD_MONTH_SIZE + length
 
 
@@ -927,8 +965,7 @@ cdef bint _get_engagement(MemberState state, const unsigned char* p, Py_ssize_t 
             return False
         length = p[lot_size - 1]
         state._append_lot(<int64_t>pl_get64(p), <int64_t>pl_get64(p + 8), <int64_t>pl_get64(p + 16),
-                          <int64_t>pl_get64(p + 24),
-                          PyBytes_FromStringAndSize(<const char*>p + lot_size, length),
+                          <int64_t>pl_get64(p + 24), <const char*>p + lot_size, length, None,
                           <int32_t>pl_get32(p + 32) if with_months else 0)
         p += lot_size + length
     if p != end:
@@ -2501,13 +2538,16 @@ cdef class _Batch:
         self.expiry_deltas.add(instant, rest)
         cdef Py_ssize_t index
         cdef Lot* lot
+        cdef const char* key_data = PyBytes_AS_STRING(order_key)
+        cdef Py_ssize_t key_size = PyBytes_GET_SIZE(order_key)
         for index in range(state._lot_count):
             lot = &state._lots[index]
-            if (lot.release_s == release_s and lot.expires_s == instant
-                    and (lot.order_key == <PyObject*>order_key or <object>lot.order_key == order_key)):
+            if (lot.release_s == release_s and lot.expires_s == instant and lot.key_size == key_size
+                    and memcmp(_lot_key(lot), key_data, key_size) == 0):
                 lot.points += rest
                 return 0
-        state._append_lot(release_s, instant, rest, self.next_seq, order_key, self.calendar_month)
+        state._append_lot(release_s, instant, rest, self.next_seq, key_data, key_size, order_key,
+                          self.calendar_month)
         return 0
 
     cdef int resume(self) except -1:
