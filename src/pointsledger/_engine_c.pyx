@@ -459,6 +459,14 @@ cdef class MemberState:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _capacity
     cdef int64_t _dirty_batch  # the batch that last put it in writer.dirty_members
+    # What the engaged path last looked up for this member, so that its next
+    # purchases look nothing up: the birthday month (0: no profile), valid while
+    # the store's profile_generation is _profile_stamp (set_member_profile moves
+    # it on); and that it has no referral to settle (no referee record when it was
+    # already a member, which register_referral then refuses; or one settled).
+    cdef int64_t _profile_stamp
+    cdef int32_t _birthday_month
+    cdef bint _referral_done
     # The engagement state (§17) once a rule of §14 needs it (none: a version-1/3 record).
     # Two forms, one of them current: the C fields below (the engaged path's,
     # encoded and decoded here), or the twin's member_engagement.Engagement,
@@ -1706,6 +1714,7 @@ cdef class _Batch:
     cdef dict profile_cache  # the store's member key -> birthday (engagement.birthday_bp)
     cdef bint writer_engaged  # writer.engaged set by this batch
     cdef bint profiles_complete  # profile_cache holds every member with a profile
+    cdef int64_t profile_generation  # store.profile_generation: MemberState._profile_stamp is valid at it
     cdef object referee_keys  # a set holding at least every referee, or None
     cdef dict referees_overlay
     cdef object referees_db
@@ -1825,6 +1834,7 @@ cdef class _Batch:
         _engagement.prepare_lookups(writer, count)
         self.profile_cache = writer.store.profile_cache
         self.profiles_complete = writer.store.profiles_complete
+        self.profile_generation = getattr(writer.store, "profile_generation", 0)  # 0: nothing stamped
         self.referee_keys = writer.store.referee_keys
         self.writer_engaged = False
         self.referees_overlay = writer.overlay[DB_REFEREES]
@@ -2230,11 +2240,17 @@ cdef class _Batch:
         # Points of pending lots that expire now (engagement.due_points).
         cdef int64_t lots_due = state._lots_due(time_s) if engaged else 0
         referral = None
-        if rules.has_referral and self.maybe_referred(member_key):
-            referral = self.open_referral(member_key, amount_minor, time_s)
+        cdef bint referral_done = not is_new and state._referral_done
+        if rules.has_referral and not referral_done:
+            if self.maybe_referred(member_key):
+                referral = self.open_referral(member_key, amount_minor, time_s)
+                referral_done = referral is None and member_key in self.settled_referees
+            else:
+                referral_done = True
         if is_new:
             state = MemberState.__new__(MemberState)
             state.tier_year = year
+        state._referral_done = referral_done
         cdef pl_i128 due = <pl_i128>state._due_points(time_s) + lots_due
         cdef int64_t tier_year = state.tier_year
         cdef int64_t spend = state.spend_minor
@@ -2247,10 +2263,9 @@ cdef class _Batch:
         cdef int64_t extra_bp = -1
         cdef int64_t month, day_of_month, year_unused
         if rules.birthday_bp >= 0:
-            birthday = self.birthday_of(member_key)
-            if birthday is not None:
+            if self.birthday_month(state, member_key):
                 _civil_from_days(day, &year_unused, &month, &day_of_month)
-                if birthday[0] == month:
+                if state._birthday_month == month:
                     extra_bp = rules.birthday_bp
         cdef int64_t points
         if rules.price(amount_minor, category.rule, tier, time_s, &points, extra_bp) != 0:
@@ -2402,6 +2417,7 @@ cdef class _Batch:
                 bonuses = []
             self.settle(referral, referrer, referrer_points, order_key, seq, instant, release_s, time_s,
                         bonuses)
+            state._referral_done = True
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
@@ -2509,6 +2525,19 @@ cdef class _Batch:
         if self.referees_db is None:
             return True  # the twin's lookup decides
         return self.txn_get(member_key, None, self.referees_db) is not None
+
+    cdef int birthday_month(self, MemberState state, bytes member_key) except -1:
+        """The month of the member's birthday, 0 without a profile: the state's stamp, else birthday_of."""
+        if self.profile_generation == 0 or state._profile_stamp != self.profile_generation:
+            birthday = self.birthday_of(member_key)
+            if birthday is None:
+                state._birthday_month = 0
+            elif type(birthday) is tuple and type(birthday[0]) is int and 1 <= birthday[0] <= 12:
+                state._birthday_month = birthday[0]
+            else:
+                raise AssertionError(f"a birthday is (month, day), not {birthday!r}")
+            state._profile_stamp = self.profile_generation
+        return state._birthday_month
 
     cdef object birthday_of(self, bytes member_key):
         """(month, day) of the member's profile, None without one: the store's cache, else the twin."""
@@ -2702,10 +2731,14 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                         pl_prefetch(upcoming)
                         pl_prefetch(<char*>upcoming + 64)
                         pl_prefetch(<char*>upcoming + 128)
+                        pl_prefetch(<char*>upcoming + 192)  # the engagement fields: 248 bytes in all
+                        pl_prefetch(<char*>upcoming + 240)
                 if slot + 4 < end - start:
                     upcoming = batch.chunk_states[slot + 4]
                     if upcoming != NULL:
                         pl_prefetch((<MemberState>upcoming)._buckets)
+                        if (<MemberState>upcoming)._lot_count:
+                            pl_prefetch((<MemberState>upcoming)._lots)
                 order_id = _item(order_ids, batch.order_ids_kind, index)
                 # A member id resolve_chunk validated is not touched again: only its key is needed.
                 if batch.chunk_keys[slot] != NULL:
