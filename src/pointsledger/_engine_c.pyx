@@ -437,6 +437,26 @@ cdef inline bytes _lot_key_object(const Lot* lot):
     return <bytes>lot.key.object
 
 
+# Members' reached milestones are few distinct tuples (ids in the order reached): one shared
+# object each, so a purchase reading a member's tuple finds it in the cache, not one cold
+# tuple per member. Bounded: past REACHED_SHARED_MAX distinct tuples a new one is kept as is.
+cdef dict _REACHED_SHARED = {}
+cdef enum:
+    REACHED_SHARED_MAX = 4096
+
+
+cdef tuple _shared_reached(tuple reached):
+    cdef PyObject* found
+    if PyTuple_GET_SIZE(reached) == 0:
+        return ()
+    found = PyDict_GetItem(_REACHED_SHARED, reached)
+    if found != NULL:
+        return <tuple>found
+    if len(_REACHED_SHARED) < REACHED_SHARED_MAX:
+        _REACHED_SHARED[reached] = reached
+    return reached
+
+
 @cython.final
 @cython.no_gc  # its objects (bytes, tuples of bytes, an Engagement) never refer back to a member: no cycle
 cdef class MemberState:
@@ -583,7 +603,7 @@ cdef class MemberState:
                     and INT32_MIN <= lot[5] <= INT32_MAX):
                 return False
         self._bonus, self._year, self._purchases = bonus, year, purchases
-        self._reached = tuple(engagement.reached)
+        self._reached = _shared_reached(tuple(engagement.reached))
         self._reserve_lots(len(engagement.lots))
         for lot in engagement.lots:
             self._append_lot(lot[0], lot[1], lot[2], lot[3], PyBytes_AS_STRING(lot[4]), PyBytes_GET_SIZE(lot[4]),
@@ -979,7 +999,7 @@ cdef bint _get_engagement(MemberState state, const unsigned char* p, Py_ssize_t 
     if p != end:
         state._clear_lots()
         return False
-    state._reached = tuple(reached)
+    state._reached = _shared_reached(tuple(reached))
     state._engaged = True
     return True
 
@@ -2397,9 +2417,9 @@ cdef class _Batch:
             if counts_towards_year:
                 state._purchases += 1
                 if reached_count:
-                    state._reached = state._reached + tuple(
+                    state._reached = _shared_reached(state._reached + tuple(
                         [<object>PyTuple_GET_ITEM(rules.milestone_keys, reached[index])
-                         for index in range(reached_count)])
+                         for index in range(reached_count)]))
         bonuses = None
         if own_count:
             bonuses = []
