@@ -475,8 +475,12 @@ cdef class MemberState:
     cdef public int64_t clawed_back
     cdef public int64_t adjusted
     cdef public int64_t last_seq
+    # The order of the fields is their layout: the lots' array and count share the
+    # buckets' cache line, which the purchase loop reads a few purchases ahead.
     cdef Bucket* _buckets
+    cdef Lot* _lots  # the pending lots (engagement state below)
     cdef Py_ssize_t _count
+    cdef Py_ssize_t _lot_count
     cdef Py_ssize_t _capacity
     cdef int64_t _dirty_batch  # the batch that last put it in writer.dirty_members
     # What the engaged path last looked up for this member, so that its next
@@ -498,8 +502,6 @@ cdef class MemberState:
     cdef int64_t _year
     cdef int64_t _purchases
     cdef tuple _reached  # milestone ids (bytes) reached in _year, in the order reached
-    cdef Lot* _lots
-    cdef Py_ssize_t _lot_count
     cdef Py_ssize_t _lot_capacity
     # Lower bounds of the lots' expiry and release instants: most purchases
     # find nothing due without reading the lots (0 is always a valid bound).
