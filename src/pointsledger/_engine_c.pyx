@@ -725,13 +725,18 @@ cdef class MemberState:
         else:
             self._bound_lots()
             return 0
+        cdef int64_t paid
         for index in range(self._lot_count):
             lot = self._lots[index]
             if lot.release_s <= time_s:
-                # _credit counts the points in the expiry totals again: they are there already.
-                self._credit(lot.points, lot.expires_s, deltas, lot.month)
-                self.balance -= lot.points
-                deltas.add(lot.expires_s, -lot.points)
+                # _credit less what cancels out: the balance and the expiry totals hold the
+                # lot's points already; only the debt it pays (first) leaves the totals.
+                paid = self.debt if self.debt < lot.points else lot.points
+                self.debt -= paid
+                if paid:
+                    deltas.add(lot.expires_s, -paid)
+                if lot.points > paid:
+                    self._add_to_bucket(lot.expires_s, lot.points - paid, lot.month)
                 _lot_drop_key(&lot)
             else:
                 self._lots[kept] = lot
@@ -834,6 +839,11 @@ cdef class MemberState:
         if rest == 0:
             return paid
         deltas.add(instant, rest)
+        self._add_to_bucket(instant, rest, month)
+        return paid
+
+    cdef int _add_to_bucket(self, int64_t instant, int64_t rest, int32_t month) except -1:
+        """`rest` points into the bucket (instant, issue month), made in its place if new."""
         cdef Py_ssize_t index = self._count
         # Credits arrive mostly in time order, so the bucket is usually the last.
         while index > 0 and (self._buckets[index - 1].instant > instant
@@ -842,14 +852,14 @@ cdef class MemberState:
             index -= 1
         if index > 0 and self._buckets[index - 1].instant == instant and self._buckets[index - 1].month == month:
             self._buckets[index - 1].points += rest
-            return paid
+            return 0
         self._reserve(self._count + 1)
         memmove(self._buckets + index + 1, self._buckets + index, (self._count - index) * sizeof(Bucket))
         self._buckets[index].instant = instant
         self._buckets[index].points = rest
         self._buckets[index].month = month
         self._count += 1
-        return paid
+        return 0
 
     def debit(self, long long points, dict expiry_deltas, dict taken=None):
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
