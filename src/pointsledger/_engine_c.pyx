@@ -132,6 +132,22 @@ cdef extern from *:
         Py_INCREF(key);
         return key;
     }
+
+    /* tuple.__new__(type, (a, b, c)) for a tuple subclass (Bonus) without the
+       argument and temporary tuples; untracked, as it holds only atoms. */
+    static PyObject *pl_tuple3(PyObject *type, PyObject *a, PyObject *b, PyObject *c) {
+        PyObject *t = ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, 3);
+        if (t == NULL)
+            return NULL;
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(t, 0, a);
+        Py_INCREF(b);
+        PyTuple_SET_ITEM(t, 1, b);
+        Py_INCREF(c);
+        PyTuple_SET_ITEM(t, 2, c);
+        PyObject_GC_UnTrack(t);
+        return t;
+    }
     """
     # Cython only needs to know these are integers; the C compiler sees 128 bits.
     ctypedef unsigned long long pl_u128
@@ -145,6 +161,7 @@ cdef extern from *:
     void pl_prefetch(const void* p) noexcept nogil
     object pl_pair(PyObject** slot, object key, object value)
     object pl_seq_key(PyObject** slot, PyObject* pair, uint64_t seq)
+    object pl_tuple3(object type, object a, object b, object c)
 
 
 # --- constants mirrored from limits / store_format, checked at import ------------
@@ -226,7 +243,6 @@ cdef object DB_REFERRALS = fmt.DB_REFERRALS
 cdef object _py_price_purchase = _engine_py.price_purchase
 cdef object _struct_error = struct.error
 cdef bytes WELCOME_RULE = _engagement.WELCOME_RULE
-cdef object _tuple_new = tuple.__new__  # Bonus(...) without the namedtuple's Python-level __new__
 cdef str WELCOME_RULE_ID = WELCOME_RULE.decode()
 
 
@@ -2441,7 +2457,7 @@ cdef class _Batch:
                 state._bonus += own_points[index]
                 self.append_entry(KIND_BONUS, own_points[index], state, member_key, <bytes>own_rules[index], time_s)
                 self.count_bonus(own_points[index])
-                bonuses.append(_tuple_new(Bonus, (member_id, <object>own_rule_ids[index], own_points[index])))
+                bonuses.append(pl_tuple3(Bonus, member_id, <object>own_rule_ids[index], own_points[index]))
         cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
         if referral is not None:
@@ -2462,9 +2478,7 @@ cdef class _Batch:
             result = ("APPLIED", seq, points, balance, None)
             PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
             return result
-        reported = tuple(bonuses)
-        for bonus in reported:  # Bonus: a tuple of two str and an int
-            PyObject_GC_UnTrack(<PyObject*>bonus)
+        reported = tuple(bonuses)  # of Bonus, untracked (pl_tuple3)
         PyObject_GC_UnTrack(<PyObject*>reported)
         result = ("APPLIED", seq, points, balance, None, reported)
         PyObject_GC_UnTrack(<PyObject*>result)
@@ -2500,7 +2514,7 @@ cdef class _Batch:
             referrer._bonus += referrer_points
             self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
             self.count_bonus(referrer_points)
-            bonuses.append(_tuple_new(Bonus, (referrer_key.decode(), rule_key.decode(), referrer_points)))
+            bonuses.append(pl_tuple3(Bonus, referrer_key.decode(), rule_key.decode(), referrer_points))
             self.mark_dirty(referrer_key, referrer)
         self.writer.put(DB_REFERRALS, referral_key,
                         fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
