@@ -2783,8 +2783,7 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                     upcoming = batch.chunk_states[slot + 4]
                     if upcoming != NULL:
                         pl_prefetch((<MemberState>upcoming)._buckets)
-                        if (<MemberState>upcoming)._lot_count:
-                            pl_prefetch((<MemberState>upcoming)._lots)
+                        pl_prefetch((<MemberState>upcoming)._lots)  # NULL without lots: a prefetch never faults
                 order_id = _item(order_ids, batch.order_ids_kind, index)
                 # A member id resolve_chunk validated is not touched again: only its key is needed.
                 if batch.chunk_keys[slot] != NULL:
