@@ -15,7 +15,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.buffer cimport PyObject_CheckBuffer
 from cpython.object cimport PyObject, PyObject_GetItem
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdint cimport INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
@@ -415,6 +415,11 @@ cdef struct Bucket:
 
 cdef enum:
     LOT_KEY_INLINE = 24  # order keys up to this size sit in the lot itself
+    LOT_ALIGNMENT = 64
+
+
+cdef extern from "stdlib.h":
+    void* aligned_alloc(size_t alignment, size_t size) nogil
 
 
 cdef union LotKey:
@@ -433,6 +438,9 @@ cdef struct Lot:
     int32_t month
     int32_t key_size
     LotKey key
+
+
+assert sizeof(Lot) == LOT_ALIGNMENT, "a lot fills one cache line (aligned_alloc needs a multiple)"
 
 
 cdef inline const char* _lot_key(const Lot* lot) noexcept:
@@ -651,9 +659,13 @@ cdef class MemberState:
             capacity = 2 * self._lot_capacity
         if capacity < 2:
             capacity = 2
-        cdef Lot* grown = <Lot*>realloc(self._lots, capacity * sizeof(Lot))
+        # Aligned: a lot is one cache line (64 bytes), not two halves of two.
+        cdef Lot* grown = <Lot*>aligned_alloc(LOT_ALIGNMENT, capacity * sizeof(Lot))
         if grown == NULL:
             raise MemoryError()
+        if self._lot_count:
+            memcpy(grown, self._lots, self._lot_count * sizeof(Lot))
+        free(self._lots)
         self._lots = grown
         self._lot_capacity = capacity
         return 0
@@ -2448,24 +2460,33 @@ cdef class _Batch:
                     state._reached = _shared_reached(state._reached + tuple(
                         [<object>PyTuple_GET_ITEM(rules.milestone_keys, reached[index])
                          for index in range(reached_count)]))
-        bonuses = None
+        # The Bonus tuples reported: straight into their tuple, or (a referral settled
+        # here adds the referrer's) into a list first.
+        bonuses = [] if referral is not None else None
+        reported = None
         if own_count:
-            bonuses = []
             member_id = member_key.decode()
+            if bonuses is None:
+                reported = PyTuple_New(own_count)
             for index in range(own_count):
                 self.credit_engaged(state, own_points[index], instant, release_s, order_key, time_s)
                 state._bonus += own_points[index]
                 self.append_entry(KIND_BONUS, own_points[index], state, member_key, <bytes>own_rules[index], time_s)
                 self.count_bonus(own_points[index])
-                bonuses.append(pl_tuple3(Bonus, member_id, <object>own_rule_ids[index], own_points[index]))
+                bonus = pl_tuple3(Bonus, member_id, <object>own_rule_ids[index], own_points[index])
+                if bonuses is None:
+                    Py_INCREF(bonus)  # PyTuple_SET_ITEM takes the reference
+                    PyTuple_SET_ITEM(reported, index, bonus)
+                else:
+                    bonuses.append(bonus)
         cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
         if referral is not None:
-            if bonuses is None:
-                bonuses = []
             self.settle(referral, referrer, referrer_points, order_key, seq, instant, release_s, time_s,
                         bonuses)
             state._referral_done = True
+            if bonuses:
+                reported = tuple(bonuses)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
@@ -2474,12 +2495,11 @@ cdef class _Batch:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
-        if not bonuses:
+        if reported is None:
             result = ("APPLIED", seq, points, balance, None)
             PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
             return result
-        reported = tuple(bonuses)  # of Bonus, untracked (pl_tuple3)
-        PyObject_GC_UnTrack(<PyObject*>reported)
+        PyObject_GC_UnTrack(<PyObject*>reported)  # of Bonus, untracked (pl_tuple3)
         result = ("APPLIED", seq, points, balance, None, reported)
         PyObject_GC_UnTrack(<PyObject*>result)
         return result
