@@ -415,11 +415,6 @@ cdef struct Bucket:
 
 cdef enum:
     LOT_KEY_INLINE = 24  # order keys up to this size sit in the lot itself
-    LOT_ALIGNMENT = 64
-
-
-cdef extern from "stdlib.h":
-    void* aligned_alloc(size_t alignment, size_t size) nogil
 
 
 cdef union LotKey:
@@ -438,9 +433,6 @@ cdef struct Lot:
     int32_t month
     int32_t key_size
     LotKey key
-
-
-assert sizeof(Lot) == LOT_ALIGNMENT, "a lot fills one cache line (aligned_alloc needs a multiple)"
 
 
 cdef inline const char* _lot_key(const Lot* lot) noexcept:
@@ -659,13 +651,9 @@ cdef class MemberState:
             capacity = 2 * self._lot_capacity
         if capacity < 2:
             capacity = 2
-        # Aligned: a lot is one cache line (64 bytes), not two halves of two.
-        cdef Lot* grown = <Lot*>aligned_alloc(LOT_ALIGNMENT, capacity * sizeof(Lot))
+        cdef Lot* grown = <Lot*>realloc(self._lots, capacity * sizeof(Lot))
         if grown == NULL:
             raise MemoryError()
-        if self._lot_count:
-            memcpy(grown, self._lots, self._lot_count * sizeof(Lot))
-        free(self._lots)
         self._lots = grown
         self._lot_capacity = capacity
         return 0
@@ -2803,7 +2791,10 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                     upcoming = batch.chunk_states[slot + 4]
                     if upcoming != NULL:
                         pl_prefetch((<MemberState>upcoming)._buckets)
-                        pl_prefetch((<MemberState>upcoming)._lots)  # NULL without lots: a prefetch never faults
+                        # The first lot (64 bytes, on two cache lines unless aligned); NULL
+                        # without lots: a prefetch never faults.
+                        pl_prefetch((<MemberState>upcoming)._lots)
+                        pl_prefetch(<char*>(<MemberState>upcoming)._lots + 63)
                 order_id = _item(order_ids, batch.order_ids_kind, index)
                 # A member id resolve_chunk validated is not touched again: only its key is needed.
                 if batch.chunk_keys[slot] != NULL:
