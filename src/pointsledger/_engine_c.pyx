@@ -2408,7 +2408,7 @@ cdef class _Batch:
             self.writer.engaged = True
             self.writer_engaged = True
         if is_new:
-            self.members[member_key] = state
+            self.members.put(member_key, state)  # as the plain path: no mapping wrapper
             self.mark_dirty(member_key, state)
             self.new_member_count += 1
         if start_engagement:
