@@ -115,7 +115,10 @@ def set_up_engagement(ledger, members=workload.MEMBERS_DEFAULT):
     """Untimed: profiles for one member in four, and one member in ten referred by its neighbour."""
     referrers = [workload.member_id(number + 1) for number in range(0, members - 1, 10)]
     count = len(referrers)
-    ledger.purchases([f"setup-{index}" for index in range(count)], referrers, [1_000] * count,
+    # The set-up's order ids sort before backfill-seq's ("o000…"), so the timed orders are
+    # appended (MDB_APPEND) as in backfill-seq; ids after them ("setup-…") made every batch
+    # insert into the tree (about +0.4 CPU-s of orders and +0.5 of commit per million).
+    ledger.purchases([f"a-setup-{index}" for index in range(count)], referrers, [1_000] * count,
                      ["grocery"] * count, [workload.START_TIME_S - 86_400] * count)
     for number in range(0, members - 1, 10):
         ledger.register_referral(f"ref-{number}", workload.member_id(number + 1), workload.member_id(number),

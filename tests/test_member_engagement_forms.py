@@ -12,9 +12,11 @@ pending lots of orders "o-1" (200 points) and "o-22" (150 points).
 
 import pytest
 
+import pointsledger
 from pointsledger import engine as engines
 from pointsledger.store import format as fmt
 from pointsledger.engine.member_engagement import Engagement
+from support import dump_ledger, simple_program
 
 ENGINE_NAMES = tuple(engines.ENGINES)
 T = 1_773_532_800  # 2026-03-15T00:00:00Z
@@ -82,3 +84,56 @@ def test_an_engagement_set_from_python_is_written_and_none_makes_a_plain_record(
 def test_a_truncated_engagement_part_is_refused(member_state):
     with pytest.raises((ValueError, IndexError, fmt.struct.error)):
         member_state.decode(record()[:-1])
+
+
+# Order ids of the sizes around the Cython lot's inline key (24 bytes) and the longest id (64).
+KEY_24, KEY_25, KEY_64 = b"k" * 24, b"k" * 25, b"x" * 64
+LONG_LOTS = [
+    [T + 30 * DAY, T + 400 * DAY, 10, 5, KEY_24, 2026 * 12 + 2],
+    [T + 31 * DAY, T + 401 * DAY, 11, 6, KEY_25, 2026 * 12 + 2],
+    [T + 32 * DAY, T + 402 * DAY, 12, 7, KEY_64, 2026 * 12 + 2],
+]
+
+
+def test_lots_of_long_order_ids_decode_and_encode_to_the_same_bytes(member_state):
+    value = record(lots=LONG_LOTS)
+    state = member_state.decode(value)
+    assert state.encode() == value
+    assert state.engagement.lots == LONG_LOTS
+    assert state.encode() == value
+
+
+T_2026_03_01 = 1_772_323_200  # 2026-03-01T00:00:00Z
+T_2026_03_31 = 1_774_915_200  # 30 days after 2026-03-01
+T_2026_04_01 = 1_775_001_600
+T_2026_04_14 = 1_776_124_800  # 30 days after 2026-03-15
+T_2026_05_01 = 1_777_593_600  # 30 days after 2026-04-01
+
+
+def pending_at(ledger, member_id, as_of_s):
+    balance = ledger.balance(member_id, as_of_s)
+    return balance.balance, balance.available, balance.pending, balance.next_release_s, balance.next_release_points
+
+
+def test_pending_lots_of_long_order_ids_through_both_engines(tmp_path):
+    """Welcome and purchase points of one order share its lot; a refund reads the lots in Python, and
+    the next purchase takes them back into C: every order id size, byte-identical stores."""
+    program = simple_program(welcome_bonus=100, pending_days=30)
+    dumps = {}
+    for engine in ENGINE_NAMES:
+        with pointsledger.Ledger(tmp_path / engine, engine=engine) as ledger:
+            ledger.set_program(program)
+            ledger.purchase(KEY_25.decode(), "m", 10_000, "any", T_2026_03_01)  # 100 + welcome 100: one lot
+            ledger.purchase(KEY_64.decode(), "m", 5_000, "any", T)  # 50
+            ledger.purchase(KEY_24.decode(), "n", 2_000, "any", T)  # 20 + welcome 100
+            assert pending_at(ledger, "m", T) == (250, 0, 250, T_2026_03_31, 200)
+            assert pending_at(ledger, "n", T) == (120, 0, 120, T + 30 * DAY, 120)
+            ledger.purchase("k" * 23 + "b", "m", 1_000, "any", T_2026_04_01)  # releases the first lot; 10
+            assert pending_at(ledger, "m", T_2026_04_01) == (260, 200, 60, T_2026_04_14, 50)
+            ledger.refund("r-1", KEY_64.decode(), 5_000, T_2026_04_01)  # inside the window: the lot's 50
+            assert pending_at(ledger, "m", T_2026_04_01) == (210, 200, 10, T_2026_05_01, 10)
+            ledger.purchase("y" * 64, "m", 1_000, "any", T_2026_05_01)  # releases the 10; 10 more
+            assert pending_at(ledger, "m", T_2026_05_01) == (220, 210, 10, T_2026_05_01 + 30 * DAY, 10)
+            assert ledger.verify().ok
+            dumps[engine] = dump_ledger(ledger)
+    assert len(set(map(repr, dumps.values()))) == 1

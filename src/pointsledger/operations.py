@@ -340,6 +340,7 @@ def set_member_profile(writer, member_id, birthday):
     writer.put(fmt.DB_PROFILES, key, b"" if month_day is None else bytes(month_day))
     # A failed commit empties the cache (Store.forget), so it never runs ahead of the store.
     writer.store.profile_cache[member_key] = month_day
+    writer.store.profile_generation += 1
     return month_day
 
 

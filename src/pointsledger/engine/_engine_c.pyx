@@ -15,7 +15,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.buffer cimport PyObject_CheckBuffer
 from cpython.object cimport PyObject, PyObject_GetItem
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdint cimport INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
@@ -134,6 +134,22 @@ cdef extern from *:
         Py_INCREF(key);
         return key;
     }
+
+    /* tuple.__new__(type, (a, b, c)) for a tuple subclass (Bonus) without the
+       argument and temporary tuples; untracked, as it holds only atoms. */
+    static PyObject *pl_tuple3(PyObject *type, PyObject *a, PyObject *b, PyObject *c) {
+        PyObject *t = ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, 3);
+        if (t == NULL)
+            return NULL;
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(t, 0, a);
+        Py_INCREF(b);
+        PyTuple_SET_ITEM(t, 1, b);
+        Py_INCREF(c);
+        PyTuple_SET_ITEM(t, 2, c);
+        PyObject_GC_UnTrack(t);
+        return t;
+    }
     """
     # Cython only needs to know these are integers; the C compiler sees 128 bits.
     ctypedef unsigned long long pl_u128
@@ -147,6 +163,7 @@ cdef extern from *:
     void pl_prefetch(const void* p) noexcept nogil
     object pl_pair(PyObject** slot, object key, object value)
     object pl_seq_key(PyObject** slot, PyObject* pair, uint64_t seq)
+    object pl_tuple3(object type, object a, object b, object c)
 
 
 # --- constants mirrored from limits / store_format, checked at import ------------
@@ -228,7 +245,6 @@ cdef object DB_REFERRALS = fmt.DB_REFERRALS
 cdef object _py_price_purchase = _engine_py.price_purchase
 cdef object _struct_error = struct.error
 cdef bytes WELCOME_RULE = _engagement.WELCOME_RULE
-cdef object _tuple_new = tuple.__new__  # Bonus(...) without the namedtuple's Python-level __new__
 cdef str WELCOME_RULE_ID = WELCOME_RULE.decode()
 
 
@@ -399,14 +415,64 @@ cdef struct Bucket:
     int32_t month  # issue month (§19): buckets sort by (instant, month)
 
 
+cdef enum:
+    LOT_KEY_INLINE = 24  # order keys up to this size sit in the lot itself
+
+
+cdef union LotKey:
+    char inline[LOT_KEY_INLINE]
+    PyObject* object  # a longer key: a bytes object, owned by the lot
+
+
 cdef struct Lot:
     # A pending lot (§17): engagement.py's [release_s, expires_s, points, seq, order_key, month].
+    # The order key is kept inline when it fits (64 bytes a lot): releasing, encoding or
+    # comparing a lot then reads no other object, and dropping it frees nothing.
     int64_t release_s
     int64_t expires_s
     int64_t points
     int64_t seq
     int32_t month
-    PyObject* order_key  # a bytes object, owned by the lot
+    int32_t key_size
+    LotKey key
+
+
+cdef inline const char* _lot_key(const Lot* lot) noexcept:
+    if lot.key_size <= LOT_KEY_INLINE:
+        return lot.key.inline
+    return PyBytes_AS_STRING(<object>lot.key.object)
+
+
+cdef inline void _lot_drop_key(Lot* lot) noexcept:
+    if lot.key_size > LOT_KEY_INLINE:
+        Py_XDECREF(lot.key.object)
+        lot.key_size = 0
+
+
+cdef inline bytes _lot_key_object(const Lot* lot):
+    if lot.key_size <= LOT_KEY_INLINE:
+        return PyBytes_FromStringAndSize(lot.key.inline, lot.key_size)
+    return <bytes>lot.key.object
+
+
+# Members' reached milestones are few distinct tuples (ids in the order reached): one shared
+# object each, so a purchase reading a member's tuple finds it in the cache, not one cold
+# tuple per member. Bounded: past REACHED_SHARED_MAX distinct tuples a new one is kept as is.
+cdef dict _REACHED_SHARED = {}
+cdef enum:
+    REACHED_SHARED_MAX = 4096
+
+
+cdef tuple _shared_reached(tuple reached):
+    cdef PyObject* found
+    if PyTuple_GET_SIZE(reached) == 0:
+        return ()
+    found = PyDict_GetItem(_REACHED_SHARED, reached)
+    if found != NULL:
+        return <tuple>found
+    if len(_REACHED_SHARED) < REACHED_SHARED_MAX:
+        _REACHED_SHARED[reached] = reached
+    return reached
 
 
 @cython.final
@@ -427,10 +493,22 @@ cdef class MemberState:
     cdef public int64_t clawed_back
     cdef public int64_t adjusted
     cdef public int64_t last_seq
+    # The order of the fields is their layout: the lots' array and count share the
+    # buckets' cache line, which the purchase loop reads a few purchases ahead.
     cdef Bucket* _buckets
+    cdef Lot* _lots  # the pending lots (engagement state below)
     cdef Py_ssize_t _count
+    cdef Py_ssize_t _lot_count
     cdef Py_ssize_t _capacity
     cdef int64_t _dirty_batch  # the batch that last put it in writer.dirty_members
+    # What the engaged path last looked up for this member, so that its next
+    # purchases look nothing up: the birthday month (0: no profile), valid while
+    # the store's profile_generation is _profile_stamp (set_member_profile moves
+    # it on); and that it has no referral to settle (no referee record when it was
+    # already a member, which register_referral then refuses; or one settled).
+    cdef int64_t _profile_stamp
+    cdef int32_t _birthday_month
+    cdef bint _referral_done
     # The engagement state (§17) once a rule of §14 needs it (none: a version-1/3 record).
     # Two forms, one of them current: the C fields below (the engaged path's,
     # encoded and decoded here), or the twin's member_engagement.Engagement,
@@ -442,8 +520,6 @@ cdef class MemberState:
     cdef int64_t _year
     cdef int64_t _purchases
     cdef tuple _reached  # milestone ids (bytes) reached in _year, in the order reached
-    cdef Lot* _lots
-    cdef Py_ssize_t _lot_count
     cdef Py_ssize_t _lot_capacity
     # Lower bounds of the lots' expiry and release instants: most purchases
     # find nothing due without reading the lots (0 is always a valid bound).
@@ -513,7 +589,7 @@ cdef class MemberState:
         lots = []
         for index in range(self._lot_count):
             lot = &self._lots[index]
-            lots.append([lot.release_s, lot.expires_s, lot.points, lot.seq, <object>lot.order_key, lot.month])
+            lots.append([lot.release_s, lot.expires_s, lot.points, lot.seq, _lot_key_object(lot), lot.month])
         engagement.lots = lots
         return engagement
 
@@ -547,10 +623,11 @@ cdef class MemberState:
                     and INT32_MIN <= lot[5] <= INT32_MAX):
                 return False
         self._bonus, self._year, self._purchases = bonus, year, purchases
-        self._reached = tuple(engagement.reached)
+        self._reached = _shared_reached(tuple(engagement.reached))
         self._reserve_lots(len(engagement.lots))
         for lot in engagement.lots:
-            self._append_lot(lot[0], lot[1], lot[2], lot[3], lot[4], lot[5])
+            self._append_lot(lot[0], lot[1], lot[2], lot[3], PyBytes_AS_STRING(lot[4]), PyBytes_GET_SIZE(lot[4]),
+                             lot[4], lot[5])
         self._engagement = None
         return True
 
@@ -584,7 +661,8 @@ cdef class MemberState:
         return 0
 
     cdef int _append_lot(self, int64_t release_s, int64_t expires_s, int64_t points, int64_t seq,
-                         bytes order_key, int32_t month) except -1:
+                         const char* key_data, Py_ssize_t key_size, object order_key, int32_t month) except -1:
+        """A lot with the order key `key_data`; `order_key` (its bytes, or None) saves a copy of a long one."""
         self._reserve_lots(self._lot_count + 1)
         cdef Lot* lot = &self._lots[self._lot_count]
         lot.release_s = release_s
@@ -592,8 +670,14 @@ cdef class MemberState:
         lot.points = points
         lot.seq = seq
         lot.month = month
-        Py_INCREF(order_key)
-        lot.order_key = <PyObject*>order_key
+        if key_size <= LOT_KEY_INLINE:
+            memcpy(lot.key.inline, key_data, key_size)
+        else:
+            if order_key is None:
+                order_key = PyBytes_FromStringAndSize(key_data, key_size)
+            Py_INCREF(order_key)
+            lot.key.object = <PyObject*>order_key
+        lot.key_size = <int32_t>key_size
         if self._lot_count == 0 or expires_s < self._lots_expire_from:
             self._lots_expire_from = expires_s
         if self._lot_count == 0 or release_s < self._lots_release_from:
@@ -615,7 +699,7 @@ cdef class MemberState:
     cdef void _clear_lots(self) noexcept:
         cdef Py_ssize_t index
         for index in range(self._lot_count):
-            Py_XDECREF(self._lots[index].order_key)
+            _lot_drop_key(&self._lots[index])
         self._lot_count = 0
 
     cdef inline int64_t _lots_due(self, int64_t time_s) noexcept:
@@ -638,7 +722,7 @@ cdef class MemberState:
             if lot.expires_s <= time_s:
                 deltas.add(lot.expires_s, -lot.points)
                 taken.add(lot.month, lot.points)
-                Py_XDECREF(lot.order_key)
+                _lot_drop_key(lot)
             else:
                 if kept != index:
                     self._lots[kept] = lot[0]
@@ -659,14 +743,19 @@ cdef class MemberState:
         else:
             self._bound_lots()
             return 0
+        cdef int64_t paid
         for index in range(self._lot_count):
             lot = self._lots[index]
             if lot.release_s <= time_s:
-                # _credit counts the points in the expiry totals again: they are there already.
-                self._credit(lot.points, lot.expires_s, deltas, lot.month)
-                self.balance -= lot.points
-                deltas.add(lot.expires_s, -lot.points)
-                Py_XDECREF(lot.order_key)
+                # _credit less what cancels out: the balance and the expiry totals hold the
+                # lot's points already; only the debt it pays (first) leaves the totals.
+                paid = self.debt if self.debt < lot.points else lot.points
+                self.debt -= paid
+                if paid:
+                    deltas.add(lot.expires_s, -paid)
+                if lot.points > paid:
+                    self._add_to_bucket(lot.expires_s, lot.points - paid, lot.month)
+                _lot_drop_key(&lot)
             else:
                 self._lots[kept] = lot
                 kept += 1
@@ -768,6 +857,11 @@ cdef class MemberState:
         if rest == 0:
             return paid
         deltas.add(instant, rest)
+        self._add_to_bucket(instant, rest, month)
+        return paid
+
+    cdef int _add_to_bucket(self, int64_t instant, int64_t rest, int32_t month) except -1:
+        """`rest` points into the bucket (instant, issue month), made in its place if new."""
         cdef Py_ssize_t index = self._count
         # Credits arrive mostly in time order, so the bucket is usually the last.
         while index > 0 and (self._buckets[index - 1].instant > instant
@@ -776,14 +870,14 @@ cdef class MemberState:
             index -= 1
         if index > 0 and self._buckets[index - 1].instant == instant and self._buckets[index - 1].month == month:
             self._buckets[index - 1].points += rest
-            return paid
+            return 0
         self._reserve(self._count + 1)
         memmove(self._buckets + index + 1, self._buckets + index, (self._count - index) * sizeof(Bucket))
         self._buckets[index].instant = instant
         self._buckets[index].points = rest
         self._buckets[index].month = month
         self._count += 1
-        return paid
+        return 0
 
     def debit(self, long long points, dict expiry_deltas, dict taken=None):
         cdef _ExpiryDeltas deltas = _deltas_into(expiry_deltas)
@@ -864,7 +958,7 @@ cdef Py_ssize_t _engagement_size(MemberState self) except -1:
     for index in range(PyTuple_GET_SIZE(self._reached)):
         size += 1 + PyBytes_GET_SIZE(<object>PyTuple_GET_ITEM(self._reached, index))
     for index in range(self._lot_count):
-        size += LOT_HEAD_MONTH_SIZE + PyBytes_GET_SIZE(<object>self._lots[index].order_key)
+        size += LOT_HEAD_MONTH_SIZE + self._lots[index].key_size
     return size
 
 
@@ -888,14 +982,14 @@ cdef void _put_engagement(MemberState self, unsigned char* p) noexcept:
     p += LOT_COUNT_SIZE
     for index in range(self._lot_count):
         lot = &self._lots[index]
-        length = PyBytes_GET_SIZE(<object>lot.order_key)
+        length = lot.key_size
         pl_put64(p, <uint64_t>lot.release_s)
         pl_put64(p + 8, <uint64_t>lot.expires_s)
         pl_put64(p + 16, <uint64_t>lot.points)
         pl_put64(p + 24, <uint64_t>lot.seq)
         pl_put32(p + 32, <uint32_t>lot.month)
         p[36] = <unsigned char>length
-        memcpy(p + LOT_HEAD_MONTH_SIZE, PyBytes_AS_STRING(<object>lot.order_key), length)
+        memcpy(p + LOT_HEAD_MONTH_SIZE, _lot_key(lot), length)
         p += LOT_HEAD_MONTH_SIZE + length
 
 
@@ -929,14 +1023,13 @@ cdef bint _get_engagement(MemberState state, const unsigned char* p, Py_ssize_t 
             return False
         length = p[lot_size - 1]
         state._append_lot(<int64_t>pl_get64(p), <int64_t>pl_get64(p + 8), <int64_t>pl_get64(p + 16),
-                          <int64_t>pl_get64(p + 24),
-                          PyBytes_FromStringAndSize(<const char*>p + lot_size, length),
+                          <int64_t>pl_get64(p + 24), <const char*>p + lot_size, length, None,
                           <int32_t>pl_get32(p + 32) if with_months else 0)
         p += lot_size + length
     if p != end:
         state._clear_lots()
         return False
-    state._reached = tuple(reached)
+    state._reached = _shared_reached(tuple(reached))
     state._engaged = True
     return True
 
@@ -1671,6 +1764,7 @@ cdef class _Batch:
     cdef dict profile_cache  # the store's member key -> birthday (engagement.birthday_bp)
     cdef bint writer_engaged  # writer.engaged set by this batch
     cdef bint profiles_complete  # profile_cache holds every member with a profile
+    cdef int64_t profile_generation  # store.profile_generation: MemberState._profile_stamp is valid at it
     cdef object referee_keys  # a set holding at least every referee, or None
     cdef dict referees_overlay
     cdef object referees_db
@@ -1790,6 +1884,7 @@ cdef class _Batch:
         _engagement.prepare_lookups(writer, count)
         self.profile_cache = writer.store.profile_cache
         self.profiles_complete = writer.store.profiles_complete
+        self.profile_generation = getattr(writer.store, "profile_generation", 0)  # 0: nothing stamped
         self.referee_keys = writer.store.referee_keys
         self.writer_engaged = False
         self.referees_overlay = writer.overlay[DB_REFEREES]
@@ -2195,11 +2290,17 @@ cdef class _Batch:
         # Points of pending lots that expire now (engagement.due_points).
         cdef int64_t lots_due = state._lots_due(time_s) if engaged else 0
         referral = None
-        if rules.has_referral and self.maybe_referred(member_key):
-            referral = self.open_referral(member_key, amount_minor, time_s)
+        cdef bint referral_done = not is_new and state._referral_done
+        if rules.has_referral and not referral_done:
+            if self.maybe_referred(member_key):
+                referral = self.open_referral(member_key, amount_minor, time_s)
+                referral_done = referral is None and member_key in self.settled_referees
+            else:
+                referral_done = True
         if is_new:
             state = MemberState.__new__(MemberState)
             state.tier_year = year
+        state._referral_done = referral_done
         cdef pl_i128 due = <pl_i128>state._due_points(time_s) + lots_due
         cdef int64_t tier_year = state.tier_year
         cdef int64_t spend = state.spend_minor
@@ -2212,10 +2313,9 @@ cdef class _Batch:
         cdef int64_t extra_bp = -1
         cdef int64_t month, day_of_month, year_unused
         if rules.birthday_bp >= 0:
-            birthday = self.birthday_of(member_key)
-            if birthday is not None:
+            if self.birthday_month(state, member_key):
                 _civil_from_days(day, &year_unused, &month, &day_of_month)
-                if birthday[0] == month:
+                if state._birthday_month == month:
                     extra_bp = rules.birthday_bp
         cdef int64_t points
         if rules.price(amount_minor, category.rule, tier, time_s, &points, extra_bp) != 0:
@@ -2310,7 +2410,7 @@ cdef class _Batch:
             self.writer.engaged = True
             self.writer_engaged = True
         if is_new:
-            self.members[member_key] = state
+            self.members.put(member_key, state)  # as the plain path: no mapping wrapper
             self.mark_dirty(member_key, state)
             self.new_member_count += 1
         if start_engagement:
@@ -2347,26 +2447,36 @@ cdef class _Batch:
             if counts_towards_year:
                 state._purchases += 1
                 if reached_count:
-                    state._reached = state._reached + tuple(
+                    state._reached = _shared_reached(state._reached + tuple(
                         [<object>PyTuple_GET_ITEM(rules.milestone_keys, reached[index])
-                         for index in range(reached_count)])
-        bonuses = None
+                         for index in range(reached_count)]))
+        # The Bonus tuples reported: straight into their tuple, or (a referral settled
+        # here adds the referrer's) into a list first.
+        bonuses = [] if referral is not None else None
+        reported = None
         if own_count:
-            bonuses = []
             member_id = member_key.decode()
+            if bonuses is None:
+                reported = PyTuple_New(own_count)
             for index in range(own_count):
                 self.credit_engaged(state, own_points[index], instant, release_s, order_key, time_s)
                 state._bonus += own_points[index]
                 self.append_entry(KIND_BONUS, own_points[index], state, member_key, <bytes>own_rules[index], time_s)
                 self.count_bonus(own_points[index])
-                bonuses.append(_tuple_new(Bonus, (member_id, <object>own_rule_ids[index], own_points[index])))
+                bonus = pl_tuple3(Bonus, member_id, <object>own_rule_ids[index], own_points[index])
+                if bonuses is None:
+                    Py_INCREF(bonus)  # PyTuple_SET_ITEM takes the reference
+                    PyTuple_SET_ITEM(reported, index, bonus)
+                else:
+                    bonuses.append(bonus)
         cdef int64_t balance = state.balance
         self.mark_dirty(member_key, state)
         if referral is not None:
-            if bonuses is None:
-                bonuses = []
             self.settle(referral, referrer, referrer_points, order_key, seq, instant, release_s, time_s,
                         bonuses)
+            state._referral_done = True
+            if bonuses:
+                reported = tuple(bonuses)
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
@@ -2375,14 +2485,11 @@ cdef class _Batch:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
-        if not bonuses:
+        if reported is None:
             result = ("APPLIED", seq, points, balance, None)
             PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
             return result
-        reported = tuple(bonuses)
-        for bonus in reported:  # Bonus: a tuple of two str and an int
-            PyObject_GC_UnTrack(<PyObject*>bonus)
-        PyObject_GC_UnTrack(<PyObject*>reported)
+        PyObject_GC_UnTrack(<PyObject*>reported)  # of Bonus, untracked (pl_tuple3)
         result = ("APPLIED", seq, points, balance, None, reported)
         PyObject_GC_UnTrack(<PyObject*>result)
         return result
@@ -2417,7 +2524,7 @@ cdef class _Batch:
             referrer._bonus += referrer_points
             self.append_entry(KIND_BONUS, referrer_points, referrer, referrer_key, rule_key, time_s)
             self.count_bonus(referrer_points)
-            bonuses.append(_tuple_new(Bonus, (referrer_key.decode(), rule_key.decode(), referrer_points)))
+            bonuses.append(pl_tuple3(Bonus, referrer_key.decode(), rule_key.decode(), referrer_points))
             self.mark_dirty(referrer_key, referrer)
         self.writer.put(DB_REFERRALS, referral_key,
                         fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
@@ -2475,6 +2582,19 @@ cdef class _Batch:
             return True  # the twin's lookup decides
         return self.txn_get(member_key, None, self.referees_db) is not None
 
+    cdef int birthday_month(self, MemberState state, bytes member_key) except -1:
+        """The month of the member's birthday, 0 without a profile: the state's stamp, else birthday_of."""
+        if self.profile_generation == 0 or state._profile_stamp != self.profile_generation:
+            birthday = self.birthday_of(member_key)
+            if birthday is None:
+                state._birthday_month = 0
+            elif type(birthday) is tuple and type(birthday[0]) is int and 1 <= birthday[0] <= 12:
+                state._birthday_month = birthday[0]
+            else:
+                raise AssertionError(f"a birthday is (month, day), not {birthday!r}")
+            state._profile_stamp = self.profile_generation
+        return state._birthday_month
+
     cdef object birthday_of(self, bytes member_key):
         """(month, day) of the member's profile, None without one: the store's cache, else the twin."""
         cdef PyObject* found = PyDict_GetItem(self.profile_cache, member_key)
@@ -2503,13 +2623,16 @@ cdef class _Batch:
         self.expiry_deltas.add(instant, rest)
         cdef Py_ssize_t index
         cdef Lot* lot
+        cdef const char* key_data = PyBytes_AS_STRING(order_key)
+        cdef Py_ssize_t key_size = PyBytes_GET_SIZE(order_key)
         for index in range(state._lot_count):
             lot = &state._lots[index]
-            if (lot.release_s == release_s and lot.expires_s == instant
-                    and (lot.order_key == <PyObject*>order_key or <object>lot.order_key == order_key)):
+            if (lot.release_s == release_s and lot.expires_s == instant and lot.key_size == key_size
+                    and memcmp(_lot_key(lot), key_data, key_size) == 0):
                 lot.points += rest
                 return 0
-        state._append_lot(release_s, instant, rest, self.next_seq, order_key, self.calendar_month)
+        state._append_lot(release_s, instant, rest, self.next_seq, key_data, key_size, order_key,
+                          self.calendar_month)
         return 0
 
     cdef int resume(self) except -1:
@@ -2664,10 +2787,16 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                         pl_prefetch(upcoming)
                         pl_prefetch(<char*>upcoming + 64)
                         pl_prefetch(<char*>upcoming + 128)
+                        pl_prefetch(<char*>upcoming + 192)  # the engagement fields: 248 bytes in all
+                        pl_prefetch(<char*>upcoming + 240)
                 if slot + 4 < end - start:
                     upcoming = batch.chunk_states[slot + 4]
                     if upcoming != NULL:
                         pl_prefetch((<MemberState>upcoming)._buckets)
+                        # The first lot (64 bytes, on two cache lines unless aligned); NULL
+                        # without lots: a prefetch never faults.
+                        pl_prefetch((<MemberState>upcoming)._lots)
+                        pl_prefetch(<char*>(<MemberState>upcoming)._lots + 63)
                 order_id = _item(order_ids, batch.order_ids_kind, index)
                 # A member id resolve_chunk validated is not touched again: only its key is needed.
                 if batch.chunk_keys[slot] != NULL:

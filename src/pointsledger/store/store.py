@@ -66,6 +66,9 @@ class Store:
         # holds at least every referee, or None when not loaded.
         self.profiles_complete = False
         self.referee_keys = None
+        # Moved on by every change of a profile (and when the caches are dropped): an engine
+        # may keep what it looked up in profile_cache while this number stays the same.
+        self.profile_generation = 1
         # Writes still to look every order id up after a resent order was found
         # (see write): resends tend to come in runs, and each would run twice.
         self.careful_writes_left = 0
@@ -115,6 +118,7 @@ class Store:
             return
         self.member_cache.clear()
         self.profile_cache.clear()
+        self.profile_generation += 1
         self.profiles_complete = False
         self.referee_keys = None
         self.programs = self._load_programs(txn)
@@ -148,6 +152,7 @@ class Store:
         self.cached_commit_count = None
         self.member_cache.clear()
         self.profile_cache.clear()
+        self.profile_generation += 1
         self.profiles_complete = False
         self.referee_keys = None
 
