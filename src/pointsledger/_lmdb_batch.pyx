@@ -1,0 +1,303 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""A batch of puts into the current py-lmdb write transaction with ONE release of the GIL.
+
+`Records` packs a flush's (key, value) streams, one segment per sub-database, into one C
+buffer (copied: the engine's objects may change once this returns). `Records.put` writes
+them all in one `with nogil:` loop of `mdb_put`, then the GIL is taken again once.
+
+py-lmdb has no C API: the loop calls liblmdb through py-lmdb's own engine vtable (the
+`libv` of the transaction, `struct MdbApi`), so the MDB_txn is only ever touched by the
+copy of LMDB that made it (py-lmdb 3.0.0 bundles two, symbols renamed). The vtable and the
+MDB_txn* are read from 3.0.0's private TransObject (pylmdb_abi.h); `_bind` checks every
+field used against a public fact first, and any mismatch raises Unsupported, on which the
+caller writes the same records with putmulti (`Records.pairs`). See docs/design.md,
+*Two cores for the backfill*.
+"""
+
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.ref cimport PyObject
+
+import lmdb
+import lmdb.cpython
+
+cdef extern from "dlfcn.h" nogil:
+    void *dlopen(const char *filename, int flags)
+    void *dlsym(void *handle, const char *symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
+
+cdef extern from "pylmdb_abi.h" nogil:
+    ctypedef unsigned int MDB_dbi
+    ctypedef struct MDB_txn:
+        pass
+    ctypedef struct MDB_val:
+        size_t mv_size
+        void *mv_data
+    ctypedef struct MdbApi:
+        size_t (*txn_id)(MDB_txn *txn) noexcept nogil
+        int (*dbi_open)(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi) noexcept nogil
+        int (*put)(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned int flags) noexcept nogil
+        char *(*strerror_fn)(int err) noexcept nogil
+    ctypedef struct PlTransObject:
+        int valid
+        void *env
+        void *parent
+        const MdbApi *libv
+        MDB_txn *txn
+        int flags
+        int mutations
+
+SUPPORTED_VERSION = "3.0.0"  # the one py-lmdb whose TransObject pylmdb_abi.h copies
+MDB_NOOVERWRITE = 0x10
+MDB_APPEND = 0x20000
+MDB_KEYEXIST = -30799
+cdef int TRANS_RDONLY = 2
+cdef size_t HEAD = 8  # per record: key size, value size (u32 each, native order)
+
+
+class Unsupported(RuntimeError):
+    """The installed py-lmdb is not the one this module reads the private layout of."""
+
+
+cdef const MdbApi* _ENGINES[2]
+_ENGINES_ERROR = None
+
+
+cdef int _find_engines() except -1:
+    """The two vtables py-lmdb 3.0.0's extension exports (its only LMDB symbols)."""
+    global _ENGINES_ERROR
+    handle = dlopen(lmdb.cpython.__file__.encode(), RTLD_NOW | RTLD_NOLOAD)
+    if handle == NULL:
+        _ENGINES_ERROR = "py-lmdb's extension is not loaded"
+        return 0
+    _ENGINES[0] = <const MdbApi*>dlsym(handle, b"lmdb_api_v09")
+    _ENGINES[1] = <const MdbApi*>dlsym(handle, b"lmdb_api_v10")
+    if _ENGINES[0] == NULL or _ENGINES[1] == NULL:
+        _ENGINES_ERROR = "py-lmdb's extension exports no lmdb_api_v09/lmdb_api_v10"
+    return 0
+
+
+_find_engines()
+
+
+cdef PlTransObject* _bind(txn, env) except NULL:
+    """The TransObject of a live write transaction, once its layout is proven; else Unsupported."""
+    if lmdb.__version__ != SUPPORTED_VERSION or type(txn) is not lmdb.cpython.Transaction:
+        raise Unsupported(f"needs py-lmdb {SUPPORTED_VERSION}'s CPython extension, "
+                          f"got {lmdb.__version__} {type(txn).__name__}")
+    if _ENGINES_ERROR is not None:
+        raise Unsupported(_ENGINES_ERROR)
+    cdef PlTransObject* t = <PlTransObject*><PyObject*>txn
+    # Every private field used must agree with a public fact before any is trusted;
+    # libv is checked against the two vtables before it is called (txn_id).
+    if (t.env != <void*><PyObject*>env or t.valid != 1 or t.parent != NULL
+            or (t.libv != _ENGINES[0] and t.libv != _ENGINES[1])
+            or t.txn == NULL or t.flags & TRANS_RDONLY):
+        raise Unsupported("py-lmdb's Transaction layout is not the one this was built for")
+    if t.libv.txn_id(t.txn) != txn.id():
+        raise Unsupported("py-lmdb's Transaction layout is not the one this was built for (txn id)")
+    return t
+
+
+def check(txn, env):
+    """Raise Unsupported unless `put` can write into this write transaction."""
+    _bind(txn, env)
+
+
+cdef struct Segment:
+    size_t start
+    size_t end
+    Py_ssize_t count
+    MDB_dbi dbi
+
+
+cdef class Records:
+    """The records of one flush, packed: segments of (key size, value size, key, value)."""
+    cdef char* data
+    cdef size_t size
+    cdef size_t capacity
+    cdef Segment* segments
+    cdef Py_ssize_t segment_count
+    cdef Py_ssize_t segment_capacity
+    cdef list names  # the sub-database name of each segment
+
+    def __cinit__(self):
+        self.names = []
+
+    def __dealloc__(self):
+        free(self.data)
+        free(self.segments)
+
+    def __len__(self):
+        return self.segment_count
+
+    cdef int _reserve(self, size_t more) except -1:
+        cdef size_t capacity = self.capacity if self.capacity else 1 << 16
+        while capacity < self.size + more:
+            capacity *= 2
+        if capacity != self.capacity:
+            grown = <char*>realloc(self.data, capacity)
+            if grown == NULL:
+                raise MemoryError()
+            self.data, self.capacity = grown, capacity
+        return 0
+
+    cdef Segment* _open(self, name) except NULL:
+        if self.segment_count == self.segment_capacity:
+            capacity = self.segment_capacity * 2 if self.segment_capacity else 8
+            grown = <Segment*>realloc(self.segments, capacity * sizeof(Segment))
+            if grown == NULL:
+                raise MemoryError()
+            self.segments, self.segment_capacity = grown, capacity
+        cdef Segment* segment = &self.segments[self.segment_count]
+        segment.start = segment.end = self.size
+        segment.count = 0
+        segment.dbi = 0
+        self.segment_count += 1
+        self.names.append(bytes(name))
+        return segment
+
+    cdef inline int _add(self, const char* key, size_t key_size, const char* value, size_t value_size) except -1:
+        if key_size > 0xFFFFFFFF or value_size > 0xFFFFFFFF:
+            raise ValueError("a record larger than 4 GiB")
+        self._reserve(HEAD + key_size + value_size)
+        cdef uint32_t head[2]
+        head[0], head[1] = <uint32_t>key_size, <uint32_t>value_size
+        cdef char* p = self.data + self.size
+        memcpy(p, head, HEAD)
+        memcpy(p + HEAD, key, key_size)
+        memcpy(p + HEAD + key_size, value, value_size)
+        self.size += HEAD + key_size + value_size
+        return 0
+
+    def add_journal(self, name, int64_t first_seq, list values):
+        """Journal records: big-endian u64 seq keys from first_seq, the values in order."""
+        cdef Segment* segment = self._open(name)
+        cdef Py_ssize_t index, count = PyList_GET_SIZE(values)
+        cdef unsigned char key[8]
+        cdef uint64_t seq
+        cdef int byte
+        for index in range(count):
+            value = <object>PyList_GET_ITEM(values, index)
+            if not PyBytes_CheckExact(value):
+                value = bytes(value)
+            seq = <uint64_t>(first_seq + index)
+            for byte in range(8):
+                key[byte] = <unsigned char>(seq >> (56 - 8 * byte))
+            self._add(<const char*>key, 8, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+        segment = &self.segments[self.segment_count - 1]
+        segment.end = self.size
+        segment.count = count
+        return count
+
+    def add_items(self, name, items):
+        """(key, value) pairs from any iterable (the engines' flush iterators), in its order;
+        returns (count, first key, last key)."""
+        self._open(name)
+        cdef Py_ssize_t count = 0
+        first = last = None
+        for key, value in items:
+            if not PyBytes_CheckExact(key):
+                key = bytes(key)
+            if not PyBytes_CheckExact(value):
+                value = bytes(value)
+            self._add(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                      PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+            if count == 0:
+                first = key
+            last = key
+            count += 1
+        cdef Segment* segment = &self.segments[self.segment_count - 1]
+        segment.end = self.size
+        segment.count = count
+        return count, first, last
+
+    def name(self, Py_ssize_t index):
+        return self.names[index]
+
+    def count(self, Py_ssize_t index):
+        return self.segments[index].count
+
+    def pairs(self, Py_ssize_t index):
+        """Segment `index` as a list of (key, value): putmulti's input, the same bytes `put` writes."""
+        cdef Segment* segment = &self.segments[index]
+        cdef const char* p = self.data + segment.start
+        cdef const char* end = self.data + segment.end
+        cdef uint32_t head[2]
+        cdef list pairs = []
+        while p < end:
+            memcpy(head, p, HEAD)
+            pairs.append((PyBytes_FromStringAndSize(p + HEAD, head[0]),
+                          PyBytes_FromStringAndSize(p + HEAD + head[0], head[1])))
+            p += HEAD + head[0] + head[1]
+        return pairs
+
+    def put(self, txn, env, flags):
+        """Write every segment into txn (env's live write transaction), segment i with
+        flags[i] (MDB_APPEND, MDB_NOOVERWRITE), the GIL released once for all of them.
+
+        Returns None, or (segment, LMDB error code, records of that segment written) for
+        the first put that failed (the caller aborts the transaction). Raises Unsupported
+        before writing anything when the transaction's layout is not the expected one.
+        """
+        cdef PlTransObject* t = _bind(txn, env)
+        cdef const MdbApi* api = t.libv
+        cdef MDB_txn* mtxn = t.txn
+        cdef Py_ssize_t index
+        cdef unsigned int* segment_flags = <unsigned int*>malloc((self.segment_count + 1) * sizeof(unsigned int))
+        if segment_flags == NULL:
+            raise MemoryError()
+        cdef int rc = 0
+        cdef Py_ssize_t failed = -1, done = 0, written = 0
+        cdef const char* p
+        cdef const char* end
+        cdef uint32_t head[2]
+        cdef MDB_val key, value
+        cdef unsigned int put_flags
+        try:
+            if len(flags) != self.segment_count:
+                raise ValueError(f"{len(flags)} flags for {self.segment_count} segments")
+            for index in range(self.segment_count):
+                segment_flags[index] = flags[index]
+                name = <bytes>self.names[index]
+                rc = api.dbi_open(mtxn, <const char*>name, 0, &self.segments[index].dbi)
+                if rc:
+                    return index, rc, 0
+            with nogil:
+                for index in range(self.segment_count):
+                    p = self.data + self.segments[index].start
+                    end = self.data + self.segments[index].end
+                    put_flags = segment_flags[index]
+                    done = 0
+                    while p < end:
+                        memcpy(head, p, HEAD)
+                        key.mv_size, key.mv_data = head[0], <void*>(p + HEAD)
+                        value.mv_size, value.mv_data = head[1], <void*>(p + HEAD + head[0])
+                        rc = api.put(mtxn, self.segments[index].dbi, &key, &value, put_flags)
+                        if rc:
+                            break
+                        p += HEAD + head[0] + head[1]
+                        done += 1
+                    written += done
+                    if rc:
+                        failed = index
+                        break
+        finally:
+            free(segment_flags)
+        # Open py-lmdb cursors of this transaction re-seek after a change they did not make.
+        t.mutations += <int>written
+        if rc:
+            return failed, rc, done
+        return None
+
+
+def strerror(int rc, txn):
+    """LMDB's message for rc, from the engine serving txn (checked as for put)."""
+    cdef PlTransObject* t = <PlTransObject*><PyObject*>txn
+    if type(txn) is not lmdb.cpython.Transaction or (t.libv != _ENGINES[0] and t.libv != _ENGINES[1]):
+        return f"LMDB error {rc}"
+    return (<bytes>t.libv.strerror_fn(rc)).decode("utf-8", "replace")
