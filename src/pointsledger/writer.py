@@ -27,7 +27,7 @@ class OrdersConflict(Exception):
 
 
 class Writer:
-    def __init__(self, store, txn, *, check_orders=False):
+    def __init__(self, store, txn, *, check_orders=False, carried=None):
         self.store = store
         self.txn = txn
         # False: the engine may skip the store lookup of an order id (its overlay
@@ -37,7 +37,9 @@ class Writer:
         self.unchecked_order_keys = []
         self.dbs = store.dbs
         self.overlay = {name: {} for name in OVERLAY_DBS}
-        self.first_seq = store.last_seq(txn) + 1
+        # carried (pipeline.Carried): what the store will hold once the batch before this
+        # one commits, for a batch applied before that (pipeline.py): no read of txn here.
+        self.first_seq = (store.last_seq(txn) if carried is None else carried.last_seq) + 1
         self.next_seq = self.first_seq
         self.journal_values = []
         self.members = store.member_cache
@@ -48,13 +50,16 @@ class Writer:
         self.stored_category_count = None  # read from the transaction when first needed
         self.expiry_deltas = {}  # instant -> change of the points expiring then
         self.day_deltas = {}  # day -> [counter deltas]
-        stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
-        self.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
+        if carried is not None:
+            self.totals = list(carried.totals)
+        else:
+            stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
+            self.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
         self.new_programs = []
         # Engagement (§14): set by anything that writes a record of format 3.
         self.engaged = False
         self.bonus_day_deltas = {}  # day -> BONUS points issued
-        self.bonus_total = None  # read from meta when first needed
+        self.bonus_total = None if carried is None else carried.bonus_total  # None: read from meta when first needed
         # The what-if (simulate/) sets a list here: both engines append the tier
         # rank each applied purchase earned at (§4: the tier held before it).
         self.tier_ranks = None
@@ -269,30 +274,35 @@ class Writer:
 
     def encode_records(self):
         """The journal, member and overlay records of this transaction, packed in key order
-        (store_put.Records, one segment per sub-database), with each segment's first key.
+        (store_put.Records, one segment per sub-database), with each segment's first and last key.
 
         The member records are encoded here, so what is written is the state now: a
         pipeline (pipeline.py) calls this before the next batch changes those states.
         """
         records = store_put.new_records()
-        first_keys = []
+        first_keys, last_keys = [], []
         engine = self.store.engine
         if self.journal_values:
             # Seq only grows: appended (write_records).
             records.add_journal(fmt.DB_JOURNAL, self.first_seq, self.journal_values)
             first_keys.append(None)
+            last_keys.append(None)
         if self.dirty_members:
             # In the Cython engine a lazy C iterator, encoding each record as it is packed.
-            first_keys.append(records.add_items(fmt.DB_MEMBERS, engine.member_items(self.dirty_members))[1])
+            _, first_key, last_key = records.add_items(fmt.DB_MEMBERS, engine.member_items(self.dirty_members))
+            first_keys.append(first_key)
+            last_keys.append(last_key)
         for name, changes in self.overlay.items():
             if changes:
-                first_keys.append(records.add_items(name, engine.sorted_items(changes))[1])
-        return records, first_keys
+                _, first_key, last_key = records.add_items(name, engine.sorted_items(changes))
+                first_keys.append(first_key)
+                last_keys.append(last_key)
+        return records, first_keys, last_keys
 
     def write_records(self, encoded):
         """Put encode_records' records into the transaction: appended where every key sorts
         after the sub-database's last, order ids taken as new proven new (OrdersConflict)."""
-        records, first_keys = encoded
+        records, first_keys, _ = encoded
         txn, dbs = self.txn, self.dbs
         modes = []
         for index, first_key in enumerate(first_keys):
