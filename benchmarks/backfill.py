@@ -31,6 +31,7 @@ Only the write transactions and the final sync are timed.
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
@@ -69,6 +70,10 @@ ENGAGEMENT_RULES = {
     "referral": {"referrer_points": 500, "referee_points": 250, "min_purchase_minor": 2000},
 }
 ENGINES = ("cython", "python")
+COLUMNS = ("order_ids", "member_ids", "amounts_minor", "categories", "times_s")
+# backfill-*: batches handed to Ledger.purchase_batches (the pipeline) at a time; --serial
+# runs Ledger.purchases per batch instead (the path before issue 15's pipeline).
+WINDOW_BATCHES = 5
 
 
 def machine_description():
@@ -124,7 +129,7 @@ def set_up_engagement(ledger, members=workload.MEMBERS_DEFAULT):
         ledger.set_member_profile(workload.member_id(number), f"{number % 12 + 1:02d}-01")
 
 
-def run_backfill(directory, engine, count, order_ids, batch_size, seed, engaged=False):
+def run_backfill(directory, engine, count, order_ids, batch_size, seed, engaged=False, serial=False):
     """Backfill the workload into a new ledger at `directory`; return its measurements."""
     ledger = Ledger(directory, sync=False, engine=engine)
     try:
@@ -134,14 +139,24 @@ def run_backfill(directory, engine, count, order_ids, batch_size, seed, engaged=
         clock = Clock()
         applied = 0
         batches = 0
-        for batch in workload.iter_backfill_batches(count, batch_size, seed=seed, order_ids=order_ids):
+        columns = (tuple(batch[name] for name in COLUMNS)
+                   for batch in workload.iter_backfill_batches(count, batch_size, seed=seed, order_ids=order_ids))
+        if serial:
+            for batch in columns:
+                with clock:
+                    result = ledger.purchases(*batch)
+                applied += result.applied
+                batches += 1
+        while not serial:
+            # Ledger.purchase_batches over WINDOW_BATCHES batches made beforehand (untimed, as
+            # the serial loop's are; a window, not all of them, so peak RSS stays a backfill's).
+            window = list(itertools.islice(columns, WINDOW_BATCHES))
+            if not window:
+                break
             with clock:
-                result = ledger.purchases(
-                    batch["order_ids"], batch["member_ids"], batch["amounts_minor"],
-                    batch["categories"], batch["times_s"],
-                )
-            applied += result.applied
-            batches += 1
+                for result in ledger.purchase_batches(window):
+                    applied += result.applied
+                    batches += 1
         with clock:
             ledger.sync()
     finally:
@@ -253,15 +268,16 @@ def result_line(workload_name, engine, count, seconds, cpu_seconds, store_direct
     }
 
 
-def run_workload(workload_name, engine, count, batch_size, seed, scratch_directory, source_engine):
+def run_workload(workload_name, engine, count, batch_size, seed, scratch_directory, source_engine, serial=False):
     engaged = workload_name == "backfill-engaged"
     order_ids = "seq" if engaged else workload_name.rsplit("-", 1)[1]  # "seq" or "rand"
     with tempfile.TemporaryDirectory(prefix="pointsledger-bench-", dir=scratch_directory) as scratch:
         ledger_directory = os.path.join(scratch, "ledger")
         if workload_name.startswith("backfill-"):
-            run = run_backfill(ledger_directory, engine, count, order_ids, batch_size, seed, engaged)
+            run = run_backfill(ledger_directory, engine, count, order_ids, batch_size, seed, engaged, serial)
             return result_line(workload_name, engine, count, run["seconds"], run["cpu_seconds"],
-                               ledger_directory, batch_size, applied=run["applied"])
+                               ledger_directory, batch_size, applied=run["applied"],
+                               method="purchases" if serial else "purchase_batches")
         run = run_backfill(ledger_directory, source_engine, count, order_ids, batch_size, seed)
         contents = read_store(ledger_directory)
         plan = ceiling_plan(contents, count, order_ids, batch_size, seed)
@@ -287,13 +303,15 @@ def parse_arguments(argv):
     parser.add_argument("--scratch-dir", default=None,
                         help="where the scratch stores go (default: the system temp dir); "
                              "put it on the disk you mean to measure")
+    parser.add_argument("--serial", action="store_true",
+                        help="backfill-*: Ledger.purchases per batch, not the pipeline (purchase_batches)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     arguments = parse_arguments(argv)
     line = run_workload(arguments.workload, arguments.engine, arguments.count, arguments.batch_size,
-                        arguments.seed, arguments.scratch_dir, arguments.source_engine)
+                        arguments.seed, arguments.scratch_dir, arguments.source_engine, arguments.serial)
     print(json.dumps(line), flush=True)
 
 

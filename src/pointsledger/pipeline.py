@@ -178,7 +178,7 @@ class _Job:
 
 
 class _Pending:
-    """A batch applied and handed to the writer thread (job None: nothing to write), not yet acknowledged."""
+    """A batch applied, and once handed to the writer thread its job (None: nothing to write)."""
 
     __slots__ = ("columns", "raw", "job")
 
@@ -191,7 +191,8 @@ def run(ledger, batches):
     writer_thread = _WriterThread(store)
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
-    pending = None
+    pending = None  # the batch handed to the writer thread, not yet acknowledged
+    unsubmitted = None  # a batch applied detached, not yet handed over (its changes are in the caches)
     try:
         # The first batch applies detached too when the caches allow it (a fresh store's do).
         with store.read() as txn:
@@ -208,11 +209,11 @@ def run(ledger, batches):
                 count = ledger._check_batch(*columns)
             except LedgerError:  # refused whole: after the results of the batches before it
                 if pending is not None:
-                    yield from _acknowledge(ledger, pending)
-                    pending = None
+                    done, pending = pending, None
+                    yield from _acknowledge(ledger, done)
                 raise
             applied = None
-            if carried is not None and count and store.careful_writes_left == 0 and not serial_left:
+            if count and store.careful_writes_left == 0 and not serial_left:
                 if len(store.member_cache) != carried.member_count:
                     _fill_member_cache(store)  # emptied by a fallback: complete it again
                 applied = _apply_detached(ledger, columns, carried)
@@ -224,38 +225,39 @@ def run(ledger, batches):
                 serial_left -= 1
             if applied is None:  # serial: after everything before it is acknowledged
                 if pending is not None:
-                    yield from _acknowledge(ledger, pending)
-                    pending = None
+                    done, pending = pending, None
+                    yield from _acknowledge(ledger, done)
                 raw = ledger._apply_batch(*columns) if count else []
                 if count:  # the next batch applies detached from what this one left
                     carried = Carried.read(store)
                 yield BatchResult(raw)
                 continue
             writer, raw, encoded = applied
+            unsubmitted = _Pending(columns, raw, None)
             next_carried = carried.after(writer, encoded)
             if pending is not None:
-                acknowledged = pending.job is None or _wait(pending.job)
-                if not acknowledged:
-                    # Batch k failed: drop k+1's detached work, run both serially.
-                    store.forget()
-                    yield from _acknowledge(ledger, pending)
-                    pending = None
+                done, pending = pending, None
+                if not (done.job is None or _wait(done.job)):
+                    # Batch k's write failed: drop k+1's detached work, run both serially.
+                    unsubmitted = None
+                    yield from _acknowledge(ledger, done)
                     raw = ledger._apply_batch(*columns)
                     carried = Carried.read(store)
                     yield BatchResult(raw)
                     continue
-                _committed(pending)
-            # Batch k is committed (or there was none): k+1 goes to the writer thread, then
-            # k is acknowledged while k+1 is written.
-            job = writer_thread.submit(writer, encoded, carried.commit_count) if writer.has_changes() else None
-            done, pending = pending, _Pending(columns, raw, job)
-            carried = next_carried
-            if done is not None:
+                _committed(done)
+                # Acknowledged before k+1 is handed over: a caller that stops here (or is
+                # killed) leaves at most the batch it was last answered for, plus one.
                 yield BatchResult(done.raw)
+            unsubmitted.job = writer_thread.submit(writer, encoded, carried.commit_count) if writer.has_changes() else None
+            pending, unsubmitted = unsubmitted, None
+            carried = next_carried
         if pending is not None:
-            yield from _acknowledge(ledger, pending)
-            pending = None
+            done, pending = pending, None
+            yield from _acknowledge(ledger, done)
     finally:
+        if unsubmitted is not None:
+            store.forget()  # its changes to the caches will not be written
         if pending is not None and pending.job is not None:
             pending.job.done.wait()  # committed or not, never left half-way on another thread
             if pending.job.error is None:
