@@ -36,9 +36,11 @@ def workload(ledger):
     return outcomes
 
 
-def run(tmp_path, name, engine_name, monkeypatch, force_putmulti):
+def run(tmp_path, name, engine_name, monkeypatch, force_putmulti, without_extension=False):
     with monkeypatch.context() as patch:
         patch.setattr(store_put, "FORCE_PUTMULTI", force_putmulti)
+        if without_extension:  # a build without _lmdb_batch: lists and putmulti
+            patch.setattr(store_put, "_lmdb_batch", None)
         with pointsledger.Ledger(tmp_path / name, engine=engine_name, sync=False) as ledger:
             outcomes = workload(ledger)
             report = ledger.verify()
@@ -49,7 +51,8 @@ def run(tmp_path, name, engine_name, monkeypatch, force_putmulti):
 def test_c_put_and_putmulti_write_the_same_store(tmp_path, engine_name, monkeypatch):
     with_c = run(tmp_path, "c", engine_name, monkeypatch, False)
     with_putmulti = run(tmp_path, "putmulti", engine_name, monkeypatch, True)
-    assert with_c == with_putmulti
+    with_lists = run(tmp_path, "lists", engine_name, monkeypatch, False, without_extension=True)
+    assert with_c == with_putmulti == with_lists
     outcomes, dump = with_c
     assert outcomes[-1] == ["ALREADY_EXISTS", "APPLIED"]  # other amount and time: not a resend
     assert len(dump[b"orders"]) == 3_001 and len(dump[b"journal"]) == 3_004

@@ -1,9 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """A batch of puts into the current py-lmdb write transaction with ONE release of the GIL.
 
-`Records` packs a flush's (key, value) streams, one segment per sub-database, into one C
-buffer (copied: the engine's objects may change once this returns). `Records.put` writes
-them all in one `with nogil:` loop of `mdb_put`, then the GIL is taken again once.
+`Records` holds a flush's records, one segment per sub-database: the member records
+copied into one C buffer as the engine encodes them (its member states change with the
+next batch), the journal and the overlays (orders, ...) as pointers into their bytes.
+`Records.put` sorts what needs sorting and writes them all in one `with nogil:` loop of
+`mdb_put`, then the GIL is taken again once.
 
 py-lmdb has no C API: the loop calls liblmdb through py-lmdb's own engine vtable (the
 `libv` of the transaction, `struct MdbApi`), so the MDB_txn is only ever touched by the
@@ -15,9 +17,10 @@ caller writes the same records with putmulti (`Records.pairs`). See docs/design.
 """
 
 from libc.stdint cimport uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from libc.stdlib cimport malloc, realloc, free, qsort
+from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
+from cpython.dict cimport PyDict_Next
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.ref cimport PyObject
 
@@ -108,15 +111,50 @@ def check(txn, env):
     _bind(txn, env)
 
 
+cdef struct Ref:
+    const char* key
+    size_t key_size
+    const char* value
+    size_t value_size
+
+
+cdef enum:
+    PACKED = 0  # records copied into Records.data
+    REFS = 1  # pointers into bytes objects Records keeps alive (the journal, an overlay dict)
+
+
 cdef struct Segment:
-    size_t start
+    int kind
+    size_t start  # PACKED: the records in data[start:end]
     size_t end
+    Ref* refs  # REFS: count of them; keys NULL for a journal (seq keys from first_seq)
+    bint sort  # REFS: sort in LMDB key order before the puts (without the GIL, in put)
+    uint64_t first_seq
     Py_ssize_t count
     MDB_dbi dbi
 
 
+cdef int _compare_refs(const void* left, const void* right) noexcept nogil:
+    """LMDB's default key order: memcmp, then the shorter first."""
+    cdef const Ref* a = <const Ref*>left
+    cdef const Ref* b = <const Ref*>right
+    cdef size_t common = a.key_size if a.key_size < b.key_size else b.key_size
+    cdef int order = memcmp(a.key, b.key, common)
+    if order != 0:
+        return order
+    return -1 if a.key_size < b.key_size else (1 if a.key_size > b.key_size else 0)
+
+
+cdef inline void _seq_key(unsigned char* key, uint64_t seq) noexcept nogil:
+    cdef int byte
+    for byte in range(8):
+        key[byte] = <unsigned char>(seq >> (56 - 8 * byte))
+
+
 cdef class Records:
-    """The records of one flush, packed: segments of (key size, value size, key, value)."""
+    """The records of one flush, a segment per sub-database: packed copies, or references to
+    the bytes of the writer's journal list and overlay dicts, which must not change until
+    `put` has returned (the writer does not touch them after encode_records)."""
     cdef char* data
     cdef size_t size
     cdef size_t capacity
@@ -124,11 +162,16 @@ cdef class Records:
     cdef Py_ssize_t segment_count
     cdef Py_ssize_t segment_capacity
     cdef list names  # the sub-database name of each segment
+    cdef list owners  # what REFS segments point into, kept alive
 
     def __cinit__(self):
         self.names = []
+        self.owners = []
 
     def __dealloc__(self):
+        cdef Py_ssize_t index
+        for index in range(self.segment_count):
+            free(self.segments[index].refs)
         free(self.data)
         free(self.segments)
 
@@ -146,7 +189,7 @@ cdef class Records:
             self.data, self.capacity = grown, capacity
         return 0
 
-    cdef Segment* _open(self, name) except NULL:
+    cdef Segment* _open(self, name, int kind) except NULL:
         if self.segment_count == self.segment_capacity:
             capacity = self.segment_capacity * 2 if self.segment_capacity else 8
             grown = <Segment*>realloc(self.segments, capacity * sizeof(Segment))
@@ -154,7 +197,11 @@ cdef class Records:
                 raise MemoryError()
             self.segments, self.segment_capacity = grown, capacity
         cdef Segment* segment = &self.segments[self.segment_count]
+        segment.kind = kind
         segment.start = segment.end = self.size
+        segment.refs = NULL
+        segment.sort = False
+        segment.first_seq = 0
         segment.count = 0
         segment.dbi = 0
         self.segment_count += 1
@@ -174,30 +221,74 @@ cdef class Records:
         self.size += HEAD + key_size + value_size
         return 0
 
+    cdef bytes _owned_bytes(self, value):
+        """value as an exact bytes object, kept alive by this Records."""
+        if PyBytes_CheckExact(value):
+            return <bytes>value
+        value = bytes(value)
+        self.owners.append(value)
+        return value
+
     def add_journal(self, name, int64_t first_seq, list values):
-        """Journal records: big-endian u64 seq keys from first_seq, the values in order."""
-        cdef Segment* segment = self._open(name)
+        """Journal records: big-endian u64 seq keys from first_seq, the values in order (referenced)."""
         cdef Py_ssize_t index, count = PyList_GET_SIZE(values)
-        cdef unsigned char key[8]
-        cdef uint64_t seq
-        cdef int byte
+        cdef Ref* refs = <Ref*>malloc((count if count else 1) * sizeof(Ref))
+        if refs == NULL:
+            raise MemoryError()
+        cdef Segment* segment = self._open(name, REFS)
+        segment.refs = refs
+        segment.first_seq = <uint64_t>first_seq
+        self.owners.append(values)
         for index in range(count):
-            value = <object>PyList_GET_ITEM(values, index)
-            if not PyBytes_CheckExact(value):
-                value = bytes(value)
-            seq = <uint64_t>(first_seq + index)
-            for byte in range(8):
-                key[byte] = <unsigned char>(seq >> (56 - 8 * byte))
-            self._add(<const char*>key, 8, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-        segment = &self.segments[self.segment_count - 1]
-        segment.end = self.size
+            value = self._owned_bytes(<object>PyList_GET_ITEM(values, index))
+            refs[index].key = NULL
+            refs[index].key_size = 8
+            refs[index].value = PyBytes_AS_STRING(value)
+            refs[index].value_size = PyBytes_GET_SIZE(value)
         segment.count = count
         return count
 
+    def add_dict(self, name, dict changes):
+        """A bytes-keyed overlay's records, referenced, sorted in key order when put; returns
+        (count, smallest key, largest key)."""
+        cdef Py_ssize_t count = len(changes), index = 0, position = 0
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef Ref* refs = <Ref*>malloc((count if count else 1) * sizeof(Ref))
+        if refs == NULL:
+            raise MemoryError()
+        cdef Segment* segment = self._open(name, REFS)
+        segment.refs = refs
+        self.owners.append(changes)
+        cdef Ref* low = NULL
+        cdef Ref* high = NULL
+        cdef bint ascending = True
+        while PyDict_Next(changes, &position, &key, &value):
+            if not PyBytes_CheckExact(<object>key):
+                raise TypeError(f"keys must be bytes, not {type(<object>key).__name__}")
+            owned = self._owned_bytes(<object>value)
+            refs[index].key = PyBytes_AS_STRING(<object>key)
+            refs[index].key_size = PyBytes_GET_SIZE(<object>key)
+            refs[index].value = PyBytes_AS_STRING(owned)
+            refs[index].value_size = PyBytes_GET_SIZE(owned)
+            if low == NULL or _compare_refs(&refs[index], low) < 0:
+                low = &refs[index]
+            if high == NULL or _compare_refs(&refs[index], high) > 0:
+                high = &refs[index]
+            if index and ascending and _compare_refs(&refs[index - 1], &refs[index]) >= 0:
+                ascending = False
+            index += 1
+            segment.count = index
+        segment.sort = not ascending
+        if low == NULL:
+            return 0, None, None
+        return (count, PyBytes_FromStringAndSize(low.key, low.key_size),
+                PyBytes_FromStringAndSize(high.key, high.key_size))
+
     def add_items(self, name, items):
-        """(key, value) pairs from any iterable (the engines' flush iterators), in its order;
-        returns (count, first key, last key)."""
-        self._open(name)
+        """(key, value) pairs from any iterable (the engines' flush iterators), in its order,
+        copied; returns (count, first key, last key)."""
+        self._open(name, PACKED)
         cdef Py_ssize_t count = 0
         first = last = None
         for key, value in items:
@@ -223,12 +314,26 @@ cdef class Records:
         return self.segments[index].count
 
     def pairs(self, Py_ssize_t index):
-        """Segment `index` as a list of (key, value): putmulti's input, the same bytes `put` writes."""
+        """Segment `index` as a list of (key, value) in key order: putmulti's input, the same
+        bytes `put` writes."""
         cdef Segment* segment = &self.segments[index]
         cdef const char* p = self.data + segment.start
         cdef const char* end = self.data + segment.end
         cdef uint32_t head[2]
+        cdef unsigned char key[8]
         cdef list pairs = []
+        cdef Py_ssize_t item
+        if segment.kind == REFS:
+            _sort(segment)
+            for item in range(segment.count):
+                if segment.refs[item].key == NULL:
+                    _seq_key(key, segment.first_seq + <uint64_t>item)
+                    key_bytes = PyBytes_FromStringAndSize(<const char*>key, 8)
+                else:
+                    key_bytes = PyBytes_FromStringAndSize(segment.refs[item].key, segment.refs[item].key_size)
+                pairs.append((key_bytes, PyBytes_FromStringAndSize(segment.refs[item].value,
+                                                                   segment.refs[item].value_size)))
+            return pairs
         while p < end:
             memcpy(head, p, HEAD)
             pairs.append((PyBytes_FromStringAndSize(p + HEAD, head[0]),
@@ -238,7 +343,8 @@ cdef class Records:
 
     def put(self, txn, env, flags):
         """Write every segment into txn (env's live write transaction), segment i with
-        flags[i] (MDB_APPEND, MDB_NOOVERWRITE), the GIL released once for all of them.
+        flags[i] (MDB_APPEND, MDB_NOOVERWRITE), the GIL released once for all of them
+        (the sort of an unsorted overlay included).
 
         Returns None, or (segment, LMDB error code, records of that segment written) for
         the first put that failed (the caller aborts the transaction). Raises Unsupported
@@ -253,11 +359,6 @@ cdef class Records:
             raise MemoryError()
         cdef int rc = 0
         cdef Py_ssize_t failed = -1, done = 0, written = 0
-        cdef const char* p
-        cdef const char* end
-        cdef uint32_t head[2]
-        cdef MDB_val key, value
-        cdef unsigned int put_flags
         try:
             if len(flags) != self.segment_count:
                 raise ValueError(f"{len(flags)} flags for {self.segment_count} segments")
@@ -269,19 +370,8 @@ cdef class Records:
                     return index, rc, 0
             with nogil:
                 for index in range(self.segment_count):
-                    p = self.data + self.segments[index].start
-                    end = self.data + self.segments[index].end
-                    put_flags = segment_flags[index]
                     done = 0
-                    while p < end:
-                        memcpy(head, p, HEAD)
-                        key.mv_size, key.mv_data = head[0], <void*>(p + HEAD)
-                        value.mv_size, value.mv_data = head[1], <void*>(p + HEAD + head[0])
-                        rc = api.put(mtxn, self.segments[index].dbi, &key, &value, put_flags)
-                        if rc:
-                            break
-                        p += HEAD + head[0] + head[1]
-                        done += 1
+                    rc = _put_segment(api, mtxn, self.data, &self.segments[index], segment_flags[index], &done)
                     written += done
                     if rc:
                         failed = index
@@ -293,6 +383,49 @@ cdef class Records:
         if rc:
             return failed, rc, done
         return None
+
+
+cdef void _sort(Segment* segment) noexcept nogil:
+    if segment.sort:
+        qsort(segment.refs, segment.count, sizeof(Ref), _compare_refs)
+        segment.sort = False
+
+
+cdef int _put_segment(const MdbApi* api, MDB_txn* mtxn, const char* data, Segment* segment,
+                      unsigned int flags, Py_ssize_t* done) noexcept nogil:
+    cdef MDB_val key, value
+    cdef int rc = 0
+    cdef uint32_t head[2]
+    cdef unsigned char seq_key[8]
+    cdef Py_ssize_t item
+    cdef const char* p
+    cdef const char* end
+    if segment.kind == REFS:
+        _sort(segment)
+        for item in range(segment.count):
+            if segment.refs[item].key == NULL:
+                _seq_key(seq_key, segment.first_seq + <uint64_t>item)
+                key.mv_size, key.mv_data = 8, <void*>seq_key
+            else:
+                key.mv_size, key.mv_data = segment.refs[item].key_size, <void*>segment.refs[item].key
+            value.mv_size, value.mv_data = segment.refs[item].value_size, <void*>segment.refs[item].value
+            rc = api.put(mtxn, segment.dbi, &key, &value, flags)
+            if rc:
+                return rc
+            done[0] += 1
+        return 0
+    p = data + segment.start
+    end = data + segment.end
+    while p < end:
+        memcpy(head, p, HEAD)
+        key.mv_size, key.mv_data = head[0], <void*>(p + HEAD)
+        value.mv_size, value.mv_data = head[1], <void*>(p + HEAD + head[0])
+        rc = api.put(mtxn, segment.dbi, &key, &value, flags)
+        if rc:
+            return rc
+        p += HEAD + head[0] + head[1]
+        done[0] += 1
+    return 0
 
 
 def strerror(int rc, txn):

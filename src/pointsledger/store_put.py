@@ -1,7 +1,7 @@
 """A flush's records into LMDB: one GIL-free C put, or putmulti with the same bytes.
 
-`Records` holds the records of one flush, a segment per sub-database, packed in C
-(_lmdb_batch) when the extension is built, else as lists. `put_records` writes them
+`Records` holds the records of one flush, a segment per sub-database, in C (_lmdb_batch)
+when the extension is built, else as lists. `put_records` writes them
 into the write transaction: with `_lmdb_batch.Records.put` (every segment, the GIL
 released once) when that module is built and py-lmdb's private layout checks out;
 otherwise, or with POINTSLEDGER_PUTMULTI=1 (or `FORCE_PUTMULTI` set by a test), with
@@ -69,6 +69,9 @@ class ListRecords:
         self.segments.append((name, [(seq.to_bytes(8, "big"), bytes(value))
                                      for seq, value in enumerate(values, first_seq)]))
         return len(values)
+
+    def add_dict(self, name, changes):
+        return self.add_items(name, sorted(changes.items()))
 
     def add_items(self, name, items):
         pairs = [(bytes(key), bytes(value)) for key, value in items]

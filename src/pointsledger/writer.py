@@ -294,7 +294,8 @@ class Writer:
             last_keys.append(last_key)
         for name, changes in self.overlay.items():
             if changes:
-                _, first_key, last_key = records.add_items(name, engine.sorted_items(changes))
+                # Referenced, sorted when put (without the GIL): the overlay is not changed after this.
+                _, first_key, last_key = records.add_dict(name, changes)
                 first_keys.append(first_key)
                 last_keys.append(last_key)
         return records, first_keys, last_keys
