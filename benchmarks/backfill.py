@@ -30,6 +30,7 @@ Only the write transactions and the final sync are timed.
 """
 
 import argparse
+import collections
 import copy
 import itertools
 import json
@@ -71,9 +72,6 @@ ENGAGEMENT_RULES = {
 }
 ENGINES = ("cython", "python")
 COLUMNS = ("order_ids", "member_ids", "amounts_minor", "categories", "times_s")
-# backfill-*: batches handed to Ledger.purchase_batches (the pipeline) at a time; --serial
-# runs Ledger.purchases per batch instead (the path before issue 15's pipeline).
-WINDOW_BATCHES = 5
 
 
 def machine_description():
@@ -147,16 +145,26 @@ def run_backfill(directory, engine, count, order_ids, batch_size, seed, engaged=
                     result = ledger.purchases(*batch)
                 applied += result.applied
                 batches += 1
-        while not serial:
-            # Ledger.purchase_batches over WINDOW_BATCHES batches made beforehand (untimed, as
-            # the serial loop's are; a window, not all of them, so peak RSS stays a backfill's).
-            window = list(itertools.islice(columns, WINDOW_BATCHES))
-            if not window:
-                break
-            with clock:
-                for result in ledger.purchase_batches(window):
-                    applied += result.applied
-                    batches += 1
+        if not serial:
+            # Ledger.purchase_batches, fed from batches made while it waits for the caller to
+            # take a result: then no batch is being written (the pipeline hands batch k+1 to
+            # its writer thread only after result k is taken), so making them untimed, as the
+            # serial loop does, hides none of the pipeline's work. It reads two ahead.
+            made = collections.deque(itertools.islice(columns, 2))
+
+            def feed():
+                while made and made[0] is not None:
+                    yield made.popleft()
+
+            results = ledger.purchase_batches(feed())
+            while True:
+                with clock:
+                    result = next(results, None)
+                if result is None:
+                    break
+                applied += result.applied
+                batches += 1
+                made.append(next(columns, None))
         with clock:
             ledger.sync()
     finally:

@@ -190,3 +190,20 @@ def test_a_kill_mid_pipeline_leaves_a_committed_prefix_with_every_acknowledged_b
         # At most one batch past the acknowledged ones, as with purchases(): the pipeline hands
         # batch k+1 to its writer thread only after the caller has taken batch k's result.
         kills.check_committed_prefix(path, engine_name, seed, acknowledged)
+
+
+def test_under_engagement_rules_the_batches_run_serially(tmp_path, engine_name, detached):
+    batches = [columns(index, size=50) for index in range(3)]
+    results = {}
+    for name, pipelined in (("serial", False), ("pipelined", True)):
+        with pointsledger.Ledger(tmp_path / name, engine=engine_name, sync=False) as ledger:
+            ledger.set_program(simple_program(welcome_bonus=100))
+            if pipelined:
+                outcomes = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
+            else:
+                outcomes = [plain(ledger.purchases(*batch).raw) for batch in batches]
+            results[name] = outcomes, dump_ledger(ledger)
+    assert results["pipelined"] == results["serial"]
+    assert detached == [0, 0]  # not even tried
+    # A new member's first purchase earns its points and the welcome bonus of 100.
+    assert len(results["serial"][1][b"journal"]) == 150 + len({member for batch in batches for member in batch[1]})

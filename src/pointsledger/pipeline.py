@@ -35,7 +35,7 @@ from .writer import Writer
 # While a pipeline runs: how long a thread waiting for the GIL waits before asking the
 # holder to let go (CPython's default is 5 ms, as long as a batch's whole write).
 SWITCH_INTERVAL_S = 0.0005
-SERIAL_AFTER_MISS_MAX = 16
+MISSES_MAX = 3  # batches in a row that needed the store, after which the rest run serially
 
 
 class NeedsStore(Exception):
@@ -198,12 +198,15 @@ def run(ledger, batches):
         with store.read() as txn:
             store.refresh(txn)
         carried = Carried.read(store)
-        # A batch that needed the store runs serially; after the second such batch in a row
-        # the next ones run serially without trying (1, 2, 4, … up to SERIAL_AFTER_MISS_MAX):
-        # a workload that always needs the store (the engagement rules' lookups, a cold
-        # member cache) loses little to failed attempts, and a fresh store's first batch
-        # (its new categories) costs nothing more.
-        serial_left, serial_next = 0, 0
+        # Under engagement rules (§14) a purchase reads referrals, profiles and referrers'
+        # journals from the store: those batches run serially, as before, with no attempt.
+        detachable = not any(program.engaged for program in store.programs)
+        # A batch that needed the store runs serially. After the second such batch in a row
+        # the next one runs serially without trying; after MISSES_MAX in a row, all the rest:
+        # a workload that always needs the store (the engagement rules' lookups) loses
+        # little to failed attempts, and a fresh store's first batch (its new categories)
+        # costs nothing more.
+        serial_left, misses = 0, 0
         for columns in batches:
             try:
                 count = ledger._check_batch(*columns)
@@ -213,15 +216,13 @@ def run(ledger, batches):
                     yield from _acknowledge(ledger, done)
                 raise
             applied = None
-            if count and store.careful_writes_left == 0 and not serial_left:
+            if detachable and count and store.careful_writes_left == 0 and not serial_left:
                 if len(store.member_cache) != carried.member_count:
                     _fill_member_cache(store)  # emptied by a fallback: complete it again
                 applied = _apply_detached(ledger, columns, carried)
-                if applied is None:
-                    serial_left, serial_next = serial_next, min(max(2 * serial_next, 1), SERIAL_AFTER_MISS_MAX)
-                else:
-                    serial_next = 0
-            elif serial_left:
+                misses = misses + 1 if applied is None else 0
+                serial_left = (0, 0, 1)[misses] if misses < MISSES_MAX else -1
+            elif serial_left > 0:
                 serial_left -= 1
             if applied is None:  # serial: after everything before it is acknowledged
                 if pending is not None:
