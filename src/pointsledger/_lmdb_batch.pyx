@@ -5,7 +5,7 @@
 copied into one C buffer as the engine encodes them (its member states change with the
 next batch), the journal and the overlays (orders, ...) as pointers into their bytes.
 `Records.put` sorts what needs sorting and writes them all in one `with nogil:` loop of
-`mdb_put`, then the GIL is taken again once.
+`mdb_cursor_put` (a cursor per sub-database, as putmulti), then the GIL is taken again once.
 
 py-lmdb has no C API: the loop calls liblmdb through py-lmdb's own engine vtable (the
 `libv` of the transaction, `struct MdbApi`), so the MDB_txn is only ever touched by the
@@ -37,6 +37,8 @@ cdef extern from "pylmdb_abi.h" nogil:
     ctypedef unsigned int MDB_dbi
     ctypedef struct MDB_txn:
         pass
+    ctypedef struct MDB_cursor:
+        pass
     ctypedef struct MDB_val:
         size_t mv_size
         void *mv_data
@@ -44,6 +46,9 @@ cdef extern from "pylmdb_abi.h" nogil:
         size_t (*txn_id)(MDB_txn *txn) noexcept nogil
         int (*dbi_open)(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi) noexcept nogil
         int (*put)(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned int flags) noexcept nogil
+        int (*cursor_open)(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor) noexcept nogil
+        void (*cursor_close)(MDB_cursor *cursor) noexcept nogil
+        int (*cursor_put)(MDB_cursor *cursor, MDB_val *key, MDB_val *data, unsigned int flags) noexcept nogil
         char *(*strerror_fn)(int err) noexcept nogil
     ctypedef struct PlTransObject:
         int valid
@@ -393,6 +398,19 @@ cdef void _sort(Segment* segment) noexcept nogil:
 
 cdef int _put_segment(const MdbApi* api, MDB_txn* mtxn, const char* data, Segment* segment,
                       unsigned int flags, Py_ssize_t* done) noexcept nogil:
+    """One cursor for the segment, as putmulti: sorted keys mostly land on the page the cursor
+    is on, where LMDB skips the descent from the root a fresh mdb_put would make."""
+    cdef MDB_cursor* cursor = NULL
+    cdef int rc = api.cursor_open(mtxn, segment.dbi, &cursor)
+    if rc:
+        return rc
+    rc = _put_with(api, cursor, data, segment, flags, done)
+    api.cursor_close(cursor)
+    return rc
+
+
+cdef int _put_with(const MdbApi* api, MDB_cursor* cursor, const char* data, Segment* segment,
+                   unsigned int flags, Py_ssize_t* done) noexcept nogil:
     cdef MDB_val key, value
     cdef int rc = 0
     cdef uint32_t head[2]
@@ -409,7 +427,7 @@ cdef int _put_segment(const MdbApi* api, MDB_txn* mtxn, const char* data, Segmen
             else:
                 key.mv_size, key.mv_data = segment.refs[item].key_size, <void*>segment.refs[item].key
             value.mv_size, value.mv_data = segment.refs[item].value_size, <void*>segment.refs[item].value
-            rc = api.put(mtxn, segment.dbi, &key, &value, flags)
+            rc = api.cursor_put(cursor, &key, &value, flags)
             if rc:
                 return rc
             done[0] += 1
@@ -420,7 +438,7 @@ cdef int _put_segment(const MdbApi* api, MDB_txn* mtxn, const char* data, Segmen
         memcpy(head, p, HEAD)
         key.mv_size, key.mv_data = head[0], <void*>(p + HEAD)
         value.mv_size, value.mv_data = head[1], <void*>(p + HEAD + head[0])
-        rc = api.put(mtxn, segment.dbi, &key, &value, flags)
+        rc = api.cursor_put(cursor, &key, &value, flags)
         if rc:
             return rc
         p += HEAD + head[0] + head[1]

@@ -15,7 +15,7 @@ typedef struct MDB_txn MDB_txn;
 typedef struct MDB_cursor MDB_cursor;
 typedef unsigned int MDB_dbi;
 typedef struct MDB_val { size_t mv_size; void *mv_data; } MDB_val;
-typedef int (*pl_fn)(void);   /* entries this prototype never calls */
+typedef int (*pl_fn)(void);   /* entries never called here */
 
 typedef struct MdbApi {
     int major, minor, patch;
@@ -29,8 +29,12 @@ typedef struct MdbApi {
     int (*dbi_open)(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi);
     pl_fn dbi_flags, dbi_close, drop, get;
     int (*put)(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned int flags);
-    pl_fn del, stat, cursor_open, cursor_close, cursor_get, cursor_put, cursor_del,
-          cursor_count;
+    pl_fn del, stat;
+    int (*cursor_open)(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor);
+    void (*cursor_close)(MDB_cursor *cursor);
+    pl_fn cursor_get;
+    int (*cursor_put)(MDB_cursor *cursor, MDB_val *key, MDB_val *data, unsigned int flags);
+    pl_fn cursor_del, cursor_count;
     char *(*strerror_fn)(int err);
     pl_fn version_fn;
 } MdbApi;

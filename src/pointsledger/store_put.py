@@ -29,9 +29,11 @@ APPEND = 1  # every key after the sub-database's last (MDB_APPEND): every record
 NEW_ONLY = 2  # keys proven new as they go in (MDB_NOOVERWRITE): a stored key is a conflict
 
 MDB_NOOVERWRITE = 0x10
+MDB_NODUPDATA = 0x20
 MDB_APPEND = 0x20000
 MDB_KEYEXIST = -30799
-FLAGS = {PLAIN: 0, APPEND: MDB_APPEND, NEW_ONLY: MDB_NOOVERWRITE}
+# The flags putmulti passes (dupdata=False adds MDB_NODUPDATA), so both paths ask LMDB alike.
+FLAGS = {PLAIN: MDB_NODUPDATA, APPEND: MDB_NODUPDATA | MDB_APPEND, NEW_ONLY: MDB_NODUPDATA | MDB_NOOVERWRITE}
 
 # LMDB's error codes -> py-lmdb's exception classes (as py-lmdb's own err_set chooses them).
 _ERRORS = {
