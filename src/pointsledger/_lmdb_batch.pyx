@@ -65,6 +65,7 @@ MDB_APPEND = 0x20000
 MDB_KEYEXIST = -30799
 cdef int TRANS_RDONLY = 2
 cdef size_t HEAD = 8  # per record: key size, value size (u32 each, native order)
+cdef Py_ssize_t GIL_EVERY = 512  # add_items lets the GIL go after this many records
 
 
 class Unsupported(RuntimeError):
@@ -307,6 +308,11 @@ cdef class Records:
                 first = key
             last = key
             count += 1
+            if count % GIL_EVERY == 0:
+                # A pipeline's writer thread may be waiting for the GIL (the member records
+                # of a batch take ~20 ms to encode): let it go now and then.
+                with nogil:
+                    pass
         cdef Segment* segment = &self.segments[self.segment_count - 1]
         segment.end = self.size
         segment.count = count

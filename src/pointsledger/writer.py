@@ -336,7 +336,20 @@ class Writer:
         return store_put.PLAIN
 
     def write_rest(self):
-        """Everything after the records: categories, counters read and summed, meta."""
+        """Everything after the records: categories, counters read and summed, meta; their
+        puts kept and written at the end with one put (store_put), as the records are: on a
+        pipeline's writer thread each py-lmdb put would wait to take the GIL back."""
+        txn = self.txn
+        self.txn = _DeferredPuts(txn, self.dbs)
+        try:
+            self._write_rest()
+            records, modes = self.txn.records()
+        finally:
+            self.txn = txn
+        if modes:
+            store_put.put_records(txn, self.store.env, self.dbs, records, modes)
+
+    def _write_rest(self):
         txn, dbs = self.txn, self.dbs
         wide_codes = False
         for name, code in self.new_categories.items():
@@ -488,3 +501,36 @@ def _after_last(txn, db, first_key):
     cursor = txn.cursor(db=db)
     return not cursor.last() or cursor.key() < first_key
 
+
+class _DeferredPuts:
+    """write_rest's view of the transaction: reads see its own puts, which are kept (per
+    sub-database, key -> value) for one put at the end; a delete goes through at once."""
+
+    def __init__(self, txn, dbs):
+        self.txn = txn
+        self.names = {id(handle): name for name, handle in dbs.items()}
+        self.puts = {}
+
+    def get(self, key, default=None, db=None):
+        changes = self.puts.get(self.names[id(db)])
+        if changes is not None and key in changes:
+            return changes[key]
+        return self.txn.get(key, default, db=db)
+
+    def put(self, key, value, db=None):
+        self.puts.setdefault(self.names[id(db)], {})[bytes(key)] = bytes(value)
+        return True
+
+    def delete(self, key, db=None):
+        changes = self.puts.get(self.names[id(db)])
+        if changes is not None:
+            changes.pop(bytes(key), None)
+        return self.txn.delete(key, db=db)
+
+    def records(self):
+        """(store_put records of the kept puts, their modes)."""
+        records = store_put.new_records()
+        for name, changes in self.puts.items():
+            if changes:
+                records.add_dict(name, changes)
+        return records, [store_put.PLAIN] * len(records)
