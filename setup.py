@@ -89,7 +89,8 @@ def engine_extensions():
             Extension("pointsledger._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"]),
             Extension("pointsledger.simulate._walk", [WALK_SOURCE], extra_compile_args=["-O3"]),
             Extension("pointsledger._lmdb_batch", [BATCH_SOURCE], extra_compile_args=["-O3"],
-                      include_dirs=["src/pointsledger"], libraries=["dl"]),
+                      include_dirs=["src/pointsledger"], depends=["src/pointsledger/pylmdb_abi.h"],
+                      libraries=["dl"]),
         ]
         return cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES)
     except Exception as error:  # Cython missing, or a .pyx does not translate
