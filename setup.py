@@ -14,12 +14,12 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-ENGINE_SOURCE = "src/pointsledger/_engine_c.pyx"
+ENGINE_SOURCE = "src/pointsledger/engine/_engine_c.pyx"
 # The what-if's journal walk (issue 13): compiled beside the engine, same fallback.
 WALK_SOURCE = "src/pointsledger/simulate/_walk.pyx"
 # A flush's puts with one GIL release, through py-lmdb 3.0.0's own LMDB (issue 15): same fallback,
 # and without it writer.py hands LMDB the same records with putmulti.
-BATCH_SOURCE = "src/pointsledger/_lmdb_batch.pyx"
+BATCH_SOURCE = "src/pointsledger/store/_lmdb_batch.pyx"
 
 # The one place the engine's Cython directives are set.
 COMPILER_DIRECTIVES = {
@@ -57,13 +57,13 @@ class OptionalBuildExt(build_ext):
             warn(f"could not compile {extension.name}: {error}")
             self.note_failure(f"could not compile {extension.name}: {error}")
         else:
-            if extension.name == "pointsledger._engine_c":  # the note is about the engine
+            if extension.name == "pointsledger.engine._engine_c":  # the note is about the engine
                 self.note_failure(None)
 
     def note_failure(self, text):
         """Write (or, after a good build, remove) the note beside where the extension goes."""
         try:
-            note = os.path.join(os.path.dirname(self.get_ext_fullpath("pointsledger._engine_c")), BUILD_NOTE)
+            note = os.path.join(os.path.dirname(self.get_ext_fullpath("pointsledger.engine._engine_c")), BUILD_NOTE)
             if text is None:
                 if os.path.exists(note):
                     os.remove(note)
@@ -86,10 +86,10 @@ def engine_extensions():
         from Cython.Build import cythonize
 
         extensions = [
-            Extension("pointsledger._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"]),
+            Extension("pointsledger.engine._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"]),
             Extension("pointsledger.simulate._walk", [WALK_SOURCE], extra_compile_args=["-O3"]),
-            Extension("pointsledger._lmdb_batch", [BATCH_SOURCE], extra_compile_args=["-O3"],
-                      include_dirs=["src/pointsledger"], depends=["src/pointsledger/pylmdb_abi.h"],
+            Extension("pointsledger.store._lmdb_batch", [BATCH_SOURCE], extra_compile_args=["-O3"],
+                      include_dirs=["src/pointsledger/store"], depends=["src/pointsledger/store/pylmdb_abi.h"],
                       libraries=["dl"]),
         ]
         return cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES)

@@ -46,7 +46,7 @@ import lmdb
 
 import workload
 from pointsledger import EXAMPLE_PROGRAM, Ledger
-from pointsledger import store_format
+from pointsledger.store import format as store_format
 
 BATCH_SIZE_DEFAULT = 50_000
 COUNT_DEFAULT = 1_000_000

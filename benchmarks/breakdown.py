@@ -7,7 +7,7 @@
 The workload of benchmarks/backfill.py (same seeded batches, relaxed sync; backfill-engaged
 with its engagement rules and untimed set-up), with the
 stage boundaries taken from the write path's fault-injection points
-(pointsledger.faults.hook: "flush", each "putmulti", "commit", "committed"), which
+(pointsledger.store.faults.hook: "flush", each "putmulti", "commit", "committed"), which
 the write path passes in production too (one None test each). A stage's time is
 from one point to the next:
 
@@ -42,7 +42,8 @@ sys.path.insert(0, HERE)
 
 import backfill  # noqa: E402
 import workload  # noqa: E402
-from pointsledger import Ledger, faults  # noqa: E402
+from pointsledger import Ledger  # noqa: E402
+from pointsledger.store import faults  # noqa: E402
 
 PUT_STAGES = ("journal", "members", "orders")
 

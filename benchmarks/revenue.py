@@ -68,7 +68,8 @@ def run_report(arguments):
     sys.path.insert(0, HERE)
     import backfill
     import workload
-    from pointsledger import Ledger, operations, store_format as fmt
+    from pointsledger import Ledger, operations
+    from pointsledger.store import format as fmt
     from pointsledger.errors import NotFound
 
     with tempfile.TemporaryDirectory(dir=arguments.scratch_dir) as scratch:

@@ -54,7 +54,7 @@ def benchmark_one_batch(benchmark, tmp_path, engine, batch):
 
 @pytest.mark.cython
 def test_backfill_batch_cython(benchmark, tmp_path, batch):
-    pytest.importorskip("pointsledger._engine_c", reason="the Cython engine is not built")
+    pytest.importorskip("pointsledger.engine._engine_c", reason="the Cython engine is not built")
     benchmark_one_batch(benchmark, tmp_path, "cython", batch)
 
 

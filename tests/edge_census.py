@@ -15,7 +15,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings
 
 import pointsledger
-from pointsledger import calendar, store_format as fmt
+from pointsledger import calendar
+from pointsledger.store import format as fmt
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_engines_differential as differential  # noqa: E402

@@ -11,7 +11,7 @@ import copy
 import lmdb
 
 import pointsledger
-from pointsledger import store_format
+from pointsledger.store import format as store_format
 
 DAY_S = 86_400
 

@@ -19,7 +19,8 @@ import pyarrow.parquet as pa_parquet
 import pytest
 
 import pointsledger
-from pointsledger import cli, store_format
+from pointsledger import cli
+from pointsledger.store import format as store_format
 
 T_2026_01_01 = 1_767_225_600  # 2026-01-01T00:00:00Z
 T_2026_03_15 = 1_773_532_800  # 2026-03-15T00:00:00Z

@@ -345,13 +345,13 @@ def test_without_the_compiled_engine_the_warning_says_it_was_not_built_and_how_t
     copy = copy_of_the_package_without_its_engine(tmp_path)
     warning = import_warning(copy.parent)
     assert ("RuntimeWarning: pointsledger: running on the pure-Python engine, correct but many times slower: "
-            f"the compiled engine was not built (no _engine_c extension in {copy}: most likely no C compiler "
+            f"the compiled engine was not built (no _engine_c extension in {copy / 'engine'}: most likely no C compiler "
             f"when the package was installed); {HOW_TO_GET_IT}") in warning
     assert "circular import" not in warning
     # When the install noted why it could not compile (setup.py does), the warning says that.
-    (copy / "_engine_c.build-error.txt").write_text(
-        "could not compile pointsledger._engine_c: the C compiler /bin/false exited with status 1\n")
+    (copy / "engine" / "_engine_c.build-error.txt").write_text(
+        "could not compile pointsledger.engine._engine_c: the C compiler /bin/false exited with status 1\n")
     noted = import_warning(copy.parent)
-    assert ("the compiled engine was not built (the install said: could not compile pointsledger._engine_c: "
+    assert ("the compiled engine was not built (the install said: could not compile pointsledger.engine._engine_c: "
             f"the C compiler /bin/false exited with status 1); {HOW_TO_GET_IT}") in noted
 

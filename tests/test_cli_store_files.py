@@ -17,7 +17,8 @@ import sys
 import pytest
 
 import pointsledger
-from pointsledger import cli, store_file
+from pointsledger import cli
+from pointsledger.store import file as store_file
 from pointsledger.importer import rejects as rejects_module
 from support import T_2026_03_15, simple_program
 
@@ -213,7 +214,7 @@ def test_a_commit_on_a_full_disk_says_so_and_what_the_ledger_holds(tmp_path, mon
         data = (small or tmp_path) / "ledger"
 
         def inject(patch):
-            from pointsledger import faults
+            from pointsledger.store import faults
             patch.setattr(faults, "hook", store_full_after_two_commits())
 
         completed = run_on_full_disk(small, monkeypatch, capsys, inject, "ingest", source, "--batch-size",

@@ -12,7 +12,7 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import store_format
+from pointsledger.store import format as store_format
 from support import T_2026_03_15, entries, simple_program
 
 T = T_2026_03_15  # 2026-03-15T00:00:00Z

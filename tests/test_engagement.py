@@ -11,7 +11,8 @@ from fractions import Fraction
 import pytest
 
 import pointsledger
-from pointsledger import Bonus, _engine_py
+from pointsledger import Bonus
+from pointsledger.engine import _engine_py
 from support import (
     T_2026_01_15, T_2026_03_01, T_2026_03_15, T_2026_03_25, T_2026_04_01, T_2026_05_01, T_2027_01_01,
     T_2027_01_15, T_MIN, always_on_promotion, entries, simple_program, snapshot,
@@ -504,10 +505,10 @@ def test_members_keep_the_record_of_the_release_before_until_a_rule_needs_their_
     ledger.purchase("o-2", "old", 1_000, "any", T_2026_03_15)  # no bonus for it: no state
     ledger.purchase("o-3", "new", 1_000, "any", T_2026_03_15)  # its welcome is kept in its state
     with ledger.store.read() as txn:
-        members = ledger.store.dbs[pointsledger.store_format.DB_MEMBERS]
+        members = ledger.store.dbs[pointsledger.store.format.DB_MEMBERS]
         # Format 4 (§19): versions 3 and 4 are versions 1 and 2 with issue months.
-        assert txn.get(b"old", db=members)[0] == pointsledger.store_format.MEMBER_RECORD_VERSION_LOTS == 3
-        assert txn.get(b"new", db=members)[0] == pointsledger.store_format.MEMBER_RECORD_VERSION_LOTS_ENGAGED == 4
+        assert txn.get(b"old", db=members)[0] == pointsledger.store.format.MEMBER_RECORD_VERSION_LOTS == 3
+        assert txn.get(b"new", db=members)[0] == pointsledger.store.format.MEMBER_RECORD_VERSION_LOTS_ENGAGED == 4
 
 
 def test_verify_finds_a_referral_without_its_index_entry(ledger):
@@ -516,7 +517,7 @@ def test_verify_finds_a_referral_without_its_index_entry(ledger):
     ledger.register_referral("ref-1", "alice", "bob", T_2026_03_15)
     assert ledger.verify().ok
     with ledger.store.env.begin(write=True) as txn:
-        txn.delete(b"bob", db=ledger.store.dbs[pointsledger.store_format.DB_REFEREES])
+        txn.delete(b"bob", db=ledger.store.dbs[pointsledger.store.format.DB_REFEREES])
     assert ledger.verify().problems == ["referral 'ref-1': its referee 'bob' is not indexed to it"]
 
 
@@ -524,7 +525,7 @@ def test_verify_finds_a_referral_without_its_index_entry(ledger):
 
 
 def _corrupt(ledger, change):
-    fmt = pointsledger.store_format
+    fmt = pointsledger.store.format
     with ledger.store.env.begin(write=True) as txn:
         change(txn, fmt, ledger.store.dbs)
     ledger.store.forget()  # the caches would answer from before the corruption
@@ -543,8 +544,8 @@ def _referred_and_settled(ledger):
 def test_verify_finds_the_bonus_total_and_a_bonus_day_counter_off(ledger):
     _referred_and_settled(ledger)
     with ledger.store.read() as txn:
-        total = pointsledger.store_format.I64.unpack(
-            txn.get(pointsledger.store_format.META_BONUS_TOTAL, db=ledger.store.dbs[pointsledger.store_format.DB_META]))[0]
+        total = pointsledger.store.format.I64.unpack(
+            txn.get(pointsledger.store.format.META_BONUS_TOTAL, db=ledger.store.dbs[pointsledger.store.format.DB_META]))[0]
     _corrupt(ledger, lambda txn, fmt, dbs: txn.put(fmt.META_BONUS_TOTAL, fmt.I64.pack(total + 1), db=dbs[fmt.DB_META]))
     assert ledger.verify().problems == [f"totals: bonus {total + 1}, the journal says {total}"]
     _corrupt(ledger, lambda txn, fmt, dbs: txn.put(fmt.META_BONUS_TOTAL, fmt.I64.pack(total), db=dbs[fmt.DB_META]))

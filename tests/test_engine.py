@@ -23,7 +23,7 @@ def test_engine_c_loaded():
         else:
             assert pointsledger.ENGINE == "cython"
     # Whatever this process's environment, the extension must be importable.
-    from pointsledger import _engine_c
+    from pointsledger.engine import _engine_c
 
     assert _engine_c.ENGINE_NAME == "cython"
     assert engines.get("cython") is _engine_c
@@ -53,7 +53,7 @@ def test_pure_python_forces_the_twin():
 
 
 def test_api_parity():
-    from pointsledger import _engine_c, _engine_py
+    from pointsledger.engine import _engine_c, _engine_py
 
     assert sorted(_engine_py.__all__) == sorted(_engine_c.__all__)
     for name in _engine_py.__all__:

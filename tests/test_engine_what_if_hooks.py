@@ -4,7 +4,7 @@ Both engines honour them the same way; with their defaults (None, a dict) nothin
 which every other test of the engines checks.
 """
 
-from pointsledger import store_format as fmt
+from pointsledger.store import format as fmt
 from support import T_2026_03_10, simple_program
 
 WELCOME = {"welcome_bonus": 50}  # the engagement path (engagement.apply_purchase, apply_engaged_fast)

@@ -7,7 +7,7 @@ A 10,000-cent purchase earns 100 points.
 import pytest
 
 import pointsledger
-from pointsledger import store_format
+from pointsledger.store import format as store_format
 from support import (
     T_2026_01_15, T_2026_01_31, T_2026_03_01, T_2026_03_15, T_2026_04_01, T_2026_05_01, T_2026_06_01,
     T_2026_07_01, T_2026_12_15, T_2027_02_01, T_2027_04_01, T_MAX, dump_ledger, entries,

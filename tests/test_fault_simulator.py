@@ -3,7 +3,7 @@
 A seed drives everything: a random workload (purchase batches with resends and
 duplicates inside a batch, refunds in parts, redemptions, adjustments, group
 commits, expiry runs, programme versions, reopening with the other engine) and
-a fault plan that strikes the write path at the points of `pointsledger.faults`:
+a fault plan that strikes the write path at the points of `pointsledger.store.faults`:
 before the first putmulti, between two, before the commit, after it, while the
 map grows. A strike is an injected ENOSPC, EIO, MapFullError, a crash
 (exception or KeyboardInterrupt) of the live ledger, or a real SIGKILL of a
@@ -32,7 +32,8 @@ from decimal import Decimal
 import lmdb
 import pytest
 
-from pointsledger import Ledger, LedgerError, StoreFull, faults, store_format as fmt
+from pointsledger import Ledger, LedgerError, StoreFull
+from pointsledger.store import faults, format as fmt
 from support import T_2026_01_01, dump_ledger
 
 DEFAULT_SEEDS = 200

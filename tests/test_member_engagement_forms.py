@@ -13,8 +13,8 @@ pending lots of orders "o-1" (200 points) and "o-22" (150 points).
 import pytest
 
 from pointsledger import engine as engines
-from pointsledger import store_format as fmt
-from pointsledger.member_engagement import Engagement
+from pointsledger.store import format as fmt
+from pointsledger.engine.member_engagement import Engagement
 
 ENGINE_NAMES = tuple(engines.ENGINES)
 T = 1_773_532_800  # 2026-03-15T00:00:00Z

@@ -11,7 +11,7 @@ both engines answer and store the same as a run that looks every id up.
 import pytest
 
 import pointsledger
-from pointsledger import writer as writer_module
+from pointsledger.store import writer as writer_module
 from support import T_2026_03_01, T_2026_03_10, dump_ledger, simple_program
 
 ENGINES = ("python", "cython")
@@ -116,7 +116,7 @@ def test_a_group_with_a_refund_and_a_resent_purchase(tmp_path, monkeypatch):
 
 
 def test_after_a_resent_order_the_next_writes_look_every_id_up(tmp_path):
-    from pointsledger import store as store_module
+    from pointsledger.store import store as store_module
 
     with pointsledger.Ledger(tmp_path / "ledger", engine="cython") as ledger:
         ledger.set_program(simple_program())

@@ -15,7 +15,8 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import InvalidArgument, faults, pipeline, store_put
+from pointsledger import InvalidArgument, pipeline
+from pointsledger.store import faults, put as store_put, store as store_module
 from support import T_2026_03_01, dump_ledger, simple_program
 import test_random_kills as kills
 
@@ -104,7 +105,7 @@ def test_pipelined_batches_give_the_serial_results_and_store(tmp_path, engine_na
         # other eight; the resent batch's write met the stored id (OrdersConflict on the
         # writer thread): it and the batch after it ran again serially, the careful way.
         assert detached == [8, 2]
-        assert pipelined_run.careful_writes_left == pointsledger.store.CAREFUL_WRITES_AFTER_CONFLICT - 1
+        assert pipelined_run.careful_writes_left == store_module.CAREFUL_WRITES_AFTER_CONFLICT - 1
     else:  # the twin looks every order id up: every batch needs the store
         assert detached[0] == 0
 

@@ -24,7 +24,7 @@ import time
 import pytest
 
 import pointsledger
-from pointsledger import faults
+from pointsledger.store import faults
 from support import T_2026_03_15, entries, simple_program
 
 T = T_2026_03_15  # 2026-03-15T00:00:00Z

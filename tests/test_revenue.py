@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from pointsledger import store_format as fmt
+from pointsledger.store import format as fmt
 from pointsledger.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
 Y1 = 1_767_225_600  # 2026-01-01T00:00:00Z

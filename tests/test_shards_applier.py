@@ -6,7 +6,7 @@ Programme: 1 point per 100 cents, multiplier 1, no expiry (simple_program).
 
 import pytest
 
-from pointsledger import store_format as fmt
+from pointsledger.store import format as fmt
 from pointsledger.errors import FailedPrecondition
 from pointsledger.shards import commands
 from pointsledger.shards.applier import ShardApplier

@@ -418,7 +418,7 @@ def test_both_engines_note_the_tier_each_applied_purchase_earned_at(ledger, rule
 
 
 def test_an_interrupt_inside_a_scratch_write_stays_an_interrupt_and_the_scratch_goes(ledger, tmp_path, monkeypatch):
-    from pointsledger import faults
+    from pointsledger.store import faults
 
     ledger.set_program(simple_program())
     ledger.purchase("p1", "m1", 10_000, "food", T_2026_03_10)

@@ -16,7 +16,7 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import faults, store_file
+from pointsledger.store import faults, file as store_file
 from support import T_2026_03_15, simple_program
 
 T = T_2026_03_15  # 2026-03-15T00:00:00Z
@@ -172,7 +172,7 @@ def test_backup_is_complete_synced_and_leaves_nothing_beside_it(tmp_path, engine
 _BACKUP_KILLED_MID_COPY = """
 import sys, time
 import pointsledger
-from pointsledger import store_file
+from pointsledger.store import file as store_file
 
 class CopyThatHangs:  # the copy is under way: part of the file written, then the process is killed
     def copy(self, path, compact=True):

@@ -13,7 +13,7 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import store_format as fmt
+from pointsledger.store import format as fmt
 from support import dump_ledger, entries
 
 FIXTURES = Path(__file__).parent / "fixtures"

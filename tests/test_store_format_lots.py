@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pointsledger
-from pointsledger import store_format as fmt
+from pointsledger.store import format as fmt
 from pointsledger.errors import FailedPrecondition
 from support import dump_ledger, entries
 

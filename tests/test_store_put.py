@@ -1,4 +1,4 @@
-"""A flush's records go in with one GIL-free C put (store_put, _lmdb_batch) or with putmulti:
+"""A flush's records go in with one GIL-free C put (store/put.py, store/_lmdb_batch.pyx) or with putmulti:
 the same store either way, in both engines, and every failure of the C put handled as
 putmulti's was (a stored order id, a full map, a py-lmdb whose layout is not the known one)."""
 
@@ -8,7 +8,7 @@ import random
 import pytest
 
 import pointsledger
-from pointsledger import store as store_module, store_put
+from pointsledger.store import put as store_put, store as store_module
 from support import T_2026_03_01, T_2026_03_10, dump_ledger, example_program, simple_program
 
 # Under POINTSLEDGER_REQUIRE_EXTENSION=1 (CI) a missing _lmdb_batch fails these instead.

@@ -27,7 +27,8 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import calendar, store_format as fmt
+from pointsledger import calendar
+from pointsledger.store import format as fmt
 from support import (
     DAY_S, T_2026_03_15, T_2026_03_25, T_2026_04_01, T_2026_05_01, T_2026_06_01, T_2026_07_01,
     simple_program,

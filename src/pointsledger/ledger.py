@@ -4,13 +4,14 @@ import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, pipeline, queries, revenue, simulate, store_file, store_format as fmt
-from . import revenue_upgrade, verify as verifier
+from . import engine as engines, limits, operations, pipeline, queries, revenue, simulate
+from .store import file as store_file, format as fmt
+from .store import revenue_upgrade, verify as verifier
 from .validation import validate_id, validate_int, validate_time
 from .errors import InvalidArgument, LedgerError, NotFound, StoreDamaged
 from .program import EXAMPLE_PROGRAM, parse_document
 from .results import BatchResult, ExpireResult, OperationResult, Profile, ProgramVersion, VerifyReport
-from .store import Store
+from .store.store import Store
 
 DEFAULT_PATH = "pointsledger-data"
 GROUP_OPERATIONS = {"refund": operations.refund, "redeem": operations.redeem, "adjust": operations.adjust}

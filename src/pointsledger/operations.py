@@ -6,7 +6,9 @@ fields, id already used, existence, state, and last int64 range; nothing is
 written until every check has passed.
 """
 
-from . import calendar, engagement, limits, program as programs, store_format as fmt
+from . import calendar, limits, program as programs
+from .engine import engagement
+from .store import format as fmt
 from .validation import utf8_of, validate_amount, validate_id, validate_int, validate_time
 from .errors import FailedPrecondition, InvalidArgument, NotFound, already_used
 

@@ -14,7 +14,7 @@ transaction has committed: the results, the journal and the store are those of c
   (`Writer.encode_records`, member records encoded now, before k+2 changes them).
 - A writer thread owns every write transaction of the pipeline (LMDB: begin, puts and
   commit on one thread): it begins, checks the commit count is the one the batch was
-  applied against, writes the packed records with one GIL release (store_put) and the
+  applied against, writes the packed records with one GIL release (store/put.py) and the
   small counter updates (`Writer.write_rest`, the serial path's code), and commits.
 - Any batch that needs the store, or any failure of a write (a stored order id, a full
   map, a full disk, a commit by another process, a fault), drains the pipeline: the
@@ -27,10 +27,10 @@ import queue
 import sys
 import threading
 
-from . import faults, store_format as fmt
 from .errors import LedgerError
 from .results import BatchResult
-from .writer import Writer
+from .store import faults, format as fmt
+from .store.writer import Writer
 
 # While a pipeline runs: how long a thread waiting for the GIL waits before asking the
 # holder to let go (CPython's default is 5 ms, as long as a batch's whole write). 0.1 ms
@@ -221,7 +221,7 @@ def run(ledger, batches):
             if detachable and not complete and pending is None:
                 # Emptied by a fallback: complete it again. Never beside a write in flight: a
                 # read transaction may adopt another process's map size (set_mapsize), which
-                # must not happen under the writer thread's put (store_put runs outside
+                # must not happen under the writer thread's put (store/put.py runs outside
                 # py-lmdb's own guard of it).
                 _fill_member_cache(store)
                 complete = True

@@ -3,7 +3,9 @@
 import decimal
 import fractions
 
-from . import calendar, engagement, limits, store_format as fmt
+from . import calendar, limits
+from .engine import engagement
+from .store import format as fmt
 from .errors import NotFound
 from .validation import validate_midnight
 from .results import (

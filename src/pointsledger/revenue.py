@@ -9,11 +9,12 @@ import dataclasses
 import decimal
 from fractions import Fraction
 
-from . import calendar, limits, store_format as fmt
+from . import calendar, limits
+from .store import format as fmt
 from .validation import validate_id, validate_midnight, validate_time
 from .errors import FailedPrecondition, InvalidArgument, already_used
 from .program import parse_document
-from .revenue_upgrade import needs_upgrade
+from .store.revenue_upgrade import needs_upgrade
 
 COHORTS = ("year", "quarter", "month")
 RATE_PLACES = 4  # an estimate has at most 4 decimal places: basis points

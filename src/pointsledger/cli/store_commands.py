@@ -7,7 +7,8 @@ import time
 
 import lmdb
 
-from .. import engine as engines, store_file
+from .. import engine as engines
+from ..store import file as store_file
 from ..errors import DiskFull, StoreDamaged
 from ..ledger import Ledger
 from ..results import VerifyReport

@@ -5,7 +5,7 @@ import os
 
 import pyarrow as pa
 
-from ..store_file import disk_full_reported
+from ..store.file import disk_full_reported
 from .common import REJECT_EXTRA_COLUMNS
 
 ENCODING_ERRORS = "surrogateescape"

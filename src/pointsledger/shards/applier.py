@@ -14,7 +14,8 @@ import dataclasses
 
 import numpy as np
 
-from .. import operations, store_format as fmt
+from .. import operations
+from ..store import format as fmt
 from ..validation import validate_id
 from ..errors import FailedPrecondition, LedgerError, NotFound
 from . import commands

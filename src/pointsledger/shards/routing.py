@@ -12,7 +12,7 @@ import dataclasses
 import fractions
 import os
 
-from .. import store_format as fmt
+from ..store import format as fmt
 from ..errors import FailedPrecondition, InvalidArgument
 from ..queries import _half_even_6
 from ..results import BatchResult, Breakage, VerifyReport

@@ -18,7 +18,8 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 import array as _array
 
-from .. import calendar, store_format as fmt
+from .. import calendar
+from ..store import format as fmt
 from ..errors import StoreDamaged
 from .source import Batch, KINDS_ROLLING, SEEN
 

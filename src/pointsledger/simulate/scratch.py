@@ -12,9 +12,10 @@ import operator
 import shutil
 import tempfile
 
-from .. import operations, store_format as fmt
+from .. import operations
+from ..store import format as fmt
 from ..errors import LedgerError
-from ..store import Store
+from ..store.store import Store
 from . import compiled
 
 RESULT_STATUS, RESULT_POINTS = 0, 2

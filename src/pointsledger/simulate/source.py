@@ -8,7 +8,8 @@ set of members seen, the orders some refund in the window will need, the
 referrals and the profile changes.
 """
 
-from .. import calendar, store_format as fmt
+from .. import calendar
+from ..store import format as fmt
 from ..errors import StoreDamaged
 
 KINDS_ROLLING = (fmt.KIND_REDEEM, fmt.KIND_ADJUST)  # recorded, not replayed: they still roll the tier year

@@ -24,12 +24,14 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 import gc
 import struct
 
-from . import _engine_py, engagement as _engagement, limits, store_format as fmt
+from . import _engine_py, engagement as _engagement
+from .. import limits
+from ..store import format as fmt
 from ._engine_py import _duplicate_purchase
-from .validation import validate_id, validate_int
+from ..validation import validate_id, validate_int
 from .member_engagement import Engagement
-from .results import Bonus
-from .errors import FailedPrecondition, InvalidArgument, LedgerError
+from ..results import Bonus
+from ..errors import FailedPrecondition, InvalidArgument, LedgerError
 
 __all__ = [
     "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",

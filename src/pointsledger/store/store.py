@@ -12,8 +12,9 @@ import sys
 
 import lmdb
 
-from . import faults, limits, program as programs, store_file, store_format as fmt
-from .errors import LedgerError, StoreFormatUnknown, StoreFull
+from . import faults, file as store_file, format as fmt
+from .. import limits, program as programs
+from ..errors import LedgerError, StoreFormatUnknown, StoreFull
 
 
 # After an order id taken as new turned out to be stored, this many writes look

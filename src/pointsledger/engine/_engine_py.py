@@ -6,10 +6,12 @@ and `apply_purchases`, the hot path that prices and applies a batch of
 purchases inside one write transaction (`writer.Writer`).
 """
 
-from . import calendar, engagement, limits, store_format as fmt
-from .errors import FailedPrecondition, InvalidArgument, LedgerError, already_used
+from .. import calendar, limits
+from . import engagement
+from ..store import format as fmt
+from ..errors import FailedPrecondition, InvalidArgument, LedgerError, already_used
 from .member_engagement import Engagement
-from .validation import validate_amount, validate_id, validate_int, validate_time  # noqa: F401 (the engines' API)
+from ..validation import validate_amount, validate_id, validate_int, validate_time  # noqa: F401 (the engines' API)
 
 __all__ = [
     "ENGINE_NAME", "MemberState", "apply_purchases", "journal_items", "member_items",

@@ -19,8 +19,10 @@ import types
 
 import lmdb
 
-from . import _engine_py, calendar, engagement, limits, store_format as fmt
-from .program import parse_document
+from ..engine import _engine_py, engagement
+from .. import calendar, limits
+from . import format as fmt
+from ..program import parse_document
 
 NEVER = limits.never_expires_s
 

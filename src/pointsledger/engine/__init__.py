@@ -1,5 +1,10 @@
 """The one place that chooses between the Cython engine and its pure-Python twin.
 
+    _engine_py.py        the twin: the specification of a purchase, in Python
+    _engine_c.pyx        the same purchase compiled (Cython), byte for byte the twin's
+    engagement.py        the engagement rules of a purchase (§14, §17), which both engines follow
+    member_engagement.py a member's engagement state as the twin keeps it
+
 POINTSLEDGER_PURE_PYTHON=1 forces the twin. POINTSLEDGER_REQUIRE_EXTENSION=1
 turns a missing extension into an import error, so CI cannot pass on the twin
 alone. Otherwise a missing extension falls back to the twin, and
@@ -11,7 +16,7 @@ import os
 import warnings
 
 from . import _engine_py
-from .errors import ExtensionMissing
+from ..errors import ExtensionMissing
 
 BUILD_NOTE = "_engine_c.build-error.txt"  # written by setup.py when the compile failed
 EXTENSION_IMPORT_ERROR = None

@@ -16,7 +16,7 @@ import tempfile
 
 import lmdb
 
-from .errors import AlreadyExists, DiskFull, StoreDamaged, StoreFull
+from ..errors import AlreadyExists, DiskFull, StoreDamaged, StoreFull
 
 DATA_FILE = "data.mdb"
 LMDB_MAGIC = 0xBEEFC0DE

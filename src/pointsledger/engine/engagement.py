@@ -12,10 +12,12 @@ The entries of one purchase (§17): EXPIRE if due, EARN, the purchaser's bonuses
 if due and its BONUS. Every check runs before anything is written.
 """
 
-from . import _engine_py, calendar, limits, store_format as fmt
-from .errors import InvalidArgument
+from . import _engine_py
+from .. import calendar, limits
+from ..store import format as fmt
+from ..errors import InvalidArgument
 from .member_engagement import Engagement
-from .results import Bonus
+from ..results import Bonus
 
 SECONDS_PER_DAY = calendar.SECONDS_PER_DAY
 WELCOME_RULE = b"welcome"

@@ -6,8 +6,9 @@ run while the ledger is being written. Each problem names the place (journal
 seq, member, order, refund, redemption, adjustment, day, instant, category).
 """
 
-from . import calendar, limits, store_format as fmt
-from .results import VerifyReport
+from .. import calendar, limits
+from . import format as fmt
+from ..results import VerifyReport
 from .revenue_upgrade import needs_upgrade
 
 PROBLEMS_MAX = 100  # past this, the report says how many more were found

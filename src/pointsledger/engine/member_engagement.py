@@ -6,7 +6,7 @@ version 1 and byte-for-byte what the release before wrote). It is small and
 touched only on the engagement path, so it is not worth a C layout.
 """
 
-from . import store_format as fmt
+from ..store import format as fmt
 
 
 class Engagement:

@@ -2,12 +2,13 @@
 
 Operations read through the overlay and write into it; `flush` hands LMDB
 each sub-database's changes sorted (journal keys appended), packed into one
-buffer written with one GIL release (store_put), so a batch touches each member
+buffer written with one GIL release (store/put.py), so a batch touches each member
 record once, however many purchases it holds.
 """
 
-from . import calendar, faults, limits, store_put, store_format as fmt
-from .errors import InvalidArgument, ResourceExhausted
+from .. import calendar, limits
+from . import faults, format as fmt, put as store_put
+from ..errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
 CREDIT_KINDS = (fmt.KIND_EARN, fmt.KIND_BONUS, fmt.KIND_ADJUST)  # with positive points (§19)
@@ -337,7 +338,7 @@ class Writer:
 
     def write_rest(self):
         """Everything after the records: categories, counters read and summed, meta; their
-        puts kept and written at the end with one put (store_put), as the records are: on a
+        puts kept and written at the end with one put (store/put.py), as the records are: on a
         pipeline's writer thread each py-lmdb put would wait to take the GIL back."""
         txn = self.txn
         self.txn = _DeferredPuts(txn, self.dbs)
