@@ -17,6 +17,9 @@ from setuptools.command.build_ext import build_ext
 ENGINE_SOURCE = "src/pointsledger/engine/_engine_c.pyx"
 # The what-if's journal walk (issue 13): compiled beside the engine, same fallback.
 WALK_SOURCE = "src/pointsledger/simulate/_walk.pyx"
+# A flush's puts with one GIL release, through py-lmdb 3.0.0's own LMDB (issue 15): same fallback,
+# and without it writer.py hands LMDB the same records with putmulti.
+BATCH_SOURCE = "src/pointsledger/store/_lmdb_batch.pyx"
 
 # The one place the engine's Cython directives are set.
 COMPILER_DIRECTIVES = {
@@ -85,10 +88,13 @@ def engine_extensions():
         extensions = [
             Extension("pointsledger.engine._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"]),
             Extension("pointsledger.simulate._walk", [WALK_SOURCE], extra_compile_args=["-O3"]),
+            Extension("pointsledger.store._lmdb_batch", [BATCH_SOURCE], extra_compile_args=["-O3"],
+                      include_dirs=["src/pointsledger/store"], depends=["src/pointsledger/store/pylmdb_abi.h"],
+                      libraries=["dl"]),
         ]
         return cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES)
     except Exception as error:  # Cython missing, or a .pyx does not translate
-        warn(f"could not cythonize {ENGINE_SOURCE} and {WALK_SOURCE}: {error}")
+        warn(f"could not cythonize {ENGINE_SOURCE}, {WALK_SOURCE} and {BATCH_SOURCE}: {error}")
         return []
 
 

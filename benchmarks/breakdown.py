@@ -16,7 +16,11 @@ from one point to the next:
   state, journal and order values);
 - journal, members, orders: each sub-database's `putmulti` (for members this
   includes encoding each record as LMDB asks for it; orders only when the batch
-  has orders, which a backfill always has);
+  has orders, which a backfill always has). With the C put (store_put, issue 15:
+  every sub-database in one put, the hook met per segment after it) "journal" is
+  the encoding of all the records and the whole put, "members" and "orders" ~0, and
+  "other puts" the one put of the counters and meta (write_rest); POINTSLEDGER_PUTMULTI=1
+  gives the per-sub-database split back;
 - rest of flush: days, expiry, meta totals;
 - commit: `txn.commit()` (LMDB writes the dirty pages; no fsync, relaxed sync);
 - results: from "committed" to the return of `Ledger.purchases` (the BatchResult);

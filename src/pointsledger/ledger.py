@@ -4,7 +4,7 @@ import dataclasses
 import os
 import time
 
-from . import engine as engines, limits, operations, queries, revenue, simulate
+from . import engine as engines, limits, operations, pipeline, queries, revenue, simulate
 from .store import file as store_file, format as fmt
 from .store import revenue_upgrade, verify as verifier
 from .validation import validate_id, validate_int, validate_time
@@ -98,7 +98,22 @@ class Ledger:
         """
         return BatchResult(self._apply_batch(order_ids, member_ids, amounts_minor, categories, times_s))
 
-    def _apply_batch(self, order_ids, member_ids, amounts_minor, categories, times_s):
+    def purchase_batches(self, batches):
+        """Apply purchase batches in order on two cores; yield one BatchResult per batch.
+
+        `batches` is an iterable of (order_ids, member_ids, amounts_minor, categories,
+        times_s), each as `purchases` takes them; each batch is one transaction, as
+        `purchases` would make it, with the same results and the same store. A result is
+        yielded only once its batch has committed; meanwhile the next batch is applied, so
+        the engine and LMDB work side by side (docs/design.md, *Two cores for the backfill*).
+        A batch refused as a whole (InvalidArgument) or a failed write (StoreFull, ...)
+        raises after the results of every batch before it; nothing after it is applied.
+        Close the generator (or run it out) before using the ledger otherwise.
+        """
+        return pipeline.run(self, batches)
+
+    def _check_batch(self, order_ids, member_ids, amounts_minor, categories, times_s):
+        """The batch's item count, once its columns are of one length within the limit."""
         count = len(order_ids)
         for name, column in (("member_ids", member_ids), ("amounts_minor", amounts_minor),
                              ("categories", categories), ("times_s", times_s)):
@@ -106,6 +121,10 @@ class Ledger:
                 raise InvalidArgument(name, len(column), f"must have {count} items like order_ids")
         if count > limits.batch_items_max:
             raise InvalidArgument("order_ids", count, f"a batch holds at most {limits.batch_items_max} items")
+        return count
+
+    def _apply_batch(self, order_ids, member_ids, amounts_minor, categories, times_s):
+        count = self._check_batch(order_ids, member_ids, amounts_minor, categories, times_s)
         if count == 0:
             return []
         apply = self.engine.apply_purchases

@@ -2777,6 +2777,12 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
     try:
         for start in range(0, count, CHUNK_ITEMS):
             end = start + CHUNK_ITEMS if start + CHUNK_ITEMS < count else count
+            if start:
+                # Let the GIL go between chunks (a fraction of a ms each): a pipeline's
+                # writer thread (pipeline.py) waits for it to write and commit the
+                # previous batch. Uncontended, a release costs ~0.1 µs.
+                with nogil:
+                    pass
             batch.resolve_chunk(start, end)
             for index in range(start, end):
                 slot = <int>(index - start)

@@ -26,11 +26,20 @@ class EmbeddedSink:
         self.target = f"embedded:{os.path.abspath(ledger.path)}"
 
     def apply(self, batches):
-        for batch in batches:
-            outcomes = _outcomes(self.ledger.purchases(*batch.columns))
+        # Ledger.purchase_batches: batch k+1 applied while batch k is written (two cores);
+        # a result comes once its batch has committed, as from purchases().
+        sent = collections.deque()
+
+        def columns():
+            for batch in batches:
+                sent.append(batch)
+                yield batch.columns
+
+        for result in self.ledger.purchase_batches(columns()):
+            outcomes = _outcomes(result)
             # Keep peak RSS flat over a long backfill (see Store.release_mapped_pages).
             self.ledger.release_mapped_pages()
-            yield batch, outcomes
+            yield sent.popleft(), outcomes
 
     def holds(self, member_id, order_id):
         # Order ids are unique: a stored order is the committed row itself.

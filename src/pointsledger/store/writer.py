@@ -1,12 +1,13 @@
 """One write transaction: a write-behind overlay over the sub-databases.
 
 Operations read through the overlay and write into it; `flush` hands LMDB
-each sub-database's changes as one sorted `putmulti` (journal keys appended),
-so a batch touches each member record once, however many purchases it holds.
+each sub-database's changes sorted (journal keys appended), packed into one
+buffer written with one GIL release (store/put.py), so a batch touches each member
+record once, however many purchases it holds.
 """
 
 from .. import calendar, limits
-from . import faults, format as fmt
+from . import faults, format as fmt, put as store_put
 from ..errors import InvalidArgument, ResourceExhausted
 
 # Sub-databases written through the overlay as plain key -> value.
@@ -27,7 +28,7 @@ class OrdersConflict(Exception):
 
 
 class Writer:
-    def __init__(self, store, txn, *, check_orders=False):
+    def __init__(self, store, txn, *, check_orders=False, carried=None):
         self.store = store
         self.txn = txn
         # False: the engine may skip the store lookup of an order id (its overlay
@@ -37,7 +38,9 @@ class Writer:
         self.unchecked_order_keys = []
         self.dbs = store.dbs
         self.overlay = {name: {} for name in OVERLAY_DBS}
-        self.first_seq = store.last_seq(txn) + 1
+        # carried (pipeline.Carried): what the store will hold once the batch before this
+        # one commits, for a batch applied before that (pipeline.py): no read of txn here.
+        self.first_seq = (store.last_seq(txn) if carried is None else carried.last_seq) + 1
         self.next_seq = self.first_seq
         self.journal_values = []
         self.members = store.member_cache
@@ -48,13 +51,16 @@ class Writer:
         self.stored_category_count = None  # read from the transaction when first needed
         self.expiry_deltas = {}  # instant -> change of the points expiring then
         self.day_deltas = {}  # day -> [counter deltas]
-        stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
-        self.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
+        if carried is not None:
+            self.totals = list(carried.totals)
+        else:
+            stored = txn.get(fmt.META_TOTALS, db=self.dbs[fmt.DB_META])
+            self.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
         self.new_programs = []
         # Engagement (§14): set by anything that writes a record of format 3.
         self.engaged = False
         self.bonus_day_deltas = {}  # day -> BONUS points issued
-        self.bonus_total = None  # read from meta when first needed
+        self.bonus_total = None if carried is None else carried.bonus_total  # None: read from meta when first needed
         # The what-if (simulate/) sets a list here: both engines append the tier
         # rank each applied purchase earned at (§4: the tier held before it).
         self.tier_ranks = None
@@ -262,27 +268,90 @@ class Writer:
         )
 
     def flush(self):
-        txn, dbs = self.txn, self.dbs
         if faults.hook is not None:
             faults.hook("flush")
-        # The engine builds the sorted (key, value) streams: in the Cython engine
-        # they are lazy C iterators, encoding member records as LMDB asks for them.
+        self.write_records(self.encode_records())
+        self.write_rest()
+
+    def encode_records(self):
+        """The journal, member and overlay records of this transaction, packed in key order
+        (store_put.Records, one segment per sub-database), with each segment's first and last key.
+
+        The member records are encoded here, so what is written is the state now: a
+        pipeline (pipeline.py) calls this before the next batch changes those states.
+        """
+        records = store_put.new_records()
+        first_keys, last_keys = [], []
         engine = self.store.engine
         if self.journal_values:
-            # Seq only grows: append.
-            _put_all(txn, dbs[fmt.DB_JOURNAL], engine.journal_items(self.first_seq, self.journal_values),
-                     len(self.journal_values), append=True)
+            # Seq only grows: appended (write_records).
+            records.add_journal(fmt.DB_JOURNAL, self.first_seq, self.journal_values)
+            first_keys.append(None)
+            last_keys.append(None)
         if self.dirty_members:
-            items = engine.member_items(self.dirty_members)
-            _put_all(txn, dbs[fmt.DB_MEMBERS], items, len(items))
+            # In the Cython engine a lazy C iterator, encoding each record as it is packed.
+            _, first_key, last_key = records.add_items(fmt.DB_MEMBERS, engine.member_items(self.dirty_members))
+            first_keys.append(first_key)
+            last_keys.append(last_key)
         for name, changes in self.overlay.items():
             if changes:
-                items = engine.sorted_items(changes)
-                append = _after_last(txn, dbs[name], items.first_key)
-                if name == fmt.DB_ORDERS and self.unchecked_order_keys and not append:
-                    self._put_unchecked_orders(items)
-                    continue
-                _put_all(txn, dbs[name], items, len(items), append=append)
+                # Referenced, sorted when put (without the GIL): the overlay is not changed after this.
+                _, first_key, last_key = records.add_dict(name, changes)
+                first_keys.append(first_key)
+                last_keys.append(last_key)
+        return records, first_keys, last_keys
+
+    def write_records(self, encoded):
+        """Put encode_records' records into the transaction: appended where every key sorts
+        after the sub-database's last, order ids taken as new proven new (OrdersConflict)."""
+        records, first_keys, _ = encoded
+        txn, dbs = self.txn, self.dbs
+        modes = []
+        for index, first_key in enumerate(first_keys):
+            name = records.name(index)
+            if name == fmt.DB_JOURNAL:
+                modes.append(store_put.APPEND)
+            elif name == fmt.DB_MEMBERS:
+                modes.append(store_put.PLAIN)
+            elif _after_last(txn, dbs[name], first_key):
+                modes.append(store_put.APPEND)
+            elif name == fmt.DB_ORDERS and self.unchecked_order_keys:
+                modes.append(self._unchecked_orders_mode(records.count(index)))
+            else:
+                modes.append(store_put.PLAIN)
+        try:
+            store_put.put_records(txn, self.store.env, dbs, records, modes)
+        except store_put.KeyConflict as conflict:
+            raise OrdersConflict(f"{conflict.stored} order ids were already in the store") from None
+
+    def _unchecked_orders_mode(self, count):
+        """How to write orders some of whose ids the engine did not look up."""
+        if len(self.unchecked_order_keys) == count:
+            # Every order of the overlay is unchecked: LMDB checks them as it inserts.
+            return store_put.NEW_ONLY
+        # Mixed with updates of stored orders (refunds): look the unchecked ones up.
+        db = self.dbs[fmt.DB_ORDERS]
+        for key in self.unchecked_order_keys:
+            if self.txn.get(key, db=db) is not None:
+                raise OrdersConflict("an order id was already in the store")
+        return store_put.PLAIN
+
+    def write_rest(self):
+        """Everything after the records: categories, counters read and summed, meta; their
+        puts kept and written at the end with one put (store/put.py), as the records are: on a
+        pipeline's writer thread each py-lmdb put would wait to take the GIL back."""
+        txn = self.txn
+        self.txn = _DeferredPuts(txn, self.dbs)
+        try:
+            self._write_rest()
+            records, modes = self.txn.records()
+        finally:
+            self.txn = txn
+        if modes:
+            store_put.put_records(txn, self.store.env, self.dbs, records, modes)
+
+    def _write_rest(self):
+        txn, dbs = self.txn, self.dbs
         wide_codes = False
         for name, code in self.new_categories.items():
             code_key = fmt.encode_category_code(code)
@@ -329,25 +398,6 @@ class Writer:
             total = (fmt.I64.unpack(stored)[0] if stored else 0) + self.bonus_day_deltas[day]
             self.txn.put(key, fmt.I64.pack(total), db=db)
         self.txn.put(fmt.META_BONUS_TOTAL, fmt.I64.pack(self.bonus_total), db=self.dbs[fmt.DB_META])
-
-    def _put_unchecked_orders(self, items):
-        """Write the orders, proving the ids the engine did not look up are new."""
-        txn, db = self.txn, self.dbs[fmt.DB_ORDERS]
-        if len(self.unchecked_order_keys) == len(items):
-            # Every order of the overlay is unchecked: LMDB checks them as it inserts.
-            consumed, added = txn.cursor(db=db).putmulti(items, overwrite=False)
-            if faults.hook is not None:
-                faults.hook("putmulti")
-            if consumed != len(items):
-                raise RuntimeError(f"putmulti wrote {added} of {len(items)} items: a bug")
-            if added != consumed:
-                raise OrdersConflict(f"{consumed - added} order ids were already in the store")
-            return
-        # Mixed with updates of stored orders (refunds): look the unchecked ones up.
-        for key in self.unchecked_order_keys:
-            if txn.get(key, db=db) is not None:
-                raise OrdersConflict("an order id was already in the store")
-        _put_all(txn, db, items, len(items))
 
     def _flush_days(self):
         db = self.dbs[fmt.DB_DAYS]
@@ -453,11 +503,35 @@ def _after_last(txn, db, first_key):
     return not cursor.last() or cursor.key() < first_key
 
 
-def _put_all(txn, db, items, count, append=False):
-    consumed, added = txn.cursor(db=db).putmulti(items, append=append)
-    if faults.hook is not None:
-        faults.hook("putmulti")
-    if consumed != count or (append and added != count):
-        raise RuntimeError(
-            f"putmulti wrote {added} of {count} items: keys out of order or a bug"
-        )
+class _DeferredPuts:
+    """write_rest's view of the transaction: reads see its own puts, which are kept (per
+    sub-database, key -> value) for one put at the end; a delete goes through at once."""
+
+    def __init__(self, txn, dbs):
+        self.txn = txn
+        self.names = {id(handle): name for name, handle in dbs.items()}
+        self.puts = {}
+
+    def get(self, key, default=None, db=None):
+        changes = self.puts.get(self.names[id(db)])
+        if changes is not None and key in changes:
+            return changes[key]
+        return self.txn.get(key, default, db=db)
+
+    def put(self, key, value, db=None):
+        self.puts.setdefault(self.names[id(db)], {})[bytes(key)] = bytes(value)
+        return True
+
+    def delete(self, key, db=None):
+        changes = self.puts.get(self.names[id(db)])
+        if changes is not None:
+            changes.pop(bytes(key), None)
+        return self.txn.delete(key, db=db)
+
+    def records(self):
+        """(store_put records of the kept puts, their modes)."""
+        records = store_put.new_records()
+        for name, changes in self.puts.items():
+            if changes:
+                records.add_dict(name, changes)
+        return records, [store_put.PLAIN] * len(records)

@@ -1,0 +1,210 @@
+"""Ledger.purchase_batches (pipeline.py): batch k written on a second thread while batch k+1 is
+applied detached. The same results and every key and value of the store as `purchases` batch
+after batch, in both engines; each fallback to the serial path (a batch that needs the store,
+a stored order id, a failed write, the putmulti put) keeps that; a SIGKILL leaves a committed
+prefix holding every acknowledged batch."""
+
+import mmap
+import os
+import random
+import signal
+import sys
+import time
+
+import lmdb
+import pytest
+
+import pointsledger
+from pointsledger import InvalidArgument, pipeline
+from pointsledger.store import faults, put as store_put, store as store_module
+from support import T_2026_03_01, dump_ledger, simple_program
+import test_random_kills as kills
+
+T = T_2026_03_01
+
+
+def columns(index, size=300, order_ids="seq", categories=("grocery", "fuel"), members=120):
+    rng = random.Random(index)
+    if order_ids == "seq":
+        orders = [f"s{index:03d}-{item:05d}" for item in range(size)]
+    else:
+        orders = [f"r{rng.randrange(10**9):09d}" for _ in range(size)]
+    return (orders, [f"m{rng.randrange(members):04d}" for _ in range(size)],
+            [rng.randrange(100, 90_000) for _ in range(size)], [rng.choice(categories) for _ in range(size)],
+            [T + index * 3_600 + item for item in range(size)])
+
+
+def mixed_batches():
+    """Detached batches, and each kind that must fall back, in one run."""
+    batches = [columns(index) for index in range(3)]
+    batches.append(columns(3, order_ids="rand"))
+    batches.append(([], [], [], [], []))  # empty: no transaction
+    batches.append(columns(4, categories=("grocery", "books")))  # a new category: needs the store
+    refused = columns(5, order_ids="rand")
+    refused[2][7] = -5  # a refused item (its fields are checked before its order id: no store read)
+    batches.append(refused)
+    resent = columns(6, order_ids="rand")
+    for column, stored in zip(resent, columns(1)):
+        column[3] = stored[10]  # batch 1's item 10, every field
+    batches += [columns(7), columns(8)]
+    batches.append(resent)  # a stored order id, resent: OrdersConflict on the writer thread, then DUPLICATE
+    batches.append(columns(9))
+    return batches
+
+
+def plain(raw):
+    return [tuple(item[:4]) + ((item[4].code, item[4].field) if item[4] is not None else (None,),) for item in raw]
+
+
+def serial_run(path, engine_name, batches):
+    with pointsledger.Ledger(path, engine=engine_name, sync=False) as ledger:
+        ledger.set_program(simple_program())
+        results = [plain(ledger.purchases(*batch).raw) for batch in batches]
+        return results, dump_ledger(ledger)
+
+
+def pipelined_run(path, engine_name, batches):
+    with pointsledger.Ledger(path, engine=engine_name, sync=False) as ledger:
+        ledger.set_program(simple_program())
+        results = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
+        report = ledger.verify()
+        assert report.ok, report.problems
+        pipelined_run.careful_writes_left = ledger.store.careful_writes_left
+        return results, dump_ledger(ledger)
+
+
+@pytest.fixture
+def detached(monkeypatch):
+    """[batches applied detached, batches that needed the store]."""
+    counts = [0, 0]
+    original = pipeline._apply_detached
+
+    def spy(*arguments):
+        applied = original(*arguments)
+        counts[applied is None] += 1
+        return applied
+
+    monkeypatch.setattr(pipeline, "_apply_detached", spy)
+    return counts
+
+
+def test_pipelined_batches_give_the_serial_results_and_store(tmp_path, engine_name, detached):
+    batches = mixed_batches()
+    serial = serial_run(tmp_path / "serial", engine_name, batches)
+    interval = sys.getswitchinterval()
+    pipelined = pipelined_run(tmp_path / "pipelined", engine_name, batches)
+    assert pipelined == serial
+    assert sys.getswitchinterval() == interval  # lowered while the pipeline ran, restored
+    results, dump = serial
+    assert [len(result) for result in results] == [300] * 4 + [0] + [300] * 6
+    assert results[6][7] == ("INVALID_ARGUMENT", 0, 0, 0, ("INVALID_ARGUMENT", "amount_minor"))
+    assert results[9][3][0] == "DUPLICATE"
+    assert len(dump[b"journal"]) == 10 * 300 - 2 and len(dump[b"categories"]) == 3
+    if engine_name == "cython":
+        # Needing the store: batch 0 and the later batch with a new category. Detached: the
+        # other eight; the resent batch's write met the stored id (OrdersConflict on the
+        # writer thread): it and the batch after it ran again serially, the careful way.
+        assert detached == [8, 2]
+        assert pipelined_run.careful_writes_left == store_module.CAREFUL_WRITES_AFTER_CONFLICT - 1
+    else:  # the twin looks every order id up: every batch needs the store
+        assert detached[0] == 0
+
+
+def test_the_putmulti_put_in_the_pipeline(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_put, "FORCE_PUTMULTI", True)
+    batches = [columns(index) for index in range(4)] + [columns(4, order_ids="rand")]
+    assert pipelined_run(tmp_path / "p", "cython", batches) == serial_run(tmp_path / "s", "cython", batches)
+
+
+def test_a_failed_write_on_the_writer_thread_is_redone_serially(tmp_path, engine_name, monkeypatch):
+    batches = [columns(index) for index in range(5)]
+    expected = serial_run(tmp_path / "serial", engine_name, batches)
+    failures = []
+
+    def full_once(point):
+        if point == "commit" and not failures:
+            failures.append(point)
+            raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: injected")
+
+    monkeypatch.setattr(faults, "hook", full_once)
+    assert pipelined_run(tmp_path / "pipelined", engine_name, batches) == expected
+    assert failures == ["commit"]
+
+
+def test_a_batch_refused_whole_raises_after_the_results_before_it(tmp_path, engine_name):
+    batches = [columns(0), columns(1), (["o1"], [], [], [], [])]
+    with pointsledger.Ledger(tmp_path / "l", engine=engine_name, sync=False) as ledger:
+        ledger.set_program(simple_program())
+        results = ledger.purchase_batches(iter(batches))
+        assert [len(next(results)), len(next(results))] == [300, 300]
+        with pytest.raises(InvalidArgument) as refused:
+            next(results)
+        assert refused.value.field == "member_ids"
+        assert ledger.last_seq() == 600
+        assert ledger.verify().ok
+
+
+def pipelined_writer(path, engine_name, sync, seed, shared):
+    """test_random_kills' writer, through purchase_batches: acknowledged = results received."""
+    def mark(point):
+        if point == "commit":
+            kills.PHASE.pack_into(shared, 0, kills.PHASE_IN_COMMIT, kills.PHASE.unpack_from(shared)[1])
+
+    faults.hook = mark
+    ledger = pointsledger.Ledger(path, engine=engine_name, sync=sync)
+
+    def batches():
+        index = 0
+        while True:
+            yield kills.batch(seed, index)[0]
+            index += 1
+
+    acknowledged = 0
+    kills.PHASE.pack_into(shared, 0, kills.PHASE_WRITING, 0)
+    for _ in ledger.purchase_batches(batches()):
+        acknowledged += 1
+        kills.PHASE.pack_into(shared, 0, kills.PHASE_ACKNOWLEDGED, acknowledged)
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["synced", "relaxed"])
+def test_a_kill_mid_pipeline_leaves_a_committed_prefix_with_every_acknowledged_batch(tmp_path, engine_name, sync):
+    for seed in range(3):
+        path = tmp_path / f"ledger-{seed}"
+        with pointsledger.Ledger(path, engine=engine_name, sync=False) as ledger:
+            ledger.set_program(simple_program())
+        shared = mmap.mmap(-1, kills.PHASE.size)
+        child = os.fork()
+        if child == 0:  # the child never returns into pytest
+            try:
+                pipelined_writer(path, engine_name, sync, seed, shared)
+            finally:
+                os._exit(3)
+        deadline = time.monotonic() + 30
+        while kills.PHASE.unpack_from(shared)[1] < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)  # a few batches in: the pipeline is running
+        time.sleep(random.Random(seed).uniform(0, 0.05))
+        os.kill(child, signal.SIGKILL)
+        _, status = os.waitpid(child, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        _, acknowledged = kills.PHASE.unpack_from(shared)
+        assert acknowledged >= 2
+        # At most one batch past the acknowledged ones, as with purchases(): the pipeline hands
+        # batch k+1 to its writer thread only after the caller has taken batch k's result.
+        kills.check_committed_prefix(path, engine_name, seed, acknowledged)
+
+
+def test_under_engagement_rules_the_batches_run_serially(tmp_path, engine_name, detached):
+    batches = [columns(index, size=50) for index in range(3)]
+    results = {}
+    for name, pipelined in (("serial", False), ("pipelined", True)):
+        with pointsledger.Ledger(tmp_path / name, engine=engine_name, sync=False) as ledger:
+            ledger.set_program(simple_program(welcome_bonus=100))
+            if pipelined:
+                outcomes = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
+            else:
+                outcomes = [plain(ledger.purchases(*batch).raw) for batch in batches]
+            results[name] = outcomes, dump_ledger(ledger)
+    assert results["pipelined"] == results["serial"]
+    assert detached == [0, 0]  # not even tried
+    # A new member's first purchase earns its points and the welcome bonus of 100.
+    assert len(results["serial"][1][b"journal"]) == 150 + len({member for batch in batches for member in batch[1]})
