@@ -1,5 +1,5 @@
 /* Private ABI of py-lmdb 3.0.0's CPython extension (lmdb/cpython.c, lmdb/mdb_api.h),
- * for pointsledger._lmdb_batch (issue 15; first in benchmarks/nogil_put/).  Nothing here
+ * for pointsledger.store._lmdb_batch (issue 15; first a prototype in benchmarks/nogil_put/, now in the history).  Nothing here
  * is a public interface of py-lmdb: 2.3.0 had a different TransObject (no `parent`, no
  * `libv`), so every use is cross-checked at run time (_lmdb_batch.pyx: _Bound) and a
  * mismatch falls back to putmulti.
