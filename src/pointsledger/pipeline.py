@@ -10,7 +10,10 @@ transaction has committed: the results, the journal and the store are those of c
   will hold once batch k commits (next seq, totals, bonus total, member count, last order
   key, commit count), and raises `NeedsStore` at any other read. The member cache is
   complete in a backfill, and order ids not looked up are proven new when written
-  (MDB_NOOVERWRITE), as with `check_orders=False` today. It then packs the batch's records
+  (MDB_NOOVERWRITE), as with `check_orders=False` today. Under engagement rules the
+  profile cache and the referee keys are made complete first, and the referees and
+  referrals sub-databases are carried whole (`Carried.tables`); a journal read (a
+  member's purchase count rebuilt) still needs the store. It then packs the batch's records
   (`Writer.encode_records`, member records encoded now, before k+2 changes them).
 - A writer thread owns every write transaction of the pipeline (LMDB: begin, puts and
   commit on one thread): it begins, checks the commit count is the one the batch was
