@@ -326,3 +326,25 @@ def test_carried_referral_tables_take_each_batch_s_writes():
     assert after.tables == {store_format.DB_REFERRALS: {b"r1": b"settled", b"r2": b"open"}, store_format.DB_REFEREES: None}
     assert before.tables[store_format.DB_REFERRALS] == {b"r1": b"open", b"r2": b"open"}  # left whole
     assert (after.last_seq, after.bonus_total, after.commit_count) == (7, 750, 5)
+
+
+def test_a_member_s_purchase_count_read_from_its_journal_falls_back(tmp_path, detached):
+    # Members who bought under a plain programme have no engagement counts: their first
+    # purchase under the milestones counts their EARN entries in the journal, a read of the
+    # store, so that batch runs serially, with the serial run's outcome.
+    batches = engaged_batches()[:3]
+    outcomes = {}
+    for name, pipelined in (("serial", False), ("pipelined", True)):
+        with pointsledger.Ledger(tmp_path / name, engine="cython", sync=False) as ledger:
+            ledger.set_program(simple_program())
+            ledger.purchases(["old-0", "old-1"], ["m0001", "m0002"], [5_000, 5_000], ["grocery", "fuel"], [T - DAY] * 2)
+            ledger.set_program(simple_program(**ENGAGED, effective_from=T - DAY + 1))
+            if pipelined:
+                results = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
+            else:
+                results = [plain(ledger.purchases(*batch).raw) for batch in batches]
+            outcomes[name] = results, dump_ledger(ledger)
+    assert outcomes["pipelined"] == outcomes["serial"]
+    # Batch 0 (m0002's first engaged purchase) and batch 1 (m0001's) needed the store; after
+    # two misses in a row batch 2 ran serially without a try.
+    assert detached == [0, 2]
