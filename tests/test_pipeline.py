@@ -16,7 +16,7 @@ import pytest
 
 import pointsledger
 from pointsledger import InvalidArgument, pipeline
-from pointsledger.store import faults, put as store_put, store as store_module
+from pointsledger.store import faults, format as store_format, put as store_put, store as store_module
 from support import T_2026_03_01, dump_ledger, simple_program
 import test_random_kills as kills
 
@@ -193,18 +193,158 @@ def test_a_kill_mid_pipeline_leaves_a_committed_prefix_with_every_acknowledged_b
         kills.check_committed_prefix(path, engine_name, seed, acknowledged)
 
 
-def test_under_engagement_rules_the_batches_run_serially(tmp_path, engine_name, detached):
-    batches = [columns(index, size=50) for index in range(3)]
-    results = {}
+ENGAGED = {
+    "welcome_bonus": 100,
+    "pending_days": 30,
+    "milestones": [{"id": "three-orders", "purchases": 3, "bonus_points": 500},
+                   {"id": "big-spender", "spend_minor": 100_000, "bonus_points": 1000}],
+    "birthday": {"multiplier": 2},
+    "referral": {"referrer_points": 500, "referee_points": 250, "min_purchase_minor": 2000},
+}
+DAY = 86_400
+
+
+def engaged_batches():
+    """Six batches ten days apart (pending lots of 30 days are released), 40 members."""
+    batches = []
+    for index in range(6):
+        orders, members, amounts, categories, _ = columns(index, size=80, members=40)
+        batches.append((orders, members, amounts, categories, [T + index * 10 * DAY + item for item in range(80)]))
+    return batches
+
+
+def engaged_run(path, engine_name, batches, pipelined, between=None):
+    """Under all five engagement rules: m0000-m0004 bought before; each refers m0010+i, and
+    one member in three has a profile, born in March, April or May."""
+    with pointsledger.Ledger(path, engine=engine_name, sync=False) as ledger:
+        ledger.set_program(simple_program(**ENGAGED))
+        referrers = [f"m{number:04d}" for number in range(5)]
+        ledger.purchases([f"setup-{number}" for number in range(5)], referrers, [1_000] * 5,
+                         ["grocery", "fuel", "grocery", "fuel", "grocery"], [T - DAY] * 5)
+        for number in range(5):
+            ledger.register_referral(f"ref-{number}", referrers[number], f"m{number + 10:04d}", T - DAY)
+        for number in range(0, 40, 3):
+            ledger.set_member_profile(f"m{number:04d}", f"{number % 3 + 3:02d}-01")
+        results = []
+        outcomes = ledger.purchase_batches(iter(batches)) if pipelined else (ledger.purchases(*batch) for batch in batches)
+        for result in outcomes:
+            results.append(plain(result.raw))
+            if between is not None:  # the caller's own writes between two results
+                between(ledger, len(results))
+        if pipelined:
+            report = ledger.verify()
+            assert report.ok, report.problems
+        return results, dump_ledger(ledger)
+
+
+def bonus_refs(dump):
+    """The rule of every BONUS entry in the journal, counted (welcome, referral:*, milestone:*)."""
+    counted = {}
+    for _, value in dump[b"journal"]:
+        kind, _, _, _, _, _, _, ref = store_format.decode_entry(value)
+        if kind == store_format.KIND_BONUS:
+            rule = bytes(ref).split(b":")[0]
+            counted[rule] = counted.get(rule, 0) + 1
+    return counted
+
+
+def test_under_engagement_rules_the_batches_run_detached(tmp_path, engine_name, detached):
+    batches = engaged_batches()
+    serial = engaged_run(tmp_path / "serial", engine_name, batches, pipelined=False)
+    pipelined = engaged_run(tmp_path / "pipelined", engine_name, batches, pipelined=True)
+    assert pipelined == serial
+    results, dump = serial
+    members = {member for batch in batches for member in batch[1]}
+    referees_paid = {batch[1][item] for batch in batches for item in range(80)
+                     if batch[1][item] in {f"m{number + 10:04d}" for number in range(5)} and batch[2][item] >= 2000}
+    counted = bonus_refs(dump)
+    # Welcome: each of the 40 members once (the five referrers on their set-up purchase); a
+    # referral pays the referee and its referrer once, on the referee's first purchase of 20.00+.
+    assert counted[b"welcome"] == len(members) == 40
+    assert counted[b"referral"] == 2 * len(referees_paid) and referees_paid
+    assert counted[b"milestone"] > 0 and len(dump[b"referrals"]) == 5
+    if engine_name == "cython":
+        assert detached == [6, 0]  # every batch, the caches complete and the referrals carried
+    else:  # the twin looks every order id up: every batch needs the store
+        assert detached[0] == 0
+
+
+def test_an_engaged_batch_needing_the_store_falls_back(tmp_path, monkeypatch, detached):
+    # The referral records are not carried and the referee keys not loaded (over the bound):
+    # a referee's purchase reads the store, so its batch runs serially, with the same outcome.
+    monkeypatch.setattr(pipeline, "CARRIED_REFERRAL_RECORDS_MAX", 4)
+    batches = engaged_batches()
+    serial = engaged_run(tmp_path / "serial", "cython", batches, pipelined=False)
+    assert engaged_run(tmp_path / "pipelined", "cython", batches, pipelined=True) == serial
+    assert detached == [0, 3]  # every batch has a referee's purchase: after three tries, the rest serially
+
+
+def test_profiles_and_referrals_changed_between_results(tmp_path, monkeypatch, detached):
+    # A caller may write between two results (nothing is in flight then); the batch applied
+    # detached before that write is applied again serially (StoreMoved), from the new profile
+    # and referral, and the pipeline carries on from there.
+    def between(ledger, taken):
+        if taken == 2:
+            ledger.set_member_profile("m0001", "03-01")  # born in March: its purchases in batch 3 (March 31) x2
+            ledger.register_referral("ref-late", "m0002", "n0001", T + 25 * DAY)
+
+    moved = []
+    original = pipeline._WriterThread._write
+
+    def write(self, job):
+        try:
+            original(self, job)
+        except pipeline.StoreMoved:
+            moved.append(job.expected_commit_count)
+            raise
+
+    monkeypatch.setattr(pipeline._WriterThread, "_write", write)
+    batches = engaged_batches()
+    serial = engaged_run(tmp_path / "serial", "cython", batches, pipelined=False, between=between)
+    assert engaged_run(tmp_path / "pipelined", "cython", batches, pipelined=True, between=between) == serial
+    assert len(serial[1][b"referrals"]) == 6
+    assert detached == [6, 0]
+    assert len(moved) == 1  # batch 3, applied before the caller's writes, then run again serially
+
+def test_carried_referral_tables_take_each_batch_s_writes():
+    # Carried.after: the referral records a batch settled are what the next batch reads (the
+    # C engine's member state remembers a settled referral, so its purchases rarely show it).
+    class Batch:
+        next_seq, totals, new_member_count = 8, [0] * len(store_format.COUNTER_FIELDS), 0
+        overlay = {store_format.DB_REFERRALS: {b"r1": b"settled"}, store_format.DB_REFEREES: {}}
+
+        def stored_bonus_total(self):
+            return 750
+
+        def has_changes(self):
+            return True
+
+    before = pipeline.Carried()
+    before.member_count, before.orders_last_key, before.commit_count = 3, b"", 4
+    before.tables = {store_format.DB_REFERRALS: {b"r1": b"open", b"r2": b"open"}, store_format.DB_REFEREES: None}
+    after = before.after(Batch(), (None, [], []))
+    assert after.tables == {store_format.DB_REFERRALS: {b"r1": b"settled", b"r2": b"open"}, store_format.DB_REFEREES: None}
+    assert before.tables[store_format.DB_REFERRALS] == {b"r1": b"open", b"r2": b"open"}  # left whole
+    assert (after.last_seq, after.bonus_total, after.commit_count) == (7, 750, 5)
+
+
+def test_a_member_s_purchase_count_read_from_its_journal_falls_back(tmp_path, detached):
+    # Members who bought under a plain programme have no engagement counts: their first
+    # purchase under the milestones counts their EARN entries in the journal, a read of the
+    # store, so that batch runs serially, with the serial run's outcome.
+    batches = engaged_batches()[:3]
+    outcomes = {}
     for name, pipelined in (("serial", False), ("pipelined", True)):
-        with pointsledger.Ledger(tmp_path / name, engine=engine_name, sync=False) as ledger:
-            ledger.set_program(simple_program(welcome_bonus=100))
+        with pointsledger.Ledger(tmp_path / name, engine="cython", sync=False) as ledger:
+            ledger.set_program(simple_program())
+            ledger.purchases(["old-0", "old-1"], ["m0001", "m0002"], [5_000, 5_000], ["grocery", "fuel"], [T - DAY] * 2)
+            ledger.set_program(simple_program(**ENGAGED, effective_from=T - DAY + 1))
             if pipelined:
-                outcomes = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
+                results = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
             else:
-                outcomes = [plain(ledger.purchases(*batch).raw) for batch in batches]
-            results[name] = outcomes, dump_ledger(ledger)
-    assert results["pipelined"] == results["serial"]
-    assert detached == [0, 0]  # not even tried
-    # A new member's first purchase earns its points and the welcome bonus of 100.
-    assert len(results["serial"][1][b"journal"]) == 150 + len({member for batch in batches for member in batch[1]})
+                results = [plain(ledger.purchases(*batch).raw) for batch in batches]
+            outcomes[name] = results, dump_ledger(ledger)
+    assert outcomes["pipelined"] == outcomes["serial"]
+    # Batch 0 (m0002's first engaged purchase) and batch 1 (m0001's) needed the store; after
+    # two misses in a row batch 2 ran serially without a try.
+    assert detached == [0, 2]

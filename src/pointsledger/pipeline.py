@@ -10,7 +10,10 @@ transaction has committed: the results, the journal and the store are those of c
   will hold once batch k commits (next seq, totals, bonus total, member count, last order
   key, commit count), and raises `NeedsStore` at any other read. The member cache is
   complete in a backfill, and order ids not looked up are proven new when written
-  (MDB_NOOVERWRITE), as with `check_orders=False` today. It then packs the batch's records
+  (MDB_NOOVERWRITE), as with `check_orders=False` today. Under engagement rules the
+  profile cache and the referee keys are made complete first, and the referees and
+  referrals sub-databases are carried whole (`Carried.tables`); a journal read (a
+  member's purchase count rebuilt) still needs the store. It then packs the batch's records
   (`Writer.encode_records`, member records encoded now, before k+2 changes them).
 - A writer thread owns every write transaction of the pipeline (LMDB: begin, puts and
   commit on one thread): it begins, checks the commit count is the one the batch was
@@ -27,6 +30,8 @@ import queue
 import sys
 import threading
 
+from . import limits
+from .engine import engagement
 from .errors import LedgerError
 from .results import BatchResult
 from .store import faults, format as fmt
@@ -37,6 +42,12 @@ from .store.writer import Writer
 # measured best of 0.02-5 ms for a 1 M backfill-seq (benchmarks/README.md, issue 15).
 SWITCH_INTERVAL_S = 0.0001
 MISSES_MAX = 3  # batches in a row that needed the store, after which the rest run serially
+# Under engagement rules: the referral records carried whole (referees and referrals together)
+# at most; a ledger with more runs its referees' purchases serially (NeedsStore).
+CARRIED_REFERRAL_RECORDS_MAX = 1 << 18
+# The sub-databases an engaged purchase reads by key (engagement._qualifying_referral, the
+# C engine's open_referral), carried whole in Carried.tables under engagement rules.
+CARRIED_TABLES = (fmt.DB_REFEREES, fmt.DB_REFERRALS)
 
 
 class NeedsStore(Exception):
@@ -50,13 +61,15 @@ class StoreMoved(Exception):
 class Carried:
     """What the store holds once the batches so far have committed (a detached writer's start)."""
 
-    __slots__ = ("last_seq", "totals", "bonus_total", "member_count", "orders_last_key", "commit_count")
+    __slots__ = ("last_seq", "totals", "bonus_total", "member_count", "orders_last_key", "commit_count", "tables")
 
     @classmethod
-    def read(cls, store):
+    def read(cls, store, engaged=False):
+        """engaged: carry CARRIED_TABLES whole too (each None when too large or absent)."""
         carried = cls()
         dbs = store.dbs
         with store.read() as txn:
+            carried.tables = _read_tables(txn, dbs) if engaged else {}
             carried.last_seq = store.last_seq(txn)
             stored = txn.get(fmt.META_TOTALS, db=dbs[fmt.DB_META])
             carried.totals = list(fmt.COUNTERS.unpack(stored)) if stored else [0] * len(fmt.COUNTER_FIELDS)
@@ -81,18 +94,46 @@ class Carried:
             if records.name(index) == fmt.DB_ORDERS and last_key > carried.orders_last_key:
                 carried.orders_last_key = last_key
         carried.commit_count = self.commit_count + (1 if writer.has_changes() else 0)
+        carried.tables = dict(self.tables)
+        for name, table in self.tables.items():
+            changes = writer.overlay[name]
+            if table is not None and changes:  # copied, not changed: a dropped batch leaves self whole
+                table = dict(table)
+                for key, value in changes.items():
+                    if value is None:
+                        table.pop(key, None)
+                    else:
+                        table[key] = bytes(value)
+                carried.tables[name] = table
         return carried
 
 
+def _read_tables(txn, dbs):
+    """CARRIED_TABLES' every key and value, or None for all when they hold too many records."""
+    present = [name for name in CARRIED_TABLES if dbs.get(name) is not None]
+    if sum(txn.stat(dbs[name])["entries"] for name in present) > CARRIED_REFERRAL_RECORDS_MAX:
+        return dict.fromkeys(CARRIED_TABLES)
+    tables = dict.fromkeys(CARRIED_TABLES)
+    for name in present:
+        tables[name] = {bytes(key): bytes(value) for key, value in txn.cursor(db=dbs[name])}
+    return tables
+
+
 class _DetachedTxn:
-    """A detached writer's txn: the two reads an engine's batch start makes, from Carried."""
+    """A detached writer's txn: the two reads an engine's batch start makes, from Carried, and
+    under engagement rules the referral lookups, from the tables Carried holds whole."""
 
     def __init__(self, carried, dbs):
         self.carried = carried
         self.dbs = dbs
+        # db handle -> the table carried whole (its every key: a key absent is absent from the store)
+        self.tables = {dbs[name]: table for name, table in carried.tables.items() if table is not None}
 
-    def get(self, *args, **kwargs):
-        raise NeedsStore("get")
+    def get(self, key, default=None, db=None):
+        table = self.tables.get(db)
+        if table is None:
+            raise NeedsStore("get")
+        return table.get(bytes(key), default)
 
     def stat(self, db):
         if db is self.dbs[fmt.DB_MEMBERS]:
@@ -198,10 +239,13 @@ def run(ledger, batches):
         # The first batch applies detached too when the caches allow it (a fresh store's do).
         with store.read() as txn:
             store.refresh(txn)
-        carried = Carried.read(store)
-        # Under engagement rules (§14) a purchase reads referrals, profiles and referrers'
-        # journals from the store: those batches run serially, as before, with no attempt.
-        detachable = not any(program.engaged for program in store.programs)
+        # Under engagement rules (§14, §17) a purchase also reads profiles, referees and
+        # referrals: answered from caches made complete before a detached batch (profiles,
+        # referee keys: _fill_lookups) and from tables carried whole (referees, referrals).
+        # A rarer read (a referrer's or member's journal, to count its purchases) needs the store.
+        engaged = any(program.engaged for program in store.programs)
+        carried = Carried.read(store, engaged)
+        detachable = True
         # A batch that needed the store runs serially. After the second such batch in a row
         # the next one runs serially without trying; after MISSES_MAX in a row, all the rest:
         # a workload that always needs the store (the engagement rules' lookups) loses
@@ -217,6 +261,8 @@ def run(ledger, batches):
                     yield from _acknowledge(ledger, done)
                 raise
             applied = None
+            if engaged and pending is None and not _lookups_complete(store):
+                _fill_lookups(store)  # as the member cache below, never beside a write in flight
             complete = len(store.member_cache) == carried.member_count
             if detachable and not complete and pending is None:
                 # Emptied by a fallback: complete it again. Never beside a write in flight: a
@@ -237,7 +283,7 @@ def run(ledger, batches):
                     yield from _acknowledge(ledger, done)
                 raw = ledger._apply_batch(*columns) if count else []
                 if count:  # the next batch applies detached from what this one left
-                    carried = Carried.read(store)
+                    carried = Carried.read(store, engaged)
                 yield BatchResult(raw)
                 continue
             writer, raw, encoded = applied
@@ -250,7 +296,7 @@ def run(ledger, batches):
                     unsubmitted = None
                     yield from _acknowledge(ledger, done)
                     raw = ledger._apply_batch(*columns)
-                    carried = Carried.read(store)
+                    carried = Carried.read(store, engaged)
                     yield BatchResult(raw)
                     continue
                 _committed(done)
@@ -303,6 +349,30 @@ def _fill_member_cache(store):
             key = bytes(key)
             if cache.get(key) is None:
                 cache[key] = decode(bytes(value))
+
+
+def _lookups_complete(store):
+    return store.profiles_complete and store.referee_keys is not None
+
+
+def _fill_lookups(store):
+    """The profile cache made complete and the referee keys loaded (engagement.prepare_lookups'
+    loaders, bounded as they are: a cache left incomplete makes a batch need the store)."""
+    with store.read() as txn:
+        store.refresh(txn)
+        lookup = _Lookup(store, txn)
+        if not store.profiles_complete:
+            engagement._load_profiles(lookup, limits.profile_cache_entries_max)
+        if store.referee_keys is None:
+            engagement._load_referees(lookup, CARRIED_REFERRAL_RECORDS_MAX)
+
+
+class _Lookup:
+    """What engagement's loaders read of a writer: a read transaction, nothing written."""
+
+    def __init__(self, store, txn):
+        self.store, self.txn, self.dbs = store, txn, store.dbs
+        self.overlay = {fmt.DB_PROFILES: {}, fmt.DB_REFEREES: {}}
 
 
 def _wait(job):
