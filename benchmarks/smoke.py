@@ -34,7 +34,7 @@ SMOKE_PYTHON_COUNT = 30_000
 SMOKE_ROUNDS = 3
 # About 25 % under the lowest median of this machine's runs (benchmarks/README.md, "Smoke mode").
 SMOKE_FLOORS = {
-    "cpu_speedup_cython_over_python_seq": 7.0,
+    "cpu_speedup_cython_over_python_seq": 6.0,
     "cpu_speedup_cython_over_python_rand": 5.0,
     "cpu_backfill_seq_over_ceiling_seq": 0.17,
     "cpu_backfill_rand_over_ceiling_rand": 0.21,
