@@ -7,6 +7,7 @@ POINTSLEDGER_PURE_PYTHON_BUILD=1 to skip the extension on purpose.
 CI catches a silent miss by setting POINTSLEDGER_REQUIRE_EXTENSION=1 at run time.
 """
 
+import glob
 import os
 import re
 import sys
@@ -86,7 +87,9 @@ def engine_extensions():
         from Cython.Build import cythonize
 
         extensions = [
-            Extension("pointsledger.engine._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"]),
+            # The engine's .pyx includes one .pxi per concern; cythonize follows them, `depends` says so.
+            Extension("pointsledger.engine._engine_c", [ENGINE_SOURCE], extra_compile_args=["-O3"],
+                      depends=sorted(glob.glob("src/pointsledger/engine/_c_*.pxi"))),
             Extension("pointsledger.simulate._walk", [WALK_SOURCE], extra_compile_args=["-O3"]),
             Extension("pointsledger.store._lmdb_batch", [BATCH_SOURCE], extra_compile_args=["-O3"],
                       include_dirs=["src/pointsledger/store"], depends=["src/pointsledger/store/pylmdb_abi.h"],
