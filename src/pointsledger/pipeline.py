@@ -128,6 +128,8 @@ class _DetachedTxn:
         self.dbs = dbs
         # db handle -> the table carried whole (its every key: a key absent is absent from the store)
         self.tables = {dbs[name]: table for name, table in carried.tables.items() if table is not None}
+        # The same tables for the Cython engine, which reads them without calling get().
+        self.carried_tables = self.tables
 
     def get(self, key, default=None, db=None):
         table = self.tables.get(db)
