@@ -273,7 +273,8 @@ def run(ledger, batches):
                 # py-lmdb's own guard of it).
                 _fill_member_cache(store)
                 complete = True
-            if detachable and complete and count and store.careful_writes_left == 0 and not serial_left:
+            if (detachable and complete and count and store.careful_writes_left == 0 and not serial_left
+                    and _categories_cached(store, columns[3], pending is None)):
                 applied = _apply_detached(ledger, columns, carried)
                 misses = misses + 1 if applied is None else 0
                 serial_left = (0, 0, 1)[misses] if misses < MISSES_MAX else -1
@@ -339,6 +340,41 @@ def _apply_detached(ledger, columns, carried):
         store.forget()
         raise
     return writer, raw, encoded
+
+
+def _categories_cached(store, categories, may_read):
+    """Whether every category of the batch has a cached code. A detached batch needs the store
+    for any other (a new category's code, one not cached): trying it would waste its apply
+    and, worse, every cache (Store.forget: under engagement rules the profiles, referee keys
+    and members are then read again), so such a batch runs serially at once. may_read (no
+    write in flight, as for _fill_member_cache): stored categories not cached are cached first."""
+    codes = store.category_codes
+    try:
+        names = set(categories)
+    except TypeError:  # unhashable items: the engine refuses them, the serial path answers
+        return False
+    missing = []
+    for name in names:
+        if type(name) is not str:
+            return False
+        key = name.encode("utf-8", "surrogatepass")
+        if key not in codes:
+            if not 0 < len(key) <= limits.category_bytes_max:
+                return False  # refused by the engine, never stored: not looked up
+            missing.append(key)
+    if not missing:
+        return True
+    if not may_read:
+        return False
+    with store.read() as txn:
+        store.refresh(txn)
+        db = store.dbs[fmt.DB_CATEGORIES]
+        for key in missing:
+            value = txn.get(key, db=db)
+            if value is None:
+                return False  # a new category: its code is allocated against the store
+            store.remember_category(key, fmt.decode_category_code(value))  # committed: safe to cache
+    return True
 
 
 def _fill_member_cache(store):
