@@ -274,7 +274,7 @@ def run(ledger, batches):
                 _fill_member_cache(store)
                 complete = True
             if (detachable and complete and count and store.careful_writes_left == 0 and not serial_left
-                    and _categories_cached(store, columns[3], pending is None)):
+                    and (pending is not None or _categories_cached(store, columns[3]))):
                 applied = _apply_detached(ledger, columns, carried)
                 misses = misses + 1 if applied is None else 0
                 serial_left = (0, 0, 1)[misses] if misses < MISSES_MAX else -1
@@ -342,12 +342,14 @@ def _apply_detached(ledger, columns, carried):
     return writer, raw, encoded
 
 
-def _categories_cached(store, categories, may_read):
-    """Whether every category of the batch has a cached code. A detached batch needs the store
-    for any other (a new category's code, one not cached): trying it would waste its apply
-    and, worse, every cache (Store.forget: under engagement rules the profiles, referee keys
-    and members are then read again), so such a batch runs serially at once. may_read (no
-    write in flight, as for _fill_member_cache): stored categories not cached are cached first."""
+def _categories_cached(store, categories):
+    """Whether every category of the batch has a cached code, those stored but not cached read
+    first. A detached batch needs the store for any other (a new category's code): trying it
+    would waste its apply and, worse, every cache (Store.forget: under engagement rules the
+    profiles, referee keys and members are then read again), so such a batch runs serially at
+    once. Asked only with no write in flight (a read transaction then, as _fill_member_cache):
+    the first batch, and the first after a serial one; a batch beside a write in flight is
+    tried as before (a set of its categories costs ~1 ms a batch, more than it would save)."""
     codes = store.category_codes
     try:
         names = set(categories)
@@ -364,8 +366,6 @@ def _categories_cached(store, categories, may_read):
             missing.append(key)
     if not missing:
         return True
-    if not may_read:
-        return False
     with store.read() as txn:
         store.refresh(txn)
         db = store.dbs[fmt.DB_CATEGORIES]
