@@ -347,7 +347,7 @@ def _categories_cached(store, categories):
     first. A detached batch needs the store for any other (a new category's code): trying it
     would waste its apply and, worse, every cache (Store.forget: under engagement rules the
     profiles, referee keys and members are then read again), so such a batch runs serially at
-    once. Asked only with no write in flight (a read transaction then, as _fill_member_cache):
+    once. Asked only with no write in flight (a read transaction then, as in _fill_member_cache):
     the first batch, and the first after a serial one; a batch beside a write in flight is
     tried as before (a set of its categories costs ~1 ms a batch, more than it would save)."""
     codes = store.category_codes
@@ -357,7 +357,7 @@ def _categories_cached(store, categories):
         return False
     missing = []
     for name in names:
-        if type(name) is not str:
+        if not isinstance(name, str):  # refused by the engine: the serial path answers
             return False
         key = name.encode("utf-8", "surrogatepass")
         if key not in codes:
@@ -366,8 +366,8 @@ def _categories_cached(store, categories):
             missing.append(key)
     if not missing:
         return True
+    # No refresh: a stored category's code never changes, whoever committed it.
     with store.read() as txn:
-        store.refresh(txn)
         db = store.dbs[fmt.DB_CATEGORIES]
         for key in missing:
             value = txn.get(key, db=db)
