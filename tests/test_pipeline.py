@@ -101,10 +101,11 @@ def test_pipelined_batches_give_the_serial_results_and_store(tmp_path, engine_na
     assert results[9][3][0] == "DUPLICATE"
     assert len(dump[b"journal"]) == 10 * 300 - 2 and len(dump[b"categories"]) == 3
     if engine_name == "cython":
-        # Needing the store: batch 0 and the later batch with a new category. Detached: the
+        # Batch 0 and the later batch with a new category run serially without trying
+        # (pipeline._categories_cached: a new category's code needs the store). Detached: the
         # other eight; the resent batch's write met the stored id (OrdersConflict on the
         # writer thread): it and the batch after it ran again serially, the careful way.
-        assert detached == [8, 2]
+        assert detached == [8, 0]
         assert pipelined_run.careful_writes_left == store_module.CAREFUL_WRITES_AFTER_CONFLICT - 1
     else:  # the twin looks every order id up: every batch needs the store
         assert detached[0] == 0
@@ -246,6 +247,29 @@ def bonus_refs(dump):
             rule = bytes(ref).split(b":")[0]
             counted[rule] = counted.get(rule, 0) + 1
     return counted
+
+
+def test_stored_categories_not_cached_are_read_before_the_first_batch(tmp_path, detached):
+    # Reopened: the category cache is empty. The first batch's categories are all stored, so
+    # they are cached from a read before it, and it applies detached like the rest.
+    batches = [columns(index) for index in range(3)]
+    path = tmp_path / "ledger"
+    with pointsledger.Ledger(path, engine="cython", sync=False) as ledger:
+        ledger.set_program(simple_program())
+        ledger.purchases(*columns(99, size=10))
+    with pointsledger.Ledger(path, engine="cython", sync=False) as ledger:
+        assert ledger.store.category_codes == {}
+        results = [plain(result.raw) for result in ledger.purchase_batches(iter(batches))]
+        assert set(ledger.store.category_codes) == {b"grocery", b"fuel"}
+    assert detached == [3, 0]
+    serial_path = tmp_path / "serial"
+    with pointsledger.Ledger(serial_path, engine="cython", sync=False) as ledger:
+        ledger.set_program(simple_program())
+        ledger.purchases(*columns(99, size=10))
+        assert results == [plain(ledger.purchases(*batch).raw) for batch in batches]
+        serial_dump = dump_ledger(ledger)
+    with pointsledger.Ledger(path, engine="cython", sync=False) as ledger:
+        assert dump_ledger(ledger) == serial_dump
 
 
 def test_under_engagement_rules_the_batches_run_detached(tmp_path, engine_name, detached):

@@ -4,6 +4,28 @@
 cdef int64_t _batch_serial = 0
 
 
+cdef bytes _encode_referral(int64_t time_s, int64_t settled_seq, bytes referrer_key, bytes referee_key,
+                            bytes order_key):
+    """store_format.encode_referral packed by hand (its error for a key over 255 bytes, or a negative seq)."""
+    cdef Py_ssize_t referrer_size = PyBytes_GET_SIZE(referrer_key)
+    cdef Py_ssize_t referee_size = PyBytes_GET_SIZE(referee_key)
+    cdef Py_ssize_t order_size = PyBytes_GET_SIZE(order_key)
+    if referrer_size > 255 or referee_size > 255 or order_size > 255 or settled_seq < 0:
+        return fmt.encode_referral(time_s, settled_seq, referrer_key, referee_key, order_key)
+    cdef bytes value = PyBytes_FromStringAndSize(NULL, REFERRAL_HEAD_SIZE + referrer_size + referee_size + order_size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
+    pl_put64(p, <uint64_t>time_s)
+    pl_put64(p + 8, <uint64_t>settled_seq)
+    p[16] = <unsigned char>referrer_size
+    p[17] = <unsigned char>referee_size
+    p[18] = <unsigned char>order_size
+    p += REFERRAL_HEAD_SIZE
+    memcpy(p, PyBytes_AS_STRING(referrer_key), referrer_size)
+    memcpy(p + referrer_size, PyBytes_AS_STRING(referee_key), referee_size)
+    memcpy(p + referrer_size + referee_size, PyBytes_AS_STRING(order_key), order_size)
+    return value
+
+
 @cython.final
 cdef class _Batch:
     """The writer's state for one apply_purchases call, held in C between items.
@@ -38,6 +60,9 @@ cdef class _Batch:
     cdef dict referrals_overlay
     cdef set settled_referees  # referees whose referral this batch found or made settled
     cdef object referrals_db
+    # A detached batch's (pipeline.py) sub-databases carried whole: db handle -> {key: value},
+    # read here in C instead of through its txn's Python get; None until stored() first asks.
+    cdef dict carried_tables
     # Members of the current chunk of items, looked up ahead (resolve_chunk):
     # the key of a valid member id, its MemberState if in writer.members (owned, or NULL).
     cdef PyObject* chunk_keys[CHUNK_ITEMS]
@@ -793,8 +818,9 @@ cdef class _Batch:
             self.count_bonus(referrer_points)
             bonuses.append(pl_tuple3(Bonus, referrer_key.decode(), rule_key.decode(), referrer_points))
             self.mark_dirty(referrer_key, referrer)
-        self.writer.put(DB_REFERRALS, referral_key,
-                        fmt.encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
+        # writer.put(DB_REFERRALS, ...) of fmt.encode_referral, packed here.
+        PyDict_SetItem(self.referrals_overlay, referral_key,
+                       _encode_referral(registered_s, seq, referrer_key, referee_key, order_key))
         self.settled_referees.add(referee_key)
         return 0
 
@@ -836,6 +862,12 @@ cdef class _Batch:
             return <object>found
         if db is None:
             return None
+        if self.carried_tables is None:
+            self.carried_tables = getattr(self.writer.txn, "carried_tables", None) or {}
+        found = PyDict_GetItem(self.carried_tables, db)
+        if found != NULL:  # every key of the sub-database: a key absent is absent from the store
+            found = PyDict_GetItem(<dict>found, key)
+            return <object>found if found != NULL else None
         return self.txn_get(key, None, db)
 
     cdef bint maybe_referred(self, bytes member_key) except -1:
