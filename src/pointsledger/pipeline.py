@@ -61,7 +61,8 @@ class StoreMoved(Exception):
 class Carried:
     """What the store holds once the batches so far have committed (a detached writer's start)."""
 
-    __slots__ = ("last_seq", "totals", "bonus_total", "member_count", "orders_last_key", "commit_count", "tables")
+    __slots__ = ("last_seq", "totals", "bonus_total", "member_count", "orders_last_key", "commit_count", "tables",
+                 "category_count", "categories")
 
     @classmethod
     def read(cls, store, engaged=False):
@@ -79,6 +80,8 @@ class Carried:
             cursor = txn.cursor(db=dbs[fmt.DB_ORDERS])
             carried.orders_last_key = bytes(cursor.key()) if cursor.last() else b""
             carried.commit_count = store.commit_count(txn)
+            carried.category_count = store.category_count(txn)
+        carried.categories = {}  # name -> code of the categories new in the batches carried since
         return carried
 
     def after(self, writer, encoded):
@@ -94,6 +97,9 @@ class Carried:
             if records.name(index) == fmt.DB_ORDERS and last_key > carried.orders_last_key:
                 carried.orders_last_key = last_key
         carried.commit_count = self.commit_count + (1 if writer.has_changes() else 0)
+        carried.category_count = self.category_count + len(writer.new_categories)
+        carried.categories = dict(self.categories)
+        carried.categories.update(writer.new_categories)
         carried.tables = dict(self.tables)
         for name, table in self.tables.items():
             changes = writer.overlay[name]
@@ -120,24 +126,43 @@ def _read_tables(txn, dbs):
 
 
 class _DetachedTxn:
-    """A detached writer's txn: the two reads an engine's batch start makes, from Carried, and
-    under engagement rules the referral lookups, from the tables Carried holds whole."""
+    """A detached writer's txn: the two reads an engine's batch start makes, from Carried, under
+    engagement rules the referral lookups, from the tables Carried holds whole, and the
+    category lookups of a category the store's cache does not hold (a new one, or one new in
+    a batch still in flight)."""
 
-    def __init__(self, carried, dbs):
+    def __init__(self, carried, dbs, category_codes):
         self.carried = carried
         self.dbs = dbs
+        self.category_codes = category_codes  # the store's cache (Store.category_codes)
         # db handle -> the table carried whole (its every key: a key absent is absent from the store)
         self.tables = {dbs[name]: table for name, table in carried.tables.items() if table is not None}
 
     def get(self, key, default=None, db=None):
+        if db is self.dbs[fmt.DB_CATEGORIES]:
+            return self._category(bytes(key), default)
         table = self.tables.get(db)
         if table is None:
             raise NeedsStore("get")
         return table.get(bytes(key), default)
 
+    def _category(self, name, default):
+        """A category's stored value as the store will hold it once the batches before commit:
+        one of theirs, else absent when the cache and theirs are every category, else unknown.
+        (The writer then caches a category of a batch in flight: Store.forget drops it with the
+        other caches should that batch's write fail.)"""
+        code = self.carried.categories.get(name)
+        if code is not None:
+            return fmt.encode_category_code(code)
+        if len(self.category_codes.keys() | self.carried.categories.keys()) == self.carried.category_count:
+            return default
+        raise NeedsStore("get")
+
     def stat(self, db):
         if db is self.dbs[fmt.DB_MEMBERS]:
             return {"entries": self.carried.member_count}
+        if db is self.dbs[fmt.DB_CATEGORIES]:
+            return {"entries": self.carried.category_count}
         raise NeedsStore("stat")
 
     def cursor(self, db=None):
@@ -326,7 +351,7 @@ def _apply_detached(ledger, columns, carried):
     """(writer, raw results, encoded records) of the batch applied from carried; None when it
     needs the store (the caches it half-changed are dropped: Store.forget)."""
     store = ledger.store
-    writer = Writer(store, _DetachedTxn(carried, store.dbs), check_orders=False, carried=carried)
+    writer = Writer(store, _DetachedTxn(carried, store.dbs, store.category_codes), check_orders=False, carried=carried)
     try:
         raw = ledger.engine.apply_purchases(writer, *columns)
         encoded = writer.encode_records()
