@@ -293,11 +293,10 @@ class Writer:
             last_keys.append(None)
         if self.dirty_members:
             pack_members = getattr(engine, "pack_members", None)
-            if pack_members is not None and hasattr(records, "add_packed"):
-                # The Cython engine and the C put: each state encoded straight into one buffer.
+            if pack_members is not None:  # the Cython engine: each state encoded straight into one buffer
                 packed, count, first_key, last_key = pack_members(self.dirty_members)
                 records.add_packed(fmt.DB_MEMBERS, packed, count)
-            else:  # the twin's (key, bytes) pairs, copied (or listed, without the C put)
+            else:  # the twin's (key, bytes) pairs, copied
                 _, first_key, last_key = records.add_items(fmt.DB_MEMBERS, engine.member_items(self.dirty_members))
             first_keys.append(first_key)
             last_keys.append(last_key)
