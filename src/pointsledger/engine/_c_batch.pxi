@@ -171,7 +171,7 @@ cdef class _Batch:
         elif (type(values) is list and not values
                 and writer.next_seq == getattr(writer, "first_seq", None)):
             # A writer's first entries: packed, each encoded in place (no bytes object per entry).
-            self.journal = PackedJournal(writer.first_seq)
+            self.journal = PackedJournal(writer.first_seq, count)
             writer.journal_values = self.journal
         else:
             self.journal_values = values

@@ -76,6 +76,7 @@ from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND
 
 cdef enum:
     JOURNAL_RECORD_HEAD = 16  # per packed entry: u32 key size (8), u32 value size (native order), the seq key
+    JOURNAL_ROOM_PER_ENTRY = JOURNAL_RECORD_HEAD + JOURNAL_HEAD_SIZE + 32  # and two ids of 16 bytes
     POOL_BLOCKS = 4  # buffers of packed records kept for the next batches
     POOL_BLOCK_MAX = 1 << 26  # bytes: a larger buffer is given back to the system
 
@@ -88,12 +89,19 @@ cdef int _pool_count = 0
 
 
 cdef char* _pool_take(Py_ssize_t want, Py_ssize_t* capacity) except NULL:
-    """A buffer of at least `want` bytes (its capacity set): a pooled one if any, else malloc'd."""
+    """A buffer of at least `want` bytes (its capacity set): the smallest pooled one that fits
+    (a batch's journal and its member records each find their own size again), else the largest
+    pooled one grown, else a new one."""
     global _pool_count
     cdef int index, best = -1
     cdef char* data
     for index in range(_pool_count):
-        if best < 0 or _pool_capacity[index] > _pool_capacity[best]:
+        if best < 0:
+            best = index
+        elif _pool_capacity[best] < want:  # none fits yet: the largest
+            if _pool_capacity[index] > _pool_capacity[best]:
+                best = index
+        elif want <= _pool_capacity[index] < _pool_capacity[best]:  # a smaller one that fits
             best = index
     if best >= 0:
         data, capacity[0] = _pool_data[best], _pool_capacity[best]
@@ -101,7 +109,12 @@ cdef char* _pool_take(Py_ssize_t want, Py_ssize_t* capacity) except NULL:
         _pool_data[best], _pool_capacity[best] = _pool_data[_pool_count], _pool_capacity[_pool_count]
         if capacity[0] >= want:
             return data
-        free(data)
+        grown = <char*>realloc(data, want)
+        if grown == NULL:
+            free(data)
+            raise MemoryError()
+        capacity[0] = want
+        return grown
     data = <char*>malloc(want)
     if data == NULL:
         raise MemoryError()
@@ -186,8 +199,15 @@ cdef class PackedJournal(PackedRecords):
     cdef Py_ssize_t offsets_capacity
     cdef readonly int64_t first_seq
 
-    def __cinit__(self, int64_t first_seq):
+    def __cinit__(self, int64_t first_seq, Py_ssize_t entries=0):
+        """entries: how many entries to make room for (a batch's purchases), or 0."""
         self.first_seq = first_seq
+        if entries > 0:
+            self.room(entries * JOURNAL_ROOM_PER_ENTRY)
+            self.offsets = <Py_ssize_t*>malloc(entries * sizeof(Py_ssize_t))
+            if self.offsets == NULL:
+                raise MemoryError()
+            self.offsets_capacity = entries
 
     def __dealloc__(self):
         free(self.offsets)
