@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 
 import lmdb
@@ -39,7 +40,7 @@ def mixed_batches():
     batches = [columns(index) for index in range(3)]
     batches.append(columns(3, order_ids="rand"))
     batches.append(([], [], [], [], []))  # empty: no transaction
-    batches.append(columns(4, categories=("grocery", "books")))  # a new category: needs the store
+    batches.append(columns(4, categories=("grocery", "books")))  # a new category: detached too
     refused = columns(5, order_ids="rand")
     refused[2][7] = -5  # a refused item (its fields are checked before its order id: no store read)
     batches.append(refused)
@@ -101,11 +102,10 @@ def test_pipelined_batches_give_the_serial_results_and_store(tmp_path, engine_na
     assert results[9][3][0] == "DUPLICATE"
     assert len(dump[b"journal"]) == 10 * 300 - 2 and len(dump[b"categories"]) == 3
     if engine_name == "cython":
-        # Batch 0 and the later batch with a new category run serially without trying
-        # (pipeline._categories_cached: a new category's code needs the store). Detached: the
-        # other eight; the resent batch's write met the stored id (OrdersConflict on the
-        # writer thread): it and the batch after it ran again serially, the careful way.
-        assert detached == [8, 0]
+        # New categories (batch 0's, the later "books") are carried from batch to batch: every
+        # batch applies detached; the resent batch's write met the stored id (OrdersConflict on
+        # the writer thread): it and the batch after it ran again serially, the careful way.
+        assert detached == [10, 0]
         assert pipelined_run.careful_writes_left == store_module.CAREFUL_WRITES_AFTER_CONFLICT - 1
     else:  # the twin looks every order id up: every batch needs the store
         assert detached[0] == 0
@@ -335,6 +335,7 @@ def test_carried_referral_tables_take_each_batch_s_writes():
     # C engine's member state remembers a settled referral, so its purchases rarely show it).
     class Batch:
         next_seq, totals, new_member_count = 8, [0] * len(store_format.COUNTER_FIELDS), 0
+        new_categories = {b"books": 2}
         overlay = {store_format.DB_REFERRALS: {b"r1": b"settled"}, store_format.DB_REFEREES: {}}
 
         def stored_bonus_total(self):
@@ -345,11 +346,35 @@ def test_carried_referral_tables_take_each_batch_s_writes():
 
     before = pipeline.Carried()
     before.member_count, before.orders_last_key, before.commit_count = 3, b"", 4
+    before.category_count, before.categories = 2, {b"fuel": 1}
     before.tables = {store_format.DB_REFERRALS: {b"r1": b"open", b"r2": b"open"}, store_format.DB_REFEREES: None}
     after = before.after(Batch(), (None, [], []))
     assert after.tables == {store_format.DB_REFERRALS: {b"r1": b"settled", b"r2": b"open"}, store_format.DB_REFEREES: None}
     assert before.tables[store_format.DB_REFERRALS] == {b"r1": b"open", b"r2": b"open"}  # left whole
     assert (after.last_seq, after.bonus_total, after.commit_count) == (7, 750, 5)
+    assert (after.category_count, after.categories, before.categories) == (3, {b"fuel": 1, b"books": 2}, {b"fuel": 1})
+
+
+def test_a_category_of_a_failed_write_is_not_kept(tmp_path, engine_name, monkeypatch, detached):
+    # Batch 1 (detached) takes "books" from batch 0, still in flight, and caches its code; batch
+    # 0's write then fails: both run again serially, and "books" is written, with batch 0, once.
+    batches = [columns(0, categories=("grocery", "books")), columns(1, categories=("books", "fuel")),
+               columns(2, categories=("toys",))]
+    expected = serial_run(tmp_path / "serial", engine_name, batches)
+    failures = []
+
+    def full_once(point):  # batch 0's commit, on the writer thread (not set_program's)
+        if point == "commit" and not failures and threading.current_thread().name == "pointsledger-pipeline-writer":
+            failures.append(point)
+            raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: injected")
+
+    monkeypatch.setattr(faults, "hook", full_once)
+    assert pipelined_run(tmp_path / "pipelined", engine_name, batches) == expected
+    assert failures == (["commit"] if engine_name == "cython" else [])  # the twin never applies detached
+    dump = expected[1]
+    assert sorted(name for name, _ in dump[b"categories"]) == [b"books", b"fuel", b"grocery", b"toys"]
+    if engine_name == "cython":
+        assert detached == [3, 0]  # then 0 and 1 again serially
 
 
 def test_a_member_s_purchase_count_read_from_its_journal_falls_back(tmp_path, detached):

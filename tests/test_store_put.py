@@ -117,3 +117,28 @@ def test_a_full_map_in_the_put_grows_the_map_and_writes_the_batch(tmp_path, engi
         assert result[-1].seq == count and ledger.last_seq() == count
         assert ledger.balance("m7", T_2026_03_10).balance == 40  # 4 purchases of 10 points
         assert ledger.verify().ok
+
+
+@needs_c_put
+def test_packed_records_that_overrun_their_buffer_are_refused_by_the_c_put(tmp_path):
+    """A packed segment whose records do not end exactly at its buffer's end (a bug in its
+    producer) is refused before any read past the end; the records before it are the caller's
+    to abort, as for any failed put."""
+    import lmdb
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=2)
+    try:
+        db = env.open_db(b"x")
+        record = (3).to_bytes(4, "little") + (2).to_bytes(4, "little") + b"keyvv"
+        for packed, count in ((record + record[:-1], 2), (record, 2)):
+            txn = env.begin(write=True)
+            try:
+                records = store_put._lmdb_batch.Records()
+                records.add_packed(b"x", packed, count)
+                with pytest.raises(RuntimeError, match="packed records"):
+                    store_put.put_records(txn, env, {b"x": db}, records, [store_put.PLAIN])
+            finally:
+                txn.abort()
+        with env.begin(db=db) as txn:
+            assert list(txn.cursor()) == []
+    finally:
+        env.close()

@@ -61,7 +61,8 @@ class StoreMoved(Exception):
 class Carried:
     """What the store holds once the batches so far have committed (a detached writer's start)."""
 
-    __slots__ = ("last_seq", "totals", "bonus_total", "member_count", "orders_last_key", "commit_count", "tables")
+    __slots__ = ("last_seq", "totals", "bonus_total", "member_count", "orders_last_key", "commit_count", "tables",
+                 "category_count", "categories")
 
     @classmethod
     def read(cls, store, engaged=False):
@@ -79,6 +80,8 @@ class Carried:
             cursor = txn.cursor(db=dbs[fmt.DB_ORDERS])
             carried.orders_last_key = bytes(cursor.key()) if cursor.last() else b""
             carried.commit_count = store.commit_count(txn)
+            carried.category_count = store.category_count(txn)
+        carried.categories = {}  # name -> code of the categories new in the batches carried since
         return carried
 
     def after(self, writer, encoded):
@@ -94,6 +97,9 @@ class Carried:
             if records.name(index) == fmt.DB_ORDERS and last_key > carried.orders_last_key:
                 carried.orders_last_key = last_key
         carried.commit_count = self.commit_count + (1 if writer.has_changes() else 0)
+        carried.category_count = self.category_count + len(writer.new_categories)
+        carried.categories = dict(self.categories)
+        carried.categories.update(writer.new_categories)
         carried.tables = dict(self.tables)
         for name, table in self.tables.items():
             changes = writer.overlay[name]
@@ -120,26 +126,45 @@ def _read_tables(txn, dbs):
 
 
 class _DetachedTxn:
-    """A detached writer's txn: the two reads an engine's batch start makes, from Carried, and
-    under engagement rules the referral lookups, from the tables Carried holds whole."""
+    """A detached writer's txn: the two reads an engine's batch start makes, from Carried, under
+    engagement rules the referral lookups, from the tables Carried holds whole, and the
+    category lookups of a category the store's cache does not hold (a new one, or one new in
+    a batch still in flight)."""
 
-    def __init__(self, carried, dbs):
+    def __init__(self, carried, dbs, category_codes):
         self.carried = carried
         self.dbs = dbs
+        self.category_codes = category_codes  # the store's cache (Store.category_codes)
         # db handle -> the table carried whole (its every key: a key absent is absent from the store)
         self.tables = {dbs[name]: table for name, table in carried.tables.items() if table is not None}
         # The same tables for the Cython engine, which reads them without calling get().
         self.carried_tables = self.tables
 
     def get(self, key, default=None, db=None):
+        if db is self.dbs[fmt.DB_CATEGORIES]:
+            return self._category(bytes(key), default)
         table = self.tables.get(db)
         if table is None:
             raise NeedsStore("get")
         return table.get(bytes(key), default)
 
+    def _category(self, name, default):
+        """A category's stored value as the store will hold it once the batches before commit:
+        one of theirs, else absent when the cache and theirs are every category, else unknown.
+        (The writer then caches a category of a batch in flight: Store.forget drops it with the
+        other caches should that batch's write fail.)"""
+        code = self.carried.categories.get(name)
+        if code is not None:
+            return fmt.encode_category_code(code)
+        if len(self.category_codes.keys() | self.carried.categories.keys()) == self.carried.category_count:
+            return default
+        raise NeedsStore("get")
+
     def stat(self, db):
         if db is self.dbs[fmt.DB_MEMBERS]:
             return {"entries": self.carried.member_count}
+        if db is self.dbs[fmt.DB_CATEGORIES]:
+            return {"entries": self.carried.category_count}
         raise NeedsStore("stat")
 
     def cursor(self, db=None):
@@ -329,7 +354,7 @@ def _apply_detached(ledger, columns, carried):
     """(writer, raw results, encoded records) of the batch applied from carried; None when it
     needs the store (the caches it half-changed are dropped: Store.forget)."""
     store = ledger.store
-    writer = Writer(store, _DetachedTxn(carried, store.dbs), check_orders=False, carried=carried)
+    writer = Writer(store, _DetachedTxn(carried, store.dbs, store.category_codes), check_orders=False, carried=carried)
     try:
         raw = ledger.engine.apply_purchases(writer, *columns)
         encoded = writer.encode_records()
@@ -343,13 +368,15 @@ def _apply_detached(ledger, columns, carried):
 
 
 def _categories_cached(store, categories):
-    """Whether every category of the batch has a cached code, those stored but not cached read
-    first. A detached batch needs the store for any other (a new category's code): trying it
-    would waste its apply and, worse, every cache (Store.forget: under engagement rules the
-    profiles, referee keys and members are then read again), so such a batch runs serially at
-    once. Asked only with no write in flight (a read transaction then, as in _fill_member_cache):
-    the first batch, and the first after a serial one; a batch beside a write in flight is
-    tried as before (a set of its categories costs ~1 ms a batch, more than it would save)."""
+    """Whether the batch can apply detached as far as its categories go: those stored but not
+    cached are read and cached first; a new one is allocated detached (Carried keeps the codes
+    of new categories) only when the cache then holds every stored category, since the code it
+    gets is the count of them. Otherwise a detached try would need the store and waste its
+    apply and, worse, every cache (Store.forget: under engagement rules the profiles, referee
+    keys and members are then read again), so such a batch runs serially at once. Asked only
+    with no write in flight (a read transaction then, as in _fill_member_cache): the first
+    batch, and the first after a serial one; a batch beside a write in flight is tried as
+    before (a set of its categories costs ~1 ms a batch, more than it would save)."""
     codes = store.category_codes
     try:
         names = set(categories)
@@ -369,12 +396,14 @@ def _categories_cached(store, categories):
     # No refresh: a stored category's code never changes, whoever committed it.
     with store.read() as txn:
         db = store.dbs[fmt.DB_CATEGORIES]
+        new = False
         for key in missing:
             value = txn.get(key, db=db)
             if value is None:
-                return False  # a new category: its code is allocated against the store
-            store.remember_category(key, fmt.decode_category_code(value))  # committed: safe to cache
-    return True
+                new = True  # its code is allocated from the count of stored categories
+            else:
+                store.remember_category(key, fmt.decode_category_code(value))  # committed: safe to cache
+        return not new or len(codes) == store.category_count(txn)
 
 
 def _fill_member_cache(store):

@@ -73,7 +73,8 @@ cdef class _Batch:
     cdef CacheSlot* chunk_found[CHUNK_ITEMS]  # the member's cache slot (stable until a member is added)
     cdef int chunk_size  # slots that may hold references
     cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
-    cdef list journal_values
+    cdef list journal_values  # writer.journal_values when a list (not packed), else None
+    cdef PackedJournal journal  # writer.journal_values when packed, else None
     cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
     cdef object orders_kept  # writer.orders_kept (the what-if): None, or the only orders whose record is written
     cdef list totals_list
@@ -187,10 +188,21 @@ cdef class _Batch:
         global _batch_serial
         _batch_serial += 1
         self.serial = _batch_serial
-        self.journal_values = writer.journal_values
-        # Only bytes go in: no cycle through it, and the first collection after
-        # the batch would otherwise visit every value (a few % of a backfill).
-        PyObject_GC_UnTrack(<PyObject*>self.journal_values)
+        values = writer.journal_values
+        self.journal = None
+        self.journal_values = None
+        if type(values) is PackedJournal:
+            self.journal = values
+        elif (type(values) is list and not values
+                and writer.next_seq == getattr(writer, "first_seq", None)):
+            # A writer's first entries: packed, each encoded in place (no bytes object per entry).
+            self.journal = PackedJournal(writer.first_seq, count)
+            writer.journal_values = self.journal
+        else:
+            self.journal_values = values
+            # Only bytes go in: no cycle through it, and the first collection after
+            # the batch would otherwise visit every value (a few % of a backfill).
+            PyObject_GC_UnTrack(<PyObject*>self.journal_values)
         self.tier_ranks = getattr(writer, "tier_ranks", None)
         self.orders_kept = getattr(writer, "orders_kept", None)
         self.totals_list = writer.totals
@@ -388,9 +400,13 @@ cdef class _Batch:
     cdef inline int64_t append_entry(self, int kind, int64_t points, MemberState state, bytes member_key,
                                      bytes ref_key, int64_t time_s) except -1:
         cdef int64_t seq = self.next_seq
-        self.journal_values.append(_encode_entry(
-            kind, points, state.balance, time_s, self.rules.version, state.last_seq, member_key, ref_key,
-        ))
+        if self.journal is not None:
+            _put_entry(self.journal.reserve(JOURNAL_HEAD_SIZE + PyBytes_GET_SIZE(member_key) + PyBytes_GET_SIZE(ref_key)),
+                       kind, points, state.balance, time_s, self.rules.version, state.last_seq, member_key, ref_key)
+        else:
+            self.journal_values.append(_encode_entry(
+                kind, points, state.balance, time_s, self.rules.version, state.last_seq, member_key, ref_key,
+            ))
         state.last_seq = seq
         self.next_seq = seq + 1
         return seq

@@ -29,6 +29,62 @@ cdef int _compare_items(const void* left, const void* right) noexcept nogil:
     return -1 if a.size < b.size else (1 if a.size > b.size else 0)
 
 
+cdef enum:
+    RADIX_MIN = 256  # items from which _sort_items sorts by radix (below, qsort)
+
+
+cdef int _sort_items(KeyedItem* array, Py_ssize_t count) except -1:
+    """_compare_items' order: the 8-byte prefixes by LSD radix (a byte per pass, a byte that
+    is the same in every prefix skipped), then each run of equal prefixes (keys longer than
+    8 bytes, or differing only by trailing zero bytes) by qsort. A qsort of everything costs
+    ~15 indirect comparisons per item, most of a flush's member encoding."""
+    cdef Py_ssize_t index, run, total
+    cdef int byte, digit
+    if count < RADIX_MIN:
+        qsort(array, count, sizeof(KeyedItem), _compare_items)
+        return 0
+    cdef Py_ssize_t* counts = <Py_ssize_t*>calloc(8 * 256, sizeof(Py_ssize_t))  # [byte * 256 + digit]
+    cdef KeyedItem* spare = <KeyedItem*>malloc(count * sizeof(KeyedItem))
+    if counts == NULL or spare == NULL:
+        free(counts)
+        free(spare)
+        raise MemoryError()
+    cdef KeyedItem* source = array
+    cdef KeyedItem* target = spare
+    cdef KeyedItem* swap
+    for index in range(count):
+        for byte in range(8):
+            counts[byte * 256 + ((array[index].prefix >> (8 * byte)) & 0xFF)] += 1
+    for byte in range(8):  # least significant first
+        if counts[byte * 256 + ((array[0].prefix >> (8 * byte)) & 0xFF)] == count:
+            continue  # the same byte in every prefix
+        total = 0
+        for digit in range(256):
+            run = counts[byte * 256 + digit]
+            counts[byte * 256 + digit] = total
+            total += run
+        for index in range(count):
+            digit = (source[index].prefix >> (8 * byte)) & 0xFF
+            target[counts[byte * 256 + digit]] = source[index]
+            counts[byte * 256 + digit] += 1
+        swap = source
+        source = target
+        target = swap
+    if source != array:
+        memcpy(array, source, count * sizeof(KeyedItem))
+    free(counts)
+    free(spare)
+    index = 0
+    while index < count:
+        run = index + 1
+        while run < count and array[run].prefix == array[index].prefix:
+            run += 1
+        if run - index > 1:
+            qsort(&array[index], run - index, sizeof(KeyedItem), _compare_items)
+        index = run
+    return 0
+
+
 cdef KeyedItem* _keyed_items(dict items, Py_ssize_t* count) except NULL:
     """The bytes-keyed dict's entries as a C array sorted in LMDB key order (memcmp, then length)."""
     cdef Py_ssize_t size = len(items)
@@ -46,6 +102,13 @@ cdef KeyedItem* _keyed_items(dict items, Py_ssize_t* count) except NULL:
             raise TypeError(f"keys must be bytes, not {type(<object>key).__name__}")
         array[index].key = key
         array[index].value = value
+        index += 1
+    # The keys are scattered over the heap: their bytes fetched a few ahead of the prefixes.
+    cdef Py_ssize_t count_found = index
+    for index in range(count_found):
+        if index + 8 < count_found:
+            pl_prefetch(array[index + 8].key)
+        key = array[index].key
         array[index].data = PyBytes_AS_STRING(<object>key)
         array[index].size = PyBytes_GET_SIZE(<object>key)
         array[index].prefix = 0
@@ -55,9 +118,9 @@ cdef KeyedItem* _keyed_items(dict items, Py_ssize_t* count) except NULL:
                 array[index].prefix |= <unsigned char>array[index].data[byte]
         if index and ascending and _compare_items(&array[index - 1], &array[index]) >= 0:
             ascending = False
-        index += 1
+    index = count_found
     if not ascending:  # ascending order ids arrive sorted; random ones need the sort
-        qsort(array, index, sizeof(KeyedItem), _compare_items)
+        _sort_items(array, index)
     count[0] = index
     return array
 
@@ -166,3 +229,71 @@ def journal_items(int64_t first_seq, list values):
     result.first_seq = first_seq
     result.count = len(values)
     return result
+
+
+# --- the member records packed for the C put (store/_lmdb_batch.Records.add_packed) --------
+
+cdef enum:
+    PACKED_HEAD = 8  # per record: key size, value size (u32 each, native order), then key, value
+    PACKED_GIL_EVERY = 512  # pack_members lets the GIL go after this many records
+    # Room for a year of monthly buckets per member, so the buffer is rarely grown.
+    PACKED_ROOM_PER_MEMBER = PACKED_HEAD + 16 + MEMBER_HEAD_SIZE + 13 * BUCKET_MONTH_SIZE
+
+
+def pack_members(dict dirty_members):
+    """member_items' records, packed in one buffer for the C put: (PackedRecords, count, first
+    key, last key), in key order. The states are encoded straight into it: no bytes object or
+    pair per member."""
+    cdef Py_ssize_t count = 0, index, key_size, value_size
+    cdef KeyedItem* array = _keyed_items(dirty_members, &count)
+    cdef PackedRecords packed = PackedRecords.__new__(PackedRecords)
+    cdef uint32_t head[2]
+    cdef char* p
+    cdef PyObject* upcoming
+    cdef MemberState state
+    first_key = last_key = None
+    try:
+        if count:
+            packed.room(count * PACKED_ROOM_PER_MEMBER)
+        for index in range(count):
+            # Member records are scattered over a large heap: fetch them ahead (as _Items).
+            if index + 8 < count:
+                upcoming = array[index + 8].value
+                pl_prefetch(upcoming)
+                pl_prefetch(<char*>upcoming + 64)
+                pl_prefetch(<char*>upcoming + 128)
+            if index + 4 < count and type(<object>array[index + 4].value) is MemberState:
+                pl_prefetch((<MemberState>array[index + 4].value)._buckets)
+                pl_prefetch(array[index + 4].data)
+            value = <object>array[index].value
+            encoded = None
+            if type(value) is MemberState and (<MemberState>value)._engagement is None:
+                state = <MemberState>value
+                value_size = _state_size(state)
+            else:  # an engagement in its Python form, or another engine's state: its bytes
+                encoded = _encode_state(<MemberState>value) if type(value) is MemberState else value.encode()
+                if not PyBytes_CheckExact(encoded):
+                    encoded = bytes(encoded)
+                value_size = PyBytes_GET_SIZE(encoded)
+            key_size = array[index].size
+            if key_size > 0xFFFFFFFF or value_size > 0xFFFFFFFF:
+                raise ValueError("a record larger than 4 GiB")
+            p = packed.room(PACKED_HEAD + key_size + value_size)
+            head[0], head[1] = <uint32_t>key_size, <uint32_t>value_size
+            memcpy(p, head, PACKED_HEAD)
+            memcpy(p + PACKED_HEAD, array[index].data, key_size)
+            if encoded is None:
+                _put_state(state, <unsigned char*>p + PACKED_HEAD + key_size)
+            else:
+                memcpy(p + PACKED_HEAD + key_size, PyBytes_AS_STRING(encoded), value_size)
+            packed.size += PACKED_HEAD + key_size + value_size
+            if (index + 1) % PACKED_GIL_EVERY == 0:
+                # A pipeline's writer thread may be waiting for the GIL (the member records
+                # of a batch take ~20 ms to encode): let it go now and then.
+                with nogil:
+                    pass
+        if count:
+            first_key, last_key = <object>array[0].key, <object>array[count - 1].key
+    finally:
+        free(array)
+    return packed, count, first_key, last_key

@@ -506,17 +506,29 @@ cdef class MemberState:
 
 cdef bytes _encode_state(MemberState self):
     """MEMBER_HEAD + BUCKETs, packed by hand."""
-    cdef Py_ssize_t index
+    cdef bytes value = PyBytes_FromStringAndSize(NULL, _state_size(self))
+    _put_state(self, <unsigned char*>PyBytes_AS_STRING(value))
+    if self._engagement is not None:  # the Python form: encoded after the head and buckets
+        return value + _encode_engagement(self._engagement)
+    return value
+
+
+cdef Py_ssize_t _state_size(MemberState self) except -1:
+    """The size of what _put_state writes (the record's range checks first): the whole record,
+    but for a state whose engagement is its Python form (encoded after it, _encode_state)."""
     if not (INT32_MIN <= self.tier_year <= INT32_MAX and INT32_MIN <= self.carried_rank <= INT32_MAX):
         raise _struct_error("'i' format requires -2147483648 <= number <= 2147483647")
     if self.last_seq < 0:
         raise _struct_error("argument out of range")
-    cdef bint in_c = self._engaged and self._engagement is None
     cdef Py_ssize_t size = MEMBER_HEAD_SIZE + self._count * BUCKET_MONTH_SIZE
-    if in_c:
+    if self._engaged and self._engagement is None:
         size += _engagement_size(self)
-    cdef bytes value = PyBytes_FromStringAndSize(NULL, size)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
+    return size
+
+
+cdef void _put_state(MemberState self, unsigned char* p) noexcept:
+    """The record at p (_state_size bytes; in place, so a flush packs it straight into its buffer)."""
+    cdef Py_ssize_t index
     p[0] = <unsigned char>(MEMBER_RECORD_VERSION_LOTS_ENGAGED if self._engaged else MEMBER_RECORD_VERSION_LOTS)
     pl_put64(p + 1, <uint64_t>self.balance)
     pl_put64(p + 9, <uint64_t>self.debt)
@@ -536,11 +548,8 @@ cdef bytes _encode_state(MemberState self):
         pl_put64(p + 8, <uint64_t>self._buckets[index].points)
         pl_put32(p + 16, <uint32_t>self._buckets[index].month)
         p += BUCKET_MONTH_SIZE
-    if in_c:
+    if self._engaged and self._engagement is None:
         _put_engagement(self, p)
-    elif self._engagement is not None:
-        return value + _encode_engagement(self._engagement)
-    return value
 
 
 cdef Py_ssize_t _engagement_size(MemberState self) except -1:

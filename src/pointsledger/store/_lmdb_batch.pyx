@@ -63,6 +63,9 @@ SUPPORTED_VERSION = "3.0.0"  # the one py-lmdb whose TransObject pylmdb_abi.h co
 MDB_NOOVERWRITE = 0x10
 MDB_APPEND = 0x20000
 MDB_KEYEXIST = -30799
+cdef enum:
+    PACKED_OVERRUN = -1  # not an LMDB code: a packed segment's records do not fill its buffer exactly (a bug)
+PACKED_OVERRUN_RC = PACKED_OVERRUN
 cdef int TRANS_RDONLY = 2
 cdef size_t HEAD = 8  # per record: key size, value size (u32 each, native order)
 cdef Py_ssize_t GIL_EVERY = 512  # add_items lets the GIL go after this many records
@@ -125,13 +128,14 @@ cdef struct Ref:
 
 
 cdef enum:
-    PACKED = 0  # records copied into Records.data
+    PACKED = 0  # records copied into Records.data, or packed by the caller in a buffer Records keeps alive
     REFS = 1  # pointers into bytes objects Records keeps alive (the journal, an overlay dict)
 
 
 cdef struct Segment:
     int kind
-    size_t start  # PACKED: the records in data[start:end]
+    const char* base  # PACKED: the caller's buffer (add_packed), or NULL for Records.data
+    size_t start  # PACKED: the records in base[start:end] (data[start:end])
     size_t end
     Ref* refs  # REFS: count of them; keys NULL for a journal (seq keys from first_seq)
     bint sort  # REFS: sort in LMDB key order before the puts (without the GIL, in put)
@@ -204,6 +208,7 @@ cdef class Records:
             self.segments, self.segment_capacity = grown, capacity
         cdef Segment* segment = &self.segments[self.segment_count]
         segment.kind = kind
+        segment.base = NULL
         segment.start = segment.end = self.size
         segment.refs = NULL
         segment.sort = False
@@ -318,6 +323,21 @@ cdef class Records:
         segment.count = count
         return count, first, last
 
+    def add_packed(self, name, packed, Py_ssize_t count):
+        """`count` records the caller packed in one buffer (engine.pack_members, the C engine's
+        journal), in key order, each `u32 key size, u32 value size` (native order), key, value:
+        referenced, not copied. The buffer is kept, and exported (a bytearray or the journal
+        cannot grow while referenced); `pairs` and `put` check each record lies inside it.
+        Returns count."""
+        cdef const unsigned char[::1] view = packed
+        cdef Segment* segment = self._open(name, PACKED)
+        self.owners.append(view)
+        if view.shape[0]:
+            segment.base = <const char*>&view[0]
+            segment.start, segment.end = 0, view.shape[0]
+        segment.count = count
+        return count
+
     def name(self, Py_ssize_t index):
         return self.names[index]
 
@@ -328,8 +348,9 @@ cdef class Records:
         """Segment `index` as a list of (key, value) in key order: putmulti's input, the same
         bytes `put` writes."""
         cdef Segment* segment = &self.segments[index]
-        cdef const char* p = self.data + segment.start
-        cdef const char* end = self.data + segment.end
+        cdef const char* base = segment.base if segment.base != NULL else self.data
+        cdef const char* p = base + segment.start
+        cdef const char* end = base + segment.end
         cdef uint32_t head[2]
         cdef unsigned char key[8]
         cdef list pairs = []
@@ -346,10 +367,14 @@ cdef class Records:
                                                                    segment.refs[item].value_size)))
             return pairs
         while p < end:
+            if not _record_inside(p, end):
+                raise ValueError(f"segment {index}: a packed record runs past the end of its buffer")
             memcpy(head, p, HEAD)
             pairs.append((PyBytes_FromStringAndSize(p + HEAD, head[0]),
                           PyBytes_FromStringAndSize(p + HEAD + head[0], head[1])))
             p += HEAD + head[0] + head[1]
+        if len(pairs) != segment.count:
+            raise ValueError(f"segment {index}: {len(pairs)} packed records, not {segment.count}")
         return pairs
 
     def put(self, txn, env, flags):
@@ -438,9 +463,13 @@ cdef int _put_with(const MdbApi* api, MDB_cursor* cursor, const char* data, Segm
                 return rc
             done[0] += 1
         return 0
+    if segment.base != NULL:
+        data = segment.base
     p = data + segment.start
     end = data + segment.end
     while p < end:
+        if not _record_inside(p, end):
+            return PACKED_OVERRUN
         memcpy(head, p, HEAD)
         key.mv_size, key.mv_data = head[0], <void*>(p + HEAD)
         value.mv_size, value.mv_data = head[1], <void*>(p + HEAD + head[0])
@@ -449,7 +478,16 @@ cdef int _put_with(const MdbApi* api, MDB_cursor* cursor, const char* data, Segm
             return rc
         p += HEAD + head[0] + head[1]
         done[0] += 1
-    return 0
+    return 0 if done[0] == segment.count else PACKED_OVERRUN
+
+
+cdef inline bint _record_inside(const char* p, const char* end) noexcept nogil:
+    """Whether the packed record at p (its head and its key and value) ends by `end`."""
+    cdef uint32_t head[2]
+    if <size_t>(end - p) < HEAD:
+        return False
+    memcpy(head, p, HEAD)
+    return <size_t>(end - p) - HEAD >= <size_t>head[0] + <size_t>head[1]
 
 
 def strerror(int rc, txn):

@@ -11,6 +11,7 @@ with the same flags: the store's bytes do not depend on the path (tests/test_sto
 
 import errno
 import os
+import struct
 
 import lmdb
 
@@ -22,6 +23,7 @@ except ImportError:  # a pure-Python build: putmulti only
     _lmdb_batch = None
 
 FORCE_PUTMULTI = os.environ.get("POINTSLEDGER_PUTMULTI") == "1"
+_PACKED_HEAD = struct.Struct("=II")  # a packed record's key and value sizes (add_packed)
 
 # How a segment is written.
 PLAIN = 0  # insert or overwrite (putmulti's default)
@@ -79,6 +81,21 @@ class ListRecords:
         pairs = [(bytes(key), bytes(value)) for key, value in items]
         self.segments.append((name, pairs))
         return len(pairs), pairs[0][0] if pairs else None, pairs[-1][0] if pairs else None
+
+    def add_packed(self, name, packed, count):
+        """Records packed as _lmdb_batch.Records.add_packed takes them (u32 key size, u32 value
+        size, native order; key; value), copied into pairs."""
+        data, pairs, offset = memoryview(packed).cast("B"), [], 0
+        while offset < len(data):
+            key_size, value_size = _PACKED_HEAD.unpack_from(data, offset)
+            offset += _PACKED_HEAD.size
+            pairs.append((bytes(data[offset:offset + key_size]),
+                          bytes(data[offset + key_size:offset + key_size + value_size])))
+            offset += key_size + value_size
+        if offset != len(data) or len(pairs) != count:
+            raise ValueError(f"packed records: {len(pairs)} in {len(data)} bytes, not {count} ending at its end")
+        self.segments.append((name, pairs))
+        return count
 
     def name(self, index):
         return self.segments[index][0]
@@ -144,6 +161,8 @@ def _putmulti(txn, db, records, index, mode):
 
 def _raise_put_error(txn, records, modes, segment, rc, done):
     mode = modes[segment]
+    if rc == _lmdb_batch.PACKED_OVERRUN_RC:
+        raise RuntimeError(f"segment {segment}: its packed records do not fill its buffer exactly: a bug")
     if rc == MDB_KEYEXIST and mode == NEW_ONLY:
         raise KeyConflict(segment, 1)
     if rc == MDB_KEYEXIST and mode == APPEND:

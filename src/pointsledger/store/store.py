@@ -151,6 +151,10 @@ class Store:
         """Drop every cache: a write transaction failed after mutating them."""
         self.cached_commit_count = None
         self.member_cache.clear()
+        # In place (an engine's batch holds the dict): a pipeline's detached batch may have cached
+        # a category of the batch before it, which that batch's failed write did not store.
+        self.category_codes.clear()
+        self.category_names.clear()
         self.profile_cache.clear()
         self.profile_generation += 1
         self.profiles_complete = False

@@ -285,12 +285,19 @@ class Writer:
         engine = self.store.engine
         if self.journal_values:
             # Seq only grows: appended (write_records).
-            records.add_journal(fmt.DB_JOURNAL, self.first_seq, self.journal_values)
+            if type(self.journal_values) is list:
+                records.add_journal(fmt.DB_JOURNAL, self.first_seq, self.journal_values)
+            else:  # the Cython engine's PackedJournal: seq keys and values in one buffer, referenced
+                records.add_packed(fmt.DB_JOURNAL, self.journal_values, len(self.journal_values))
             first_keys.append(None)
             last_keys.append(None)
         if self.dirty_members:
-            # In the Cython engine a lazy C iterator, encoding each record as it is packed.
-            _, first_key, last_key = records.add_items(fmt.DB_MEMBERS, engine.member_items(self.dirty_members))
+            pack_members = getattr(engine, "pack_members", None)
+            if pack_members is not None:  # the Cython engine: each state encoded straight into one buffer
+                packed, count, first_key, last_key = pack_members(self.dirty_members)
+                records.add_packed(fmt.DB_MEMBERS, packed, count)
+            else:  # the twin's (key, bytes) pairs, copied
+                _, first_key, last_key = records.add_items(fmt.DB_MEMBERS, engine.member_items(self.dirty_members))
             first_keys.append(first_key)
             last_keys.append(last_key)
         for name, changes in self.overlay.items():
