@@ -122,14 +122,14 @@ def test_a_failed_write_on_the_writer_thread_is_redone_serially(tmp_path, engine
     expected = serial_run(tmp_path / "serial", engine_name, batches)
     failures = []
 
-    def full_once(point):
-        if point == "commit" and not failures:
+    def full_once(point):  # the first commit on the writer thread (set_program's is the main thread's)
+        if point == "commit" and not failures and threading.current_thread().name == "pointsledger-pipeline-writer":
             failures.append(point)
             raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: injected")
 
     monkeypatch.setattr(faults, "hook", full_once)
     assert pipelined_run(tmp_path / "pipelined", engine_name, batches) == expected
-    assert failures == ["commit"]
+    assert failures == (["commit"] if engine_name == "cython" else [])  # the twin never applies detached
 
 
 def test_a_batch_refused_whole_raises_after_the_results_before_it(tmp_path, engine_name):
