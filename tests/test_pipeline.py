@@ -117,17 +117,24 @@ def test_the_putmulti_put_in_the_pipeline(tmp_path, monkeypatch):
     assert pipelined_run(tmp_path / "p", "cython", batches) == serial_run(tmp_path / "s", "cython", batches)
 
 
-def test_a_failed_write_on_the_writer_thread_is_redone_serially(tmp_path, engine_name, monkeypatch):
-    batches = [columns(index) for index in range(5)]
-    expected = serial_run(tmp_path / "serial", engine_name, batches)
+def fail_the_first_writer_thread_commit(monkeypatch):
+    """A full map at the first commit on the pipeline's writer thread (not set_program's, on the
+    main thread, which Store.write's map growth would absorb); returns the list of failures made."""
     failures = []
 
-    def full_once(point):  # the first commit on the writer thread (set_program's is the main thread's)
+    def full_once(point):
         if point == "commit" and not failures and threading.current_thread().name == "pointsledger-pipeline-writer":
             failures.append(point)
             raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: injected")
 
     monkeypatch.setattr(faults, "hook", full_once)
+    return failures
+
+
+def test_a_failed_write_on_the_writer_thread_is_redone_serially(tmp_path, engine_name, monkeypatch):
+    batches = [columns(index) for index in range(5)]
+    expected = serial_run(tmp_path / "serial", engine_name, batches)
+    failures = fail_the_first_writer_thread_commit(monkeypatch)
     assert pipelined_run(tmp_path / "pipelined", engine_name, batches) == expected
     assert failures == (["commit"] if engine_name == "cython" else [])  # the twin never applies detached
 
@@ -361,14 +368,7 @@ def test_a_category_of_a_failed_write_is_not_kept(tmp_path, engine_name, monkeyp
     batches = [columns(0, categories=("grocery", "books")), columns(1, categories=("books", "fuel")),
                columns(2, categories=("toys",))]
     expected = serial_run(tmp_path / "serial", engine_name, batches)
-    failures = []
-
-    def full_once(point):  # batch 0's commit, on the writer thread (not set_program's)
-        if point == "commit" and not failures and threading.current_thread().name == "pointsledger-pipeline-writer":
-            failures.append(point)
-            raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: injected")
-
-    monkeypatch.setattr(faults, "hook", full_once)
+    failures = fail_the_first_writer_thread_commit(monkeypatch)  # batch 0's
     assert pipelined_run(tmp_path / "pipelined", engine_name, batches) == expected
     assert failures == (["commit"] if engine_name == "cython" else [])  # the twin never applies detached
     dump = expected[1]
