@@ -36,7 +36,7 @@ SMOKE_ROUNDS = 3
 SMOKE_FLOORS = {
     "cpu_speedup_cython_over_python_seq": 6.0,
     "cpu_speedup_cython_over_python_rand": 5.0,
-    "cpu_backfill_seq_over_ceiling_seq": 0.17,
+    "cpu_backfill_seq_over_ceiling_seq": 0.21,  # 0.17 until the packed records (issue 15; README)
     "cpu_backfill_rand_over_ceiling_rand": 0.21,
     "cpu_pipeline_writer_thread_share_seq": 0.10,
 }
