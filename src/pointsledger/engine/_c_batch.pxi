@@ -78,6 +78,7 @@ cdef class _Batch:
     cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
     cdef object orders_kept  # writer.orders_kept (the what-if): None, or the only orders whose record is written
     cdef list totals_list
+    cdef PurchaseResults results  # apply_purchases' results: record adds its purchase here
     cdef int64_t next_seq
     cdef int64_t new_member_count
     cdef int64_t totals[COUNTER_COUNT]
@@ -794,9 +795,8 @@ cdef class _Batch:
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
         if reported is None:
-            result = ("APPLIED", seq, points, balance, None)
-            PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
-            return result
+            self.results.add_applied(seq, points, balance)  # as the plain path's record
+            return None
         PyObject_GC_UnTrack(<PyObject*>reported)  # of Bonus, untracked (pl_tuple3)
         result = ("APPLIED", seq, points, balance, None, reported)
         PyObject_GC_UnTrack(<PyObject*>result)
@@ -1062,26 +1062,22 @@ cdef class _Batch:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
-        result = ("APPLIED", seq, points, state.balance, None)
-        # Only atoms inside: the cyclic GC need never look at it (CPython would
-        # untrack it itself, but only after traversing it once per collection).
-        PyObject_GC_UnTrack(<PyObject*>result)
-        return result
+        # Straight into the results' arrays: no tuple and three ints per purchase.
+        self.results.add_applied(seq, points, state.balance)
+        return None  # recorded (apply_purchases adds any other result itself)
 
 
 def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, times_s):
-    """Apply a batch in order; one result tuple per item (see writer.ItemResult)."""
+    """Apply a batch in order; a PurchaseResults: one result tuple per item (see writer.ItemResult)."""
     cdef Py_ssize_t count = len(order_ids)
     cdef Py_ssize_t index
-    cdef list results = []
+    cdef PurchaseResults results = PurchaseResults.__new__(PurchaseResults)
     cdef _Batch batch = _Batch.__new__(_Batch)
     cdef Py_ssize_t start, end
     cdef int slot
     cdef PyObject* upcoming
-    cdef bint refused = False
-    # Out of the cyclic GC while it holds only untracked tuples of atoms, as
-    # journal_values; a refusal's tuple holds the error, and then it is tracked.
-    PyObject_GC_UnTrack(<PyObject*>results)
+    results.reserve(count)
+    batch.results = results
     batch.start(writer, order_ids, member_ids, amounts_minor, categories, times_s, count)
     # Each result is a new tuple that outlives the call, so a large batch would
     # set off a young collection every 700 of them (a few % of a backfill's
@@ -1131,10 +1127,8 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                     result = batch.apply(index, slot, order_id, member_id, amount_item, category_item, time_item)
                 except LedgerError as error:
                     result = (error.code, 0, 0, 0, error)
-                    if not refused:
-                        refused = True
-                        PyObject_GC_Track(<PyObject*>results)
-                results.append(result)
+                if result is not None:  # None: a plain APPLIED purchase, already in results
+                    results.add(result)
     finally:
         if paused_gc:
             gc.enable()
