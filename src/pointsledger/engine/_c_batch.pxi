@@ -1,9 +1,6 @@
 # Part of _engine_c.pyx (included there): the batch: _Batch, the writer's state between items, and apply_purchases.
 # It shares the module's cimports, constants and C helpers, declared in _engine_c.pyx.
 
-cdef int64_t _batch_serial = 0
-
-
 cdef bytes _encode_referral(int64_t time_s, int64_t settled_seq, bytes referrer_key, bytes referee_key,
                             bytes order_key):
     """store_format.encode_referral packed by hand (its error for a key over 255 bytes, or a negative seq)."""
@@ -45,7 +42,7 @@ cdef class _Batch:
     # Every member stored in the transaction is in writer.members: a key not
     # there is a new member, without an LMDB lookup (a fresh or warm store).
     cdef bint members_complete
-    cdef dict dirty_members
+    cdef DirtyMembers dirty_members  # writer.dirty_members, or None (the what-if's scratch)
     cdef dict day_deltas
     cdef dict store_category_codes
     cdef dict new_categories
@@ -72,7 +69,6 @@ cdef class _Batch:
     cdef Py_hash_t chunk_hashes[CHUNK_ITEMS]
     cdef CacheSlot* chunk_found[CHUNK_ITEMS]  # the member's cache slot (stable until a member is added)
     cdef int chunk_size  # slots that may hold references
-    cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values  # writer.journal_values when a list (not packed), else None
     cdef PackedJournal journal  # writer.journal_values when packed, else None
     cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
@@ -160,11 +156,7 @@ cdef class _Batch:
         self.members_complete = (
             len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
         )
-        if writer.dirty_members is not None and not writer.dirty_members and count >= ORDERS_PRESIZE_MIN:
-            # Likewise for the members it will mark dirty (at most one per purchase);
-            # None is the what-if's scratch, which marks none (simulate/scratch.py).
-            writer.dirty_members = _PyDict_NewPresized(count)
-        self.dirty_members = writer.dirty_members
+        self.dirty_members = _dirty_members_of(writer, count)
         self.day_deltas = writer.day_deltas
         self.amount_day_deltas = writer.amount_day_deltas
         self.day_amount = 0
@@ -186,9 +178,6 @@ cdef class _Batch:
         self.referrals_overlay = writer.overlay[DB_REFERRALS]
         self.referrals_db = dbs.get(DB_REFERRALS)
         self.settled_referees = set()
-        global _batch_serial
-        _batch_serial += 1
-        self.serial = _batch_serial
         values = writer.journal_values
         self.journal = None
         self.journal_values = None
@@ -475,11 +464,9 @@ cdef class _Batch:
         return state
 
     cdef inline int mark_dirty(self, bytes member_key, MemberState state) except -1:
-        # writer.mark_dirty once per member and batch; later purchases find it there.
-        if state._dirty_batch != self.serial:
-            if self.dirty_members is not None:  # None: the what-if writes no member record
-                PyDict_SetItem(self.dirty_members, member_key, state)
-            state._dirty_batch = self.serial
+        # writer.mark_dirty, listed once per member and writer.
+        if self.dirty_members is not None:  # None: the what-if writes no member record
+            self.dirty_members.mark(member_key, state)
         return 0
 
     cdef inline int64_t expiry_instant(self, int64_t day, int64_t expiry_months) noexcept:
