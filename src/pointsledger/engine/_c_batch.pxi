@@ -1066,9 +1066,11 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
     results.reserve(count)
     batch.results = results
     batch.start(writer, order_ids, member_ids, amounts_minor, categories, times_s, count)
-    # Each result is a new tuple that outlives the call, so a large batch would
-    # set off a young collection every 700 of them (a few % of a backfill's
-    # time) that can free nothing made here: collect once, after the batch.
+    # Each new member's state is a new tracked object that outlives the call, so a
+    # large batch of new members would set off a young collection every 700 of them
+    # that can free nothing made here: collect once, after the batch. (The results
+    # are no longer a tuple each: a batch of known members allocates almost nothing
+    # tracked, and the collection after it is short.)
     cdef bint paused_gc = count >= GC_PAUSE_ITEMS_MIN and gc.isenabled()
     if paused_gc:
         gc.disable()
