@@ -4,7 +4,9 @@ The Cython engine lists each member once per writer (DirtyMembers), where the tw
 dict: both write one record per member, the last state, byte-identical.
 """
 
-from pointsledger import operations
+import pytest
+
+from pointsledger import engine as engines, operations
 from support import T_2026_03_10, dump_ledger, simple_program
 
 T = T_2026_03_10
@@ -48,3 +50,28 @@ def test_a_batch_after_the_twins_marks_keeps_them(ledger):
     # m1: 10 + 7 adjusted + 3; m2: 25.
     assert [ledger.balance(member, T).balance for member in ("m1", "m2")] == [20, 25]
     assert ledger.verify().ok
+
+
+_engine_c = engines.ENGINES.get("cython")
+
+
+@pytest.mark.skipif(_engine_c is None, reason="the Cython engine is not built")
+def test_the_last_state_marked_for_a_key_is_packed_as_a_dict_keeps_it():
+    states = [_engine_c.MemberState(2026) for _ in range(3)]
+    for number, state in enumerate(states):
+        state.balance = 10 * (number + 1)
+    dirty = _engine_c.DirtyMembers()
+    assert not dirty and len(dirty) == 0
+    dirty[b"m2"] = states[0]
+    dirty[b"m1"] = states[1]
+    dirty[b"m2"] = states[0]  # the same state again: listed once
+    dirty[b"m2"] = states[2]  # another state for the key: it replaces the first, as in a dict
+    expected = {b"m1": states[1], b"m2": states[2]}
+    assert len(dirty) == 2 and bool(dirty) and sorted(dirty) == [b"m1", b"m2"]
+    assert dirty[b"m2"] is states[2] and b"m1" in dirty and b"m3" not in dirty
+    packed, count, first_key, last_key = _engine_c.pack_members(dirty)
+    packed_dict, count_dict, _, _ = _engine_c.pack_members(expected)
+    assert (count, first_key, last_key) == (2, b"m1", b"m2") and count_dict == 2
+    assert bytes(memoryview(packed)) == bytes(memoryview(packed_dict))
+    assert [(bytes(key), bytes(value)) for key, value in _engine_c.member_items(dirty)] == [
+        (bytes(key), bytes(value)) for key, value in _engine_c.member_items(expected)]

@@ -88,6 +88,9 @@ cdef class DirtyMembers:
     def __len__(self):
         return len(self.as_dict()) if self.maybe_duplicates else self.size
 
+    def __bool__(self):
+        return self.size > 0
+
     def __contains__(self, key):
         cdef Py_ssize_t index
         for index in range(self.size):
