@@ -18,20 +18,22 @@ cdef class PurchaseResults:
     cdef int64_t* seqs
     cdef int64_t* points
     cdef int64_t* balances
+    cdef Py_ssize_t* other_at  # the item's place in `others`, or -1: held in the arrays
     cdef Py_ssize_t size
     cdef Py_ssize_t capacity
-    cdef dict others  # index -> the item's tuple, for an item not held in the arrays
+    cdef list others  # the tuples of the items not held in the arrays, in order
     cdef Py_ssize_t applied_count
     cdef Py_ssize_t duplicate_count
     cdef pl_i128 plain_points  # points of the arrays' items (all APPLIED)
 
     def __cinit__(self):
-        self.others = {}
+        self.others = []
 
     def __dealloc__(self):
         free(self.seqs)
         free(self.points)
         free(self.balances)
+        free(self.other_at)
 
     cdef int reserve(self, Py_ssize_t capacity) except -1:
         if capacity <= self.capacity:
@@ -48,6 +50,10 @@ cdef class PurchaseResults:
         if balances == NULL:
             raise MemoryError()
         self.balances = balances
+        cdef Py_ssize_t* other_at = <Py_ssize_t*>realloc(self.other_at, capacity * sizeof(Py_ssize_t))
+        if other_at == NULL:
+            raise MemoryError()
+        self.other_at = other_at
         self.capacity = capacity
         return 0
 
@@ -58,6 +64,7 @@ cdef class PurchaseResults:
         self.seqs[self.size] = seq
         self.points[self.size] = points
         self.balances[self.size] = balance
+        self.other_at[self.size] = -1
         self.size += 1
         self.applied_count += 1
         self.plain_points += points
@@ -68,7 +75,8 @@ cdef class PurchaseResults:
         if self.size == self.capacity:
             self.reserve(self.capacity * 2 if self.capacity else 16)
         self.seqs[self.size] = self.points[self.size] = self.balances[self.size] = 0
-        self.others[self.size] = item
+        self.other_at[self.size] = len(self.others)
+        self.others.append(item)
         self.size += 1
         status = item[0]
         if status == "APPLIED":
@@ -78,11 +86,8 @@ cdef class PurchaseResults:
         return 0
 
     cdef object item(self, Py_ssize_t index):
-        cdef PyObject* found
-        if self.others:
-            found = PyDict_GetItem(self.others, index)
-            if found != NULL:
-                return <object>found
+        if self.other_at[index] >= 0:
+            return <object>PyList_GET_ITEM(self.others, self.other_at[index])
         return ("APPLIED", self.seqs[index], self.points[index], self.balances[index], None)
 
     def __len__(self):
@@ -157,9 +162,9 @@ cdef class PurchaseResults:
         else:  # beyond int64: summed in Python
             total = 0
             for index in range(self.size):
-                if index not in self.others:
+                if self.other_at[index] < 0:
                     total += self.points[index]
-        for item in self.others.values():
+        for item in self.others:
             if item[0] == "APPLIED":
                 total += item[2]
         return total
