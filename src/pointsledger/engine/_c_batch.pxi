@@ -453,7 +453,7 @@ cdef class _Batch:
         self.order_unchecked = False
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             return None
-        found = self.orders.get_value(PyBytes_AS_STRING(order_key), PyBytes_GET_SIZE(order_key))
+        found = self.orders.get_order(order_key)
         if found is not None:
             return found
         if not self.check_orders:
@@ -790,8 +790,7 @@ cdef class _Batch:
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
-            self.orders.put_order(PyBytes_AS_STRING(order_key), PyBytes_GET_SIZE(order_key), amount_minor, time_s, seq,
-                                  category.code)
+            self.orders.put_order(order_key, amount_minor, time_s, seq, category.code)
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
@@ -1060,8 +1059,7 @@ cdef class _Batch:
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
-            self.orders.put_order(PyBytes_AS_STRING(order_key), PyBytes_GET_SIZE(order_key), amount_minor, time_s, seq,
-                                  category.code)
+            self.orders.put_order(order_key, amount_minor, time_s, seq, category.code)
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):

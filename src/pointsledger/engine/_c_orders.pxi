@@ -204,12 +204,12 @@ cdef class PackedOrders(PackedRecords):
 
     # --- lookups and changes ---------------------------------------------------------------
 
-    cdef Py_ssize_t find(self, const char* key, Py_ssize_t size) noexcept:
-        """The record number of the key, or -1."""
+    cdef Py_ssize_t find(self, const char* key, Py_ssize_t size, Py_hash_t hash) noexcept:
+        """The record number of the key, or -1; hash: the key's, or -1 (computed if needed)."""
         cdef Py_ssize_t low, high, middle
         cdef int order
         if self.slots != NULL:
-            middle = self.slot_of(key, size, _Py_HashBytes(key, size))
+            middle = self.slot_of(key, size, hash if hash != -1 else _Py_HashBytes(key, size))
             return self.slots[middle].number - 1 if middle >= 0 else -1
         # In key order, none dead: a binary search (the last record first: sequential ids).
         if self.count == 0 or self.compare(self.count - 1, key, size) < 0:
@@ -226,30 +226,31 @@ cdef class PackedOrders(PackedRecords):
                 high = middle - 1
         return -1
 
-    cdef object get_value(self, const char* key, Py_ssize_t size):
+    cdef object get_value(self, const char* key, Py_ssize_t size, Py_hash_t hash):
         """The order's record as bytes, or None: made only for an order found (a duplicate)."""
-        cdef Py_ssize_t number = self.find(key, size)
+        cdef Py_ssize_t number = self.find(key, size, hash)
         if number < 0:
             return None
         cdef const char* p = self.record(number)
         return PyBytes_FromStringAndSize(p + ORDER_RECORD_HEAD + self.key_size(p), self.value_size(p))
 
-    cdef char* put(self, const char* key, Py_ssize_t size, Py_ssize_t value_size) except NULL:
-        """Where the key's value of `value_size` bytes goes: its record rewritten in place, or a new one."""
+    cdef char* put(self, const char* key, Py_ssize_t size, Py_hash_t hash, Py_ssize_t value_size) except NULL:
+        """Where the key's value of `value_size` bytes goes: its record rewritten in place, or a new
+        one; hash: the key's, or -1 (computed if needed)."""
         cdef Py_ssize_t number, index
-        cdef Py_hash_t hash
         cdef char* p
         if self.exports:
             raise BufferError("the orders are being written: none can change")
         if self.slots == NULL:
             if self.count == 0 or self.compare(self.count - 1, key, size) < 0:
                 return self.append(key, size, value_size)  # in key order still: no lookup
-            number = self.find(key, size)
+            number = self.find(key, size, -1)
             if number >= 0 and self.value_size(self.record(number)) == value_size:
                 p = <char*>self.record(number)
                 return p + ORDER_RECORD_HEAD + size
             self.unordered()
-        hash = _Py_HashBytes(key, size)
+        if hash == -1:
+            hash = _Py_HashBytes(key, size)
         index = self.slot_of(key, size, hash)
         if index >= 0:
             number = self.slots[index].number - 1
@@ -267,10 +268,14 @@ cdef class PackedOrders(PackedRecords):
         self.add_slot(index, hash, self.count - 1)
         return p
 
-    cdef int put_order(self, const char* key, Py_ssize_t size, int64_t amount_minor, int64_t time_s,
-                       int64_t seq, int64_t code) except -1:
+    cdef object get_order(self, bytes key):
+        """get_value for a bytes key: its hash is the one the bytes object caches."""
+        return self.get_value(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), hash(key) if self.slots != NULL else -1)
+
+    cdef int put_order(self, bytes key, int64_t amount_minor, int64_t time_s, int64_t seq, int64_t code) except -1:
         """The record fmt.encode_order(amount_minor, time_s, seq, 0, 0, code) of the key, encoded in place."""
-        cdef char* p = self.put(key, size, ORDER_HEAD_SIZE + (2 if code < NARROW_CODES else 4))
+        cdef char* p = self.put(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), hash(key) if self.slots != NULL else -1,
+                                ORDER_HEAD_SIZE + (2 if code < NARROW_CODES else 4))
         _put_order(<unsigned char*>p, amount_minor, time_s, seq, code)
         return 0
 
@@ -278,7 +283,7 @@ cdef class PackedOrders(PackedRecords):
         """Remove the key's record: 1, or 0 when absent."""
         if self.exports:
             raise BufferError("the orders are being written: none can change")
-        if self.find(key, size) < 0:
+        if self.find(key, size, -1) < 0:
             return 0
         self.unordered()
         cdef Py_ssize_t index = self.slot_of(key, size, _Py_HashBytes(key, size))
@@ -346,11 +351,11 @@ cdef class PackedOrders(PackedRecords):
 
     def __contains__(self, key):
         key = _order_key_bytes(key)
-        return self.find(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) >= 0
+        return self.find(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), -1) >= 0
 
     def get(self, key, default=None):
         key = _order_key_bytes(key)
-        value = self.get_value(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        value = self.get_value(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), -1)
         return default if value is None else value
 
     def __getitem__(self, key):
@@ -363,7 +368,7 @@ cdef class PackedOrders(PackedRecords):
         key = _order_key_bytes(key)
         cdef const unsigned char[::1] view = value
         cdef Py_ssize_t size = view.shape[0]
-        cdef char* p = self.put(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), size)
+        cdef char* p = self.put(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), -1, size)
         if size:
             memcpy(p, &view[0], size)
 

@@ -77,7 +77,7 @@ from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND
 cdef enum:
     JOURNAL_RECORD_HEAD = 16  # per packed entry: u32 key size (8), u32 value size (native order), the seq key
     JOURNAL_ROOM_PER_ENTRY = JOURNAL_RECORD_HEAD + JOURNAL_HEAD_SIZE + 32  # and two ids of 16 bytes
-    POOL_BLOCKS = 4  # buffers of packed records kept for the next batches
+    POOL_BLOCKS = 8  # buffers of packed records kept for the next batches (two batches' journal, members, orders)
     POOL_BLOCK_MAX = 1 << 26  # bytes: a larger buffer is given back to the system
 
 # Freed buffers of PackedRecords, reused: a fresh buffer of megabytes per batch costs a page
