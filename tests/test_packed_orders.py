@@ -88,3 +88,27 @@ def test_it_behaves_as_the_dict_it_replaces(seed):
     expected = sorted(model.items())
     assert count == len(model) and packed_pairs(packed, count) == expected
     assert (first_key, last_key) == (expected[0][0], expected[-1][0])
+
+
+def test_order_keys_the_writer_keeps_are_not_rewritten_by_the_next_purchase(tmp_path):
+    """The engine rewrites an order key's bytes object for the next purchase only when nothing
+    else holds it: the unchecked ids (below the largest so far: o5 stored, then o91) keep their keys."""
+    import pointsledger
+    from pointsledger.store import format as fmt
+    from support import T_2026_03_10, simple_program
+
+    with pointsledger.Ledger(tmp_path / "ledger", engine="cython") as ledger:
+        ledger.set_program(simple_program())
+        ledger.purchases(["o5"], ["m1"], [100], ["grocery"], [T_2026_03_10])
+        seen = {}
+
+        def apply(writer):
+            ids = ["o1", "o91", "o2", "o9", "o3"]
+            ledger.engine.apply_purchases(writer, ids, ["m1"] * 5, [100] * 5, ["grocery"] * 5, [T_2026_03_10] * 5)
+            seen["unchecked"] = list(writer.unchecked_order_keys)
+            seen["orders"] = list(writer.overlay[fmt.DB_ORDERS])
+
+        ledger.store.write(apply)
+        assert seen == {"unchecked": [b"o1", b"o2", b"o9", b"o3"], "orders": [b"o1", b"o91", b"o2", b"o9", b"o3"]}
+        assert [ledger.purchases([order_id], ["m1"], [100], ["grocery"], [T_2026_03_10]).raw[0][0]
+                for order_id in ("o1", "o91", "o9", "o4")] == ["DUPLICATE", "DUPLICATE", "DUPLICATE", "APPLIED"]

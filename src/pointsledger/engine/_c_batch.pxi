@@ -495,7 +495,7 @@ cdef class _Batch:
     cdef object apply(self, Py_ssize_t index, int slot, object order_id, object member_id,
                       object amount_item, object category_item, object time_item):
         """Fields, id already used and programme, in the twin's order; then the member."""
-        cdef bytes order_key = _id_key(order_id, "order_id", ID_BYTES_MAX)
+        cdef bytes order_key = _order_key(order_id)
         cdef bytes member_key
         if self.chunk_keys[slot] != NULL:  # valid, looked up by resolve_chunk
             member_key = <bytes>self.chunk_keys[slot]

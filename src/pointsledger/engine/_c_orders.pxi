@@ -9,6 +9,55 @@ cdef enum:
     ORDER_SLOTS_MIN = 1024  # a power of two
 
 
+cdef extern from *:
+    """
+    /* The key of an order id, rewritten into one of two bytes objects of `room` bytes when only
+       the pool holds it (nobody can see it change; 3.11-3.12 layout, as pl_seq_key): a purchase
+       whose key does not outlive it (sequential ids: the last key is kept as the batch's largest,
+       hence two) allocates none. Else a new bytes object of its size. */
+    static PyObject *pl_order_key(PyObject **pool, const char *data, Py_ssize_t size, Py_ssize_t room) {
+    #if PY_VERSION_HEX < 0x030D0000
+        PyObject *key = NULL;
+        int index;
+        if (size <= room) {
+            for (index = 0; index < 2 && key == NULL; index++) {
+                if (pool[index] == NULL && (pool[index] = PyBytes_FromStringAndSize(NULL, room)) == NULL)
+                    return NULL;
+                if (Py_REFCNT(pool[index]) == 1)
+                    key = pool[index];
+            }
+        }
+        if (key != NULL) {
+            memcpy(PyBytes_AS_STRING(key), data, size);
+            PyBytes_AS_STRING(key)[size] = 0;
+            Py_SET_SIZE(key, size);
+            ((PyBytesObject *)key)->ob_shash = -1;
+            Py_INCREF(key);
+            return key;
+        }
+    #endif
+        return PyBytes_FromStringAndSize(data, size);
+    }
+    """
+    object pl_order_key(PyObject** pool, const char* data, Py_ssize_t size, Py_ssize_t room)
+
+
+cdef PyObject* _order_key_pool[2]  # pl_order_key's objects (owned), used with the GIL held
+
+
+cdef bytes _order_key(object order_id):
+    """_id_key(order_id, "order_id", ID_BYTES_MAX), in a reused bytes object when it can be."""
+    cdef Py_ssize_t size
+    cdef const char* data
+    if PyUnicode_CheckExact(order_id):
+        data = PyUnicode_AsUTF8AndSize(order_id, &size)
+        if data == NULL:
+            PyErr_Clear()
+        elif _clean_id(data, size, ID_BYTES_MAX):
+            return pl_order_key(_order_key_pool, data, size, ID_BYTES_MAX)
+    return validate_id("order_id", order_id, ID_BYTES_MAX)
+
+
 cdef struct OrderSlot:
     Py_hash_t hash  # of the key's bytes (CPython's bytes hash, as MemberCache)
     Py_ssize_t number  # the record's number + 1; 0: an empty slot
