@@ -2,6 +2,8 @@
 
     python benchmarks/run.py                      # 1 M purchases (100 k for the pure-Python engine)
     python benchmarks/run.py --count 10000000 --workloads backfill-seq,ceiling-seq --engines cython
+    python benchmarks/run.py --count 1000000 --workloads backfill-seq,backfill-rand,ceiling \
+        --engines cython --rounds 3               # SPEC §13's medians of three runs
     python benchmarks/run.py --smoke              # what CI runs: small, checks ratios (smoke.py)
 
 Each workload runs in its own process (benchmarks/backfill.py), so its peak RSS
@@ -20,6 +22,7 @@ measured seconds apart, medians checked against floors (exit 1 below one).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -48,15 +51,36 @@ def split_list(text, allowed, groups=None):
 
 
 def planned_runs(workloads, engines, count, python_count):
-    """[(workload, engine or None, count)]: backfills per engine, each ceiling once."""
+    """[(workload, engine or None, count)]: backfills per engine, each ceiling once, right after
+    the backfill it bounds (so the two sides of a ratio are measured seconds apart)."""
     runs = []
+    ceilings = [name for name in workloads if name.startswith("ceiling-")]
     for workload_name in workloads:
         if workload_name.startswith("ceiling-"):
-            runs.append((workload_name, None, count))
+            if "backfill-" + workload_name[len("ceiling-"):] not in workloads:
+                runs.append((workload_name, None, count))
             continue
         for engine in engines:
             runs.append((workload_name, engine, python_count if engine == "python" else count))
+        ceiling = "ceiling-" + workload_name[len("backfill-"):]
+        if ceiling in ceilings:
+            runs.append((ceiling, None, count))
     return runs
+
+
+def round_order(runs, round_index):
+    """The runs of one round: as planned in odd rounds; in even rounds each pair of a backfill and
+    its ceiling swapped, and the pairs in reverse, so a machine that speeds up or slows down over
+    the run does not always favour the same side of a ratio."""
+    if round_index % 2 == 0:
+        return list(runs)
+    groups = []
+    for run in runs:
+        if run[0].startswith("ceiling-") and groups and groups[-1][-1][0] == "backfill-" + run[0][len("ceiling-"):]:
+            groups[-1].insert(0, run)
+        else:
+            groups.append([run])
+    return [run for group in reversed(groups) for run in group]
 
 
 def run_one(workload_name, engine, count, arguments, source_engine):
@@ -111,6 +135,9 @@ def parse_arguments(argv):
     parser.add_argument("--batch-size", type=int, default=backfill.BATCH_SIZE_DEFAULT)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scratch-dir", default=None, help="where the scratch stores go")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run everything this many times, alternating the order; the summary gives "
+                             "each round's ratios and their medians (SPEC §13: median of three runs)")
     parser.add_argument("--smoke", action="store_true",
                         help="what CI runs (benchmarks/smoke.py): ratios of rounds measured side by side; "
                              "exit 1 when one falls below its floor")
@@ -128,21 +155,41 @@ def main(argv=None):
     # A ceiling copies what the fastest engine asked for writes; both write the same bytes.
     source_engine = "cython" if "cython" in engines else "python"
 
-    results = {}
     failed_runs = []
-    for workload_name, engine, run_count in planned_runs(workloads, engines, count, python_count):
-        line = run_one(workload_name, engine, run_count, arguments, source_engine)
-        if line is None:
-            failed_runs.append(f"{workload_name} ({engine or 'lmdb'}) failed")
-            continue
-        print(json.dumps(line), flush=True)
-        results[(line["workload"], line["engine"])] = line
+    summaries = []
+    for round_index in range(arguments.rounds):
+        results = {}
+        for workload_name, engine, run_count in round_order(
+                planned_runs(workloads, engines, count, python_count), round_index):
+            line = run_one(workload_name, engine, run_count, arguments, source_engine)
+            if line is None:
+                failed_runs.append(f"{workload_name} ({engine or 'lmdb'}) failed")
+                continue
+            if arguments.rounds > 1:
+                line["round"] = round_index + 1
+            print(json.dumps(line), flush=True)
+            results[(line["workload"], line["engine"])] = line
+        summaries.append(summarize(results))
 
-    summary = summarize(results)
+    summary = summaries[0] if len(summaries) == 1 else median_summary(summaries)
     failures = failed_runs
     summary["failures"] = failures
     print(json.dumps(summary), flush=True)
     return 1 if failures else 0
+
+
+def median_summary(summaries):
+    """Each ratio's median over the rounds, with the rounds' own values under `rounds_<name>`."""
+    summary = {"workload": "summary", "rounds": len(summaries)}
+    for name in summaries[0]:
+        if name in ("workload", "machine"):
+            continue
+        values = [each[name] for each in summaries if each.get(name) is not None]
+        summary[name] = round(statistics.median(values), 3) if values else None
+        if values:  # a ratio this run did not measure stays a bare None
+            summary["rounds_" + name] = [each.get(name) for each in summaries]
+    summary["machine"] = summaries[0]["machine"]
+    return summary
 
 
 if __name__ == "__main__":

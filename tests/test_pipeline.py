@@ -16,7 +16,7 @@ import lmdb
 import pytest
 
 import pointsledger
-from pointsledger import InvalidArgument, pipeline
+from pointsledger import InvalidArgument, limits, pipeline
 from pointsledger.store import faults, format as store_format, put as store_put, store as store_module
 from support import T_2026_03_01, dump_ledger, simple_program
 import test_random_kills as kills
@@ -397,3 +397,15 @@ def test_a_member_s_purchase_count_read_from_its_journal_falls_back(tmp_path, de
     # Batch 0 (m0002's first engaged purchase) and batch 1 (m0001's) needed the store; after
     # two misses in a row batch 2 ran serially without a try.
     assert detached == [0, 2]
+
+
+def test_a_fresh_store_s_large_first_batch_applies_detached(tmp_path, detached):
+    # A batch of lookup_scan_items_min purchases or more loads the profile and referee lookups
+    # first (engagement.prepare_lookups), with or without engagement rules: they are filled before
+    # it, so it applies detached rather than failing and running again serially.
+    size = limits.lookup_scan_items_min
+    batches = [columns(index, size=size) for index in range(2)]
+    with pointsledger.Ledger(tmp_path / "ledger", engine="cython", sync=False) as ledger:
+        ledger.set_program(simple_program())
+        assert [result.applied for result in ledger.purchase_batches(iter(batches))] == [size, size]
+    assert detached == [2, 0]

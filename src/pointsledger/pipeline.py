@@ -288,7 +288,10 @@ def run(ledger, batches):
                     yield from _acknowledge(ledger, done)
                 raise
             applied = None
-            if engaged and pending is None and not _lookups_complete(store):
+            if pending is None and not _lookups_complete(store):
+                # Under any programme: a batch of lookup_scan_items_min purchases or more loads
+                # them first (engagement.prepare_lookups), which a detached batch cannot. Left
+                # to it, a large first batch failed detached and ran again serially.
                 _fill_lookups(store)  # as the member cache below, never beside a write in flight
             complete = len(store.member_cache) == carried.member_count
             if detachable and not complete and pending is None:
