@@ -37,7 +37,7 @@ cdef class _Batch:
     cdef object txn_get
     cdef object orders_db
     cdef object members_db
-    cdef dict orders
+    cdef PackedOrders orders
     cdef MemberCache members
     # Every member stored in the transaction is in writer.members: a key not
     # there is a new member, without an LMDB lookup (a fresh or warm store).
@@ -136,12 +136,14 @@ cdef class _Batch:
         self.txn_get = txn.get
         self.orders_db = dbs[DB_ORDERS]
         self.members_db = dbs[DB_MEMBERS]
-        self.orders = writer.overlay[DB_ORDERS]
-        if not self.orders and count >= ORDERS_PRESIZE_MIN:
-            # An empty overlay about to take up to `count` orders: sized once,
-            # not grown (and rehashed) a dozen times.
-            self.orders = _PyDict_NewPresized(count)
-            writer.overlay[DB_ORDERS] = self.orders
+        orders = writer.overlay[DB_ORDERS]
+        if type(orders) is not PackedOrders:
+            # The writer's orders packed in one buffer (_c_orders.pxi), with room for `count`;
+            # a dict the twin's code filled first (a refund in the same transaction) copied in.
+            packed = PackedOrders(count if count >= ORDERS_PRESIZE_MIN else 0)
+            packed.update(orders)
+            writer.overlay[DB_ORDERS] = orders = packed
+        self.orders = orders
         members = writer.members
         if type(members) is not MemberCache:
             # A store opened with another engine first (or a writer's own dict): the
@@ -441,9 +443,9 @@ cdef class _Batch:
         self.order_unchecked = False
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             return None
-        cdef PyObject* found = PyDict_GetItem(self.orders, order_key)
-        if found != NULL:
-            return <object>found
+        found = self.orders.get_order(order_key)
+        if found is not None:
+            return found
         if not self.check_orders:
             self.order_unchecked = True
             return None
@@ -481,7 +483,7 @@ cdef class _Batch:
     cdef object apply(self, Py_ssize_t index, int slot, object order_id, object member_id,
                       object amount_item, object category_item, object time_item):
         """Fields, id already used and programme, in the twin's order; then the member."""
-        cdef bytes order_key = _id_key(order_id, "order_id", ID_BYTES_MAX)
+        cdef bytes order_key = _order_key(order_id)
         cdef bytes member_key
         if self.chunk_keys[slot] != NULL:  # valid, looked up by resolve_chunk
             member_key = <bytes>self.chunk_keys[slot]
@@ -776,7 +778,7 @@ cdef class _Batch:
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
-            PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+            self.orders.put_order(order_key, amount_minor, time_s, seq, category.code)
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
@@ -1044,7 +1046,7 @@ cdef class _Batch:
         if category.code < 0:
             category.code = self.writer.category_code(category.key)
         if self.orders_kept is None or order_key in self.orders_kept:
-            PyDict_SetItem(self.orders, order_key, _encode_order(amount_minor, time_s, seq, category.code))
+            self.orders.put_order(order_key, amount_minor, time_s, seq, category.code)
         if self.order_unchecked:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):

@@ -77,7 +77,7 @@ from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND
 cdef enum:
     JOURNAL_RECORD_HEAD = 16  # per packed entry: u32 key size (8), u32 value size (native order), the seq key
     JOURNAL_ROOM_PER_ENTRY = JOURNAL_RECORD_HEAD + JOURNAL_HEAD_SIZE + 32  # and two ids of 16 bytes
-    POOL_BLOCKS = 4  # buffers of packed records kept for the next batches
+    POOL_BLOCKS = 8  # buffers of packed records kept for the next batches (two batches' journal, members, orders)
     POOL_BLOCK_MAX = 1 << 26  # bytes: a larger buffer is given back to the system
 
 # Freed buffers of PackedRecords, reused: a fresh buffer of megabytes per batch costs a page
@@ -257,23 +257,3 @@ cdef class PackedJournal(PackedRecords):
         cdef Py_ssize_t index
         for index in range(self.count):
             yield self[index]
-
-
-cdef bytes _encode_order(int64_t amount_minor, int64_t time_s, int64_t seq, int64_t code):
-    """store_format.encode_order(amount_minor, time_s, seq, 0, 0, code)."""
-    cdef Py_ssize_t code_size = 2 if code < NARROW_CODES else 4
-    cdef bytes value = PyBytes_FromStringAndSize(NULL, ORDER_HEAD_SIZE + code_size)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(value)
-    pl_put64(p, <uint64_t>amount_minor)
-    pl_put64(p + 8, <uint64_t>time_s)
-    pl_put64(p + 16, <uint64_t>seq)
-    pl_put64(p + 24, 0)  # refunded so far
-    pl_put64(p + 32, 0)  # clawed back so far
-    p += ORDER_HEAD_SIZE
-    if code_size == 4:
-        p[0] = <unsigned char>(code >> 24)
-        p[1] = <unsigned char>(code >> 16)
-        p += 2
-    p[0] = <unsigned char>(code >> 8)
-    p[1] = <unsigned char>code
-    return value

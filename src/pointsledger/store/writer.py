@@ -301,11 +301,17 @@ class Writer:
             first_keys.append(first_key)
             last_keys.append(last_key)
         for name, changes in self.overlay.items():
-            if changes:
+            if not changes:
+                continue
+            packed_records = getattr(changes, "packed_records", None)
+            if packed_records is not None:  # the Cython engine's PackedOrders: its records in key order, packed
+                packed, count, first_key, last_key = packed_records()
+                records.add_packed(name, packed, count)
+            else:
                 # Referenced, sorted when put (without the GIL): the overlay is not changed after this.
                 _, first_key, last_key = records.add_dict(name, changes)
-                first_keys.append(first_key)
-                last_keys.append(last_key)
+            first_keys.append(first_key)
+            last_keys.append(last_key)
         return records, first_keys, last_keys
 
     def write_records(self, encoded):
