@@ -292,3 +292,37 @@ def test_a_full_category_dictionary_refuses_the_purchase_and_writes_nothing(exam
     assert example.balance("a", T + 2).balance == 200
     # A known category still works, and the refused order id is free to use.
     assert example.purchase("o-3", "a", 10_000, "books", T + 1).points == 100
+
+
+def test_raw_results_read_as_a_list_of_tuples(example):
+    """BatchResult.raw: a list (Python engine) or a PurchaseResults (Cython), read the same way."""
+    results = example.purchases(
+        ["o-1", "o-2", "o-1", ""],
+        ["a", "b", "a", "a"],
+        [10_000, 12_345, 10_000, 10_000],
+        ["books", "electronics", "books", "books"],
+        [T, T, T, T],
+    )
+    raw = results.raw
+    error = raw[3][4]
+    assert isinstance(error, pointsledger.InvalidArgument) and error.field == "order_id"
+    expected = [
+        ("APPLIED", 1, 100, 100, None),
+        ("APPLIED", 2, 246, 246, None),
+        ("DUPLICATE", 1, 100, 100, None),
+        ("INVALID_ARGUMENT", 0, 0, 0, error),
+    ]
+    assert len(raw) == 4 and bool(raw)
+    assert raw == expected and expected == raw and not raw != expected
+    assert raw != expected[:3] and raw != expected[:3] + [("APPLIED", 0, 0, 0, None)]
+    assert list(raw) == expected
+    assert list(reversed(raw)) == expected[::-1]
+    assert (raw[0], raw[-1], raw[-4]) == (expected[0], expected[3], expected[0])
+    assert raw[1:3] == expected[1:3] and type(raw[1:3]) is list
+    assert raw[::-2] == [expected[3], expected[1]]
+    with pytest.raises(IndexError):
+        raw[4]
+    with pytest.raises(IndexError):
+        raw[-5]
+    # Counted as the twin counts: 100 + 246 applied points; the duplicate's are not new.
+    assert (results.applied, results.duplicates, results.rejected, results.points) == (2, 1, 1, 346)

@@ -101,8 +101,11 @@ class BatchResult:
         """The per-item tuples (status, seq, points, balance, error[, bonuses]), uncopied; a purchase
         that wrote BONUS entries (§17) has a sixth element, its tuple of Bonus.
 
-        For callers that turn a whole batch into another form (the service's
-        protobuf, the importer's reject file) without an object per item.
+        A read-only sequence of those tuples: a list from the Python engine, a
+        PurchaseResults from the Cython one (each tuple made as it is read; a
+        slice is a list; equal to the list of the same tuples). For callers
+        that turn a whole batch into another form (the service's protobuf, the
+        importer's reject file) without an object per item.
         """
         return self._raw
 
@@ -120,10 +123,14 @@ class BatchResult:
 
     @property
     def applied(self):
+        if type(self._raw) is not list:  # PurchaseResults: counted in C
+            return self._raw.applied
         return self._count("APPLIED")
 
     @property
     def duplicates(self):
+        if type(self._raw) is not list:
+            return self._raw.duplicates
         return self._count("DUPLICATE")
 
     @property
@@ -132,6 +139,8 @@ class BatchResult:
 
     @property
     def points(self):
+        if type(self._raw) is not list:
+            return self._raw.applied_points
         return sum(raw[2] for raw in self._raw if raw[0] == "APPLIED")
 
 

@@ -1,9 +1,6 @@
 # Part of _engine_c.pyx (included there): the batch: _Batch, the writer's state between items, and apply_purchases.
 # It shares the module's cimports, constants and C helpers, declared in _engine_c.pyx.
 
-cdef int64_t _batch_serial = 0
-
-
 cdef bytes _encode_referral(int64_t time_s, int64_t settled_seq, bytes referrer_key, bytes referee_key,
                             bytes order_key):
     """store_format.encode_referral packed by hand (its error for a key over 255 bytes, or a negative seq)."""
@@ -45,7 +42,7 @@ cdef class _Batch:
     # Every member stored in the transaction is in writer.members: a key not
     # there is a new member, without an LMDB lookup (a fresh or warm store).
     cdef bint members_complete
-    cdef dict dirty_members
+    cdef DirtyMembers dirty_members  # writer.dirty_members, or None (the what-if's scratch)
     cdef dict day_deltas
     cdef dict store_category_codes
     cdef dict new_categories
@@ -72,12 +69,12 @@ cdef class _Batch:
     cdef Py_hash_t chunk_hashes[CHUNK_ITEMS]
     cdef CacheSlot* chunk_found[CHUNK_ITEMS]  # the member's cache slot (stable until a member is added)
     cdef int chunk_size  # slots that may hold references
-    cdef int64_t serial  # this batch's number, for MemberState._dirty_batch
     cdef list journal_values  # writer.journal_values when a list (not packed), else None
     cdef PackedJournal journal  # writer.journal_values when packed, else None
     cdef list tier_ranks  # writer.tier_ranks (the what-if): the tier of each applied purchase
     cdef object orders_kept  # writer.orders_kept (the what-if): None, or the only orders whose record is written
     cdef list totals_list
+    cdef PurchaseResults results  # apply_purchases' results: record adds its purchase here
     cdef int64_t next_seq
     cdef int64_t new_member_count
     cdef int64_t totals[COUNTER_COUNT]
@@ -161,11 +158,7 @@ cdef class _Batch:
         self.members_complete = (
             len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
         )
-        if writer.dirty_members is not None and not writer.dirty_members and count >= ORDERS_PRESIZE_MIN:
-            # Likewise for the members it will mark dirty (at most one per purchase);
-            # None is the what-if's scratch, which marks none (simulate/scratch.py).
-            writer.dirty_members = _PyDict_NewPresized(count)
-        self.dirty_members = writer.dirty_members
+        self.dirty_members = _dirty_members_of(writer, count)
         self.day_deltas = writer.day_deltas
         self.amount_day_deltas = writer.amount_day_deltas
         self.day_amount = 0
@@ -187,9 +180,6 @@ cdef class _Batch:
         self.referrals_overlay = writer.overlay[DB_REFERRALS]
         self.referrals_db = dbs.get(DB_REFERRALS)
         self.settled_referees = set()
-        global _batch_serial
-        _batch_serial += 1
-        self.serial = _batch_serial
         values = writer.journal_values
         self.journal = None
         self.journal_values = None
@@ -476,11 +466,9 @@ cdef class _Batch:
         return state
 
     cdef inline int mark_dirty(self, bytes member_key, MemberState state) except -1:
-        # writer.mark_dirty once per member and batch; later purchases find it there.
-        if state._dirty_batch != self.serial:
-            if self.dirty_members is not None:  # None: the what-if writes no member record
-                PyDict_SetItem(self.dirty_members, member_key, state)
-            state._dirty_batch = self.serial
+        # writer.mark_dirty, listed once per member and writer.
+        if self.dirty_members is not None:  # None: the what-if writes no member record
+            self.dirty_members.mark(member_key, state)
         return 0
 
     cdef inline int64_t expiry_instant(self, int64_t day, int64_t expiry_months) noexcept:
@@ -796,9 +784,8 @@ cdef class _Batch:
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
         if reported is None:
-            result = ("APPLIED", seq, points, balance, None)
-            PyObject_GC_UnTrack(<PyObject*>result)  # only atoms: as in the plain path
-            return result
+            self.results.add_applied(seq, points, balance)  # as the plain path's record
+            return None
         PyObject_GC_UnTrack(<PyObject*>reported)  # of Bonus, untracked (pl_tuple3)
         result = ("APPLIED", seq, points, balance, None, reported)
         PyObject_GC_UnTrack(<PyObject*>result)
@@ -1064,30 +1051,28 @@ cdef class _Batch:
             self.unchecked_order_keys.append(order_key)
         if self.order_key_max_known and _key_after(order_key, self.order_key_max):
             self.order_key_max = order_key
-        result = ("APPLIED", seq, points, state.balance, None)
-        # Only atoms inside: the cyclic GC need never look at it (CPython would
-        # untrack it itself, but only after traversing it once per collection).
-        PyObject_GC_UnTrack(<PyObject*>result)
-        return result
+        # Straight into the results' arrays: no tuple and three ints per purchase.
+        self.results.add_applied(seq, points, state.balance)
+        return None  # recorded (apply_purchases adds any other result itself)
 
 
 def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, times_s):
-    """Apply a batch in order; one result tuple per item (see writer.ItemResult)."""
+    """Apply a batch in order; a PurchaseResults: one result tuple per item (see writer.ItemResult)."""
     cdef Py_ssize_t count = len(order_ids)
     cdef Py_ssize_t index
-    cdef list results = []
+    cdef PurchaseResults results = PurchaseResults.__new__(PurchaseResults)
     cdef _Batch batch = _Batch.__new__(_Batch)
     cdef Py_ssize_t start, end
     cdef int slot
     cdef PyObject* upcoming
-    cdef bint refused = False
-    # Out of the cyclic GC while it holds only untracked tuples of atoms, as
-    # journal_values; a refusal's tuple holds the error, and then it is tracked.
-    PyObject_GC_UnTrack(<PyObject*>results)
+    results.reserve(count)
+    batch.results = results
     batch.start(writer, order_ids, member_ids, amounts_minor, categories, times_s, count)
-    # Each result is a new tuple that outlives the call, so a large batch would
-    # set off a young collection every 700 of them (a few % of a backfill's
-    # time) that can free nothing made here: collect once, after the batch.
+    # Each new member's state is a new tracked object that outlives the call, so a
+    # large batch of new members would set off a young collection every 700 of them
+    # that can free nothing made here: collect once, after the batch. (The results
+    # are no longer a tuple each: a batch of known members allocates almost nothing
+    # tracked, and the collection after it is short.)
     cdef bint paused_gc = count >= GC_PAUSE_ITEMS_MIN and gc.isenabled()
     if paused_gc:
         gc.disable()
@@ -1133,10 +1118,8 @@ def apply_purchases(writer, order_ids, member_ids, amounts_minor, categories, ti
                     result = batch.apply(index, slot, order_id, member_id, amount_item, category_item, time_item)
                 except LedgerError as error:
                     result = (error.code, 0, 0, 0, error)
-                    if not refused:
-                        refused = True
-                        PyObject_GC_Track(<PyObject*>results)
-                results.append(result)
+                if result is not None:  # None: a plain APPLIED purchase, already in results
+                    results.add(result)
     finally:
         if paused_gc:
             gc.enable()

@@ -103,8 +103,17 @@ cdef KeyedItem* _keyed_items(dict items, Py_ssize_t* count) except NULL:
         array[index].key = key
         array[index].value = value
         index += 1
+    _sort_keyed(array, index)
+    count[0] = index
+    return array
+
+
+cdef int _sort_keyed(KeyedItem* array, Py_ssize_t count_found) except -1:
+    """Fill in the items' key data and prefixes (key and value set), then sort them in LMDB key order."""
+    cdef Py_ssize_t index, byte
+    cdef PyObject* key
+    cdef bint ascending = True
     # The keys are scattered over the heap: their bytes fetched a few ahead of the prefixes.
-    cdef Py_ssize_t count_found = index
     for index in range(count_found):
         if index + 8 < count_found:
             pl_prefetch(array[index + 8].key)
@@ -118,10 +127,37 @@ cdef KeyedItem* _keyed_items(dict items, Py_ssize_t* count) except NULL:
                 array[index].prefix |= <unsigned char>array[index].data[byte]
         if index and ascending and _compare_items(&array[index - 1], &array[index]) >= 0:
             ascending = False
-    index = count_found
     if not ascending:  # ascending order ids arrive sorted; random ones need the sort
-        _sort_items(array, index)
-    count[0] = index
+        _sort_items(array, count_found)
+    return 0
+
+
+cdef KeyedItem* _member_keyed_items(object dirty_members, Py_ssize_t* count) except NULL:
+    """_keyed_items of writer.dirty_members: a dict, or a DirtyMembers (its arrays, sorted)."""
+    if type(dirty_members) is not DirtyMembers:
+        return _keyed_items(<dict?>dirty_members, count)
+    cdef DirtyMembers dirty = <DirtyMembers>dirty_members
+    if dirty.maybe_duplicates:
+        # The dict's keys and states are the DirtyMembers' own: they outlive the array as it does.
+        return _keyed_items(dirty.as_dict(), count)
+    cdef Py_ssize_t size = dirty.size, index
+    cdef KeyedItem* array = <KeyedItem*>malloc((size if size else 1) * sizeof(KeyedItem))
+    if array == NULL:
+        raise MemoryError()
+    for index in range(size):
+        array[index].key = dirty.keys[index]
+        array[index].value = dirty.states[index]
+    try:
+        _sort_keyed(array, size)
+    except BaseException:
+        free(array)
+        raise
+    for index in range(1, size):
+        if _compare_items(&array[index - 1], &array[index]) == 0:
+            # A key listed twice (not through __setitem__: never expected): the last marked, as a dict keeps.
+            free(array)
+            return _keyed_items(dirty.as_dict(), count)
+    count[0] = size
     return array
 
 
@@ -216,8 +252,10 @@ def sorted_items(dict changes):
     return _sorted(changes, ITEMS_PAIRS)
 
 
-def member_items(dict dirty_members):
-    """[(member key, encoded record)] in key order, as an iterator for putmulti."""
+def member_items(dirty_members):
+    """[(member key, encoded record)] in key order, as an iterator for putmulti (a dict or DirtyMembers)."""
+    if type(dirty_members) is DirtyMembers:
+        dirty_members = (<DirtyMembers>dirty_members).as_dict()
     return _sorted(dirty_members, ITEMS_MEMBERS)
 
 
@@ -240,12 +278,12 @@ cdef enum:
     PACKED_ROOM_PER_MEMBER = PACKED_HEAD + 16 + MEMBER_HEAD_SIZE + 13 * BUCKET_MONTH_SIZE
 
 
-def pack_members(dict dirty_members):
+def pack_members(dirty_members):
     """member_items' records, packed in one buffer for the C put: (PackedRecords, count, first
     key, last key), in key order. The states are encoded straight into it: no bytes object or
     pair per member."""
     cdef Py_ssize_t count = 0, index, key_size, value_size
-    cdef KeyedItem* array = _keyed_items(dirty_members, &count)
+    cdef KeyedItem* array = _member_keyed_items(dirty_members, &count)
     cdef PackedRecords packed = PackedRecords.__new__(PackedRecords)
     cdef uint32_t head[2]
     cdef char* p

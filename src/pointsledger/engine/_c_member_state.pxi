@@ -94,7 +94,7 @@ cdef class MemberState:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _lot_count
     cdef Py_ssize_t _capacity
-    cdef int64_t _dirty_batch  # the batch that last put it in writer.dirty_members
+    cdef int64_t _dirty_batch  # the stamp of the DirtyMembers (writer.dirty_members) that last listed it
     # What the engaged path last looked up for this member, so that its next
     # purchases look nothing up: the birthday month (0: no profile), valid while
     # the store's profile_generation is _profile_stamp (set_member_profile moves

@@ -14,7 +14,9 @@ def _outcomes(result):
     """[(status, seq, points, balance, error)] of a batch result, in one pass over it."""
     raw = getattr(result, "raw", None)
     if raw is not None:
-        return raw
+        # A list: the Cython engine's PurchaseResults makes each tuple as it is read, and the
+        # importer reads them more than once.
+        return list(raw)
     return [(item.status, item.seq, item.points, item.balance, item.error) for item in result]
 
 

@@ -121,7 +121,8 @@ class ShardApplier:
             if not ours:
                 return
             columns = _take(columns, ours)
-        outcomes = self.ledger.engine.apply_purchases(writer, *columns)
+        # A list: the Cython engine's PurchaseResults makes each tuple as it is read (twice here).
+        outcomes = list(self.ledger.engine.apply_purchases(writer, *columns))
         statuses = [outcome[0] for outcome in outcomes]
         done.applied += statuses.count("APPLIED")
         done.duplicates += statuses.count("DUPLICATE")

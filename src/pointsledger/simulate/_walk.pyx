@@ -227,8 +227,10 @@ def batches(source, Py_ssize_t size):
 cdef str APPLIED = "APPLIED"
 
 
-def take_results(outcome, Py_ssize_t first, list results):
+def take_results(outcome, Py_ssize_t first, results):
     """scratch._take: the engine's results of purchases [first, first + len(results)) into the outcome."""
+    if type(results) is not list:  # the Cython engine's PurchaseResults: its tuples, made once here
+        results = list(results)
     cdef array.array applied = outcome.applied, points = outcome.points, bonus = outcome.bonus
     cdef Py_ssize_t offset, position
     cdef tuple result
