@@ -355,3 +355,22 @@ def test_without_the_compiled_engine_the_warning_says_it_was_not_built_and_how_t
     assert ("the compiled engine was not built (the install said: could not compile pointsledger.engine._engine_c: "
             f"the C compiler /bin/false exited with status 1); {HOW_TO_GET_IT}") in noted
 
+
+
+def test_serve_refuses_a_group_wait_out_of_range(tmp_path):
+    completed = run("serve", "--group-wait-ms", "5000", data=tmp_path / "ledger", check=2)
+    assert completed.stderr.splitlines()[-1].startswith("pointsledger serve: error: argument --group-wait-ms: ")
+    assert "5000" in completed.stderr.splitlines()[-1]
+    assert not os.path.exists(tmp_path / "ledger")
+
+
+def test_serve_hands_the_group_wait_to_the_server_in_seconds(tmp_path, monkeypatch):
+    from pointsledger import service
+    from pointsledger.cli.common import GROUP_WAIT_MS_DEFAULT
+
+    assert GROUP_WAIT_MS_DEFAULT == service.group_wait_s_default * 1000  # the help text's default is the real one
+    seen = []
+    monkeypatch.setattr(service, "serve", lambda *arguments, **options: seen.append(options) or 0)
+    assert cli.main(["serve", "--address", "127.0.0.1:0", "--data", str(tmp_path / "a"), "--group-wait-ms", "0"]) == 0
+    assert cli.main(["serve", "--address", "127.0.0.1:0", "--data", str(tmp_path / "b")]) == 0
+    assert seen[0]["group_wait_s"] == 0 and "group_wait_s" not in seen[1]  # absent: the service's default

@@ -517,6 +517,93 @@ def test_concurrent_writes_share_one_commit(served):
     assert served.ledger.verify().ok
 
 
+class _RecordedSleep:
+    """Stands in for `time` in group_commit: counts the writer's waits, runs `during_first` in the
+    first, and stops the clock the wait's deadline is read from (so only the queue ends a wait)."""
+
+    def __init__(self, during_first=None):
+        self.calls = 0
+        self.during_first = during_first
+        self.perf_counter = time.perf_counter
+
+    @staticmethod
+    def monotonic():
+        return 0.0
+
+    def sleep(self, seconds):
+        self.calls += 1
+        if self.calls == 1 and self.during_first is not None:
+            self.during_first()
+
+
+def _one_group_of(served, count, prefix):
+    """Apply `count` purchases as one held group (so the writer has seen company)."""
+    writer = served.server.writer
+    writer.hold()
+    calls = [lambda number=number: served.client.record_purchase(f"{prefix}-{number}", "m-1", 1_000, "grocery", T)
+             for number in range(count)]
+    threads, outcomes = call_in_threads(calls)
+    wait_until(lambda: writer.pending() == count)
+    writer.release()
+    for thread in threads:
+        thread.join()
+    assert all(outcome.status == "APPLIED" for outcome in outcomes)
+
+
+def test_writes_arriving_while_a_group_fills_share_its_commit(served, monkeypatch):
+    from pointsledger.service import group_commit
+
+    writer = served.server.writer
+    _one_group_of(served, 3, "warm")  # concurrent callers seen: the next group may wait for company
+    late_threads, late_outcomes = [], []
+
+    def two_more_arrive():  # runs on the writer thread, inside its first wait
+        threads, outcomes = call_in_threads(
+            [lambda number=number: served.client.record_purchase(f"late-{number}", "m-2", 1_000, "grocery", T)
+             for number in range(2)])
+        late_threads.extend(threads)
+        late_outcomes.append(outcomes)
+        wait_until(lambda: writer.pending() == 2)
+
+    recorded = _RecordedSleep(during_first=two_more_arrive)
+    monkeypatch.setattr(group_commit, "time", recorded)
+    commits_before = writer.commits
+    first = served.client.record_purchase("first", "m-3", 1_000, "grocery", T)
+    for thread in late_threads:
+        thread.join()
+    assert writer.commits == commits_before + 1  # the two late writes joined the first one's commit
+    assert recorded.calls == 2  # the queue grew in the first step, not in the second: no third
+    assert first.status == "APPLIED" and all(outcome.status == "APPLIED" for outcome in late_outcomes[0])
+    assert served.server.metrics.registry.get_sample_value("pointsledger_group_commit_size_sum") == 3 + 3
+    assert sorted(entry.ref_id for entry in served.client.journal()) == [
+        "first", "late-0", "late-1", "warm-0", "warm-1", "warm-2"]
+
+
+def test_a_lone_caller_does_not_wait_for_company(serve, monkeypatch):
+    from pointsledger.service import group_commit
+
+    served = serve(group_wait_s=1.0)
+    recorded = _RecordedSleep()
+    monkeypatch.setattr(group_commit, "time", recorded)
+    for number in range(3):  # one caller at a time: each group is a group of one
+        assert served.client.record_purchase(f"o-{number}", "m-1", 1_000, "grocery", T).status == "APPLIED"
+    assert recorded.calls == 0
+    assert served.server.writer.commits == 3
+
+
+def test_group_wait_zero_commits_at_once_and_a_bad_wait_is_refused(serve, monkeypatch):
+    from pointsledger.service import group_commit
+
+    served = serve(group_wait_s=0)
+    _one_group_of(served, 3, "warm")
+    recorded = _RecordedSleep()
+    monkeypatch.setattr(group_commit, "time", recorded)
+    assert served.client.record_purchase("o-1", "m-1", 1_000, "grocery", T).status == "APPLIED"
+    assert recorded.calls == 0
+    with pytest.raises(ValueError, match="group_wait_s"):
+        group_commit.GroupCommitWriter(served.ledger, served.server.metrics, group_wait_s=-0.001)
+
+
 def test_a_write_whose_deadline_passes_in_the_queue_is_not_applied(served):
     served.server.writer.hold()
     hurried = LedgerClient(served.address, timeout_s=0.3)

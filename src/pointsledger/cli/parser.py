@@ -11,7 +11,8 @@ from .arguments import (
 from .bench import cmd_bench
 from .common import (
     BENCH_COUNT_DEFAULT, BENCH_COUNT_MAX, DATA_ENVIRONMENT, EXIT_STATUS_HELP, HISTORY_LIMIT_DEFAULT,
-    INGEST_BATCH_ROWS_DEFAULT, INGEST_WINDOW_DEFAULT, SAMPLES, SERVE_ADDRESS_DEFAULT, SORT_RUN_ROWS_DEFAULT,
+    GROUP_WAIT_MS_DEFAULT, INGEST_BATCH_ROWS_DEFAULT, INGEST_WINDOW_DEFAULT, SAMPLES, SERVE_ADDRESS_DEFAULT,
+    SORT_RUN_ROWS_DEFAULT,
 )
 from .ingest import cmd_ingest
 from .engagement import cmd_profile_set, cmd_profile_show, cmd_referral_register, cmd_referral_show
@@ -87,6 +88,9 @@ def build_parser():
                        help="allow a non-loopback address without tokens (say it out loud)")
     serve.add_argument("--metrics-port", type=integer_argument(1, 65_535), metavar="PORT")
     serve.add_argument("--no-sync", action="store_true", help="relaxed sync (not durable per call; tests only)")
+    serve.add_argument("--group-wait-ms", type=integer_argument(0, 1000), metavar="MS",
+                       help=f"while several callers write, let a commit's group fill for up to MS as long as "
+                            f"writes keep arriving; 0 commits at once (default {GROUP_WAIT_MS_DEFAULT})")
 
     balance = add_command(commands, "balance", cmd_balance, "a member's balance, tier and expiring points (figures as of --as-of and all-time "
                           "totals, labelled apart)",

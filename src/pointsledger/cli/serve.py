@@ -16,6 +16,7 @@ def cmd_serve(arguments):
             data_directory(arguments), arguments.address, tokens_file=arguments.tokens_file,
             tls_cert=arguments.tls_cert, tls_key=arguments.tls_key, tls_client_ca=arguments.tls_client_ca,
             insecure=arguments.insecure, metrics_port=arguments.metrics_port, sync=not arguments.no_sync,
+            **({} if arguments.group_wait_ms is None else {"group_wait_s": arguments.group_wait_ms / 1000}),
         )
     except ValueError as error:  # flags that do not go together (TLS halves, no tokens off loopback)
         raise Usage(one_line(error)) from None

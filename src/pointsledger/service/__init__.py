@@ -41,7 +41,7 @@ Shape:
 
 from .defaults import (
     balances_max, batch_merge_items_max_default, gil_switch_interval_s, group_items_max_default,
-    history_limit_default, journal_chunk_entries, journal_follow_poll_s, message_bytes_max_default,
+    group_wait_s_default, history_limit_default, journal_chunk_entries, journal_follow_poll_s, message_bytes_max_default,
     read_threads_default, shutdown_grace_s_default, stream_batch_items_max_default,
     stream_batches_in_flight_max,
 )
@@ -59,7 +59,7 @@ __all__ = [
     "configure_logging", "create_server", "is_loopback", "log", "main", "rpc", "serve",
     # the service's limits and defaults (defaults.py)
     "balances_max", "batch_merge_items_max_default", "gil_switch_interval_s", "group_items_max_default",
-    "history_limit_default", "journal_chunk_entries", "journal_follow_poll_s", "message_bytes_max_default",
+    "group_wait_s_default", "history_limit_default", "journal_chunk_entries", "journal_follow_poll_s", "message_bytes_max_default",
     "read_threads_default", "shutdown_grace_s_default", "stream_batch_items_max_default",
     "stream_batches_in_flight_max",
 ]

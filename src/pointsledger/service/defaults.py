@@ -6,6 +6,10 @@ importing each other.
 
 from .. import limits
 group_items_max_default = 1024  # unary writes sharing one commit
+# Under concurrent unary writes the writer lets a group fill for up to this long while the
+# queue still grows, one step at a time (group_commit.GroupCommitWriter._wait_for_company).
+group_wait_s_default = 0.004
+group_wait_step_s = 0.001
 # Purchases of queued stream batches sharing one commit. Bounded because the engine holds
 # the GIL while it applies them, and unary calls and reads wait for the loop meanwhile.
 batch_merge_items_max_default = 25_000

@@ -18,7 +18,8 @@ from .. import limits
 from ..ledger import DEFAULT_PATH, open_with_example_program
 from .auth import TokenStore
 from .defaults import (
-    batch_merge_items_max_default, gil_switch_interval_s, group_items_max_default, message_bytes_max_default,
+    batch_merge_items_max_default, gil_switch_interval_s, group_items_max_default, group_wait_s_default,
+    message_bytes_max_default,
     read_threads_default, shutdown_grace_s_default, stream_batch_items_max_default,
 )
 from .group_commit import GroupCommitWriter
@@ -99,7 +100,8 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
                   metrics_port=None, group_items_max=group_items_max_default,
                   batch_merge_items_max=batch_merge_items_max_default,
                   stream_batch_items_max=stream_batch_items_max_default,
-                  message_bytes_max=message_bytes_max_default, read_threads=read_threads_default):
+                  message_bytes_max=message_bytes_max_default, read_threads=read_threads_default,
+                  group_wait_s=group_wait_s_default):
     """Build a server over `ledger` bound to `address`; return (server, port). Call start() on it.
 
     Call it from the event loop that will run the server (grpc.aio binds to it).
@@ -127,7 +129,7 @@ def create_server(ledger, address="127.0.0.1:0", tokens=None, tls=None, *, insec
     def on_commit():
         servicer.notify_commit()
 
-    writer = GroupCommitWriter(ledger, metrics, group_items_max, batch_merge_items_max, on_commit)
+    writer = GroupCommitWriter(ledger, metrics, group_items_max, batch_merge_items_max, on_commit, group_wait_s)
     servicer = LedgerServicer(ledger, writer, metrics, tokens=tokens, read_pool=read_pool,
                               stream_batch_items_max=stream_batch_items_max)
     metrics.watch(servicer)
@@ -265,6 +267,9 @@ def build_parser(parser=None):
                         help="do not fsync each commit (loses the durability of §9; benchmarks only)")
     parser.add_argument("--group-items-max", type=int, default=group_items_max_default,
                         help="unary writes sharing one commit at most")
+    parser.add_argument("--group-wait-ms", type=float, default=group_wait_s_default * 1000,
+                        help="under concurrent unary writes, let a group fill for up to this long while "
+                             "more arrive (0: commit at once)")
     parser.add_argument("--batch-merge-items-max", type=int, default=batch_merge_items_max_default,
                         help="purchases of queued stream batches sharing one commit at most (1: no merging)")
     parser.add_argument("--stream-batch-items-max", type=int, default=stream_batch_items_max_default,
@@ -284,6 +289,7 @@ def main(argv=None):
                      arguments.tls_key, arguments.tls_client_ca, arguments.insecure, arguments.metrics_port,
                      arguments.sync, group_items_max=arguments.group_items_max,
                      batch_merge_items_max=arguments.batch_merge_items_max,
+                     group_wait_s=arguments.group_wait_ms / 1000,
                      stream_batch_items_max=arguments.stream_batch_items_max,
                      message_bytes_max=arguments.message_bytes_max,
                      switch_interval_s=arguments.switch_interval_ms / 1000)
