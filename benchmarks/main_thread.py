@@ -20,6 +20,7 @@ Prints one JSON line. With --perf-control, perf samples the timed part only:
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -101,6 +102,8 @@ def run(workload_name, count, batch_size, seed, scratch_directory, perf_control=
             pipeline.Carried.read = classmethod(timer.wrap("carried_read", saved[7].__func__))
             main_cpu = 0.0
             process_started, wall_started = time.process_time(), time.perf_counter()
+            faults_started = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+            process_faults_started = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             breakdown.perf_command(perf_control, "enable")
             results = ledger.purchase_batches(iter(batches))
             applied = 0
@@ -113,6 +116,8 @@ def run(workload_name, count, batch_size, seed, scratch_directory, perf_control=
                 applied += result.applied
             ledger.sync()
             breakdown.perf_command(perf_control, "disable")
+            main_faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults_started
+            process_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - process_faults_started
             process_cpu, wall = time.process_time() - process_started, time.perf_counter() - wall_started
         finally:
             (pipeline._apply_detached, Writer.encode_records, pipeline.Carried.after, Writer.committed,
@@ -122,7 +127,9 @@ def run(workload_name, count, batch_size, seed, scratch_directory, perf_control=
     line = {"workload": workload_name, "count": count, "applied": applied, "batches": len(batches),
             "detached": detached[0], "load_average": os.getloadavg(), "wall_s": round(wall, 3),
             "process_cpu_s": round(process_cpu, 3), "main_total_cpu_s": round(main_cpu, 3),
-            "writer_thread_cpu_s": round(process_cpu - main_cpu, 3)}
+            "writer_thread_cpu_s": round(process_cpu - main_cpu, 3),
+            # Minor page faults (fresh pages the kernel zeroes): the main thread's, and the process's.
+            "main_minor_faults": main_faults, "process_minor_faults": process_faults}
     for name in timer.cpu:
         line[name + "_cpu_s"] = round(timer.cpu[name], 3)
     line["main_rest_cpu_s"] = round(main_cpu - sum(timer.cpu.values()), 3)
