@@ -36,9 +36,11 @@ SMOKE_ROUNDS = 3
 SMOKE_FLOORS = {
     "cpu_speedup_cython_over_python_seq": 6.0,
     "cpu_speedup_cython_over_python_rand": 5.0,
-    # 0.17 until the packed records, 0.21 until the packed orders and lazy results (issue 15; README)
-    "cpu_backfill_seq_over_ceiling_seq": 0.24,
-    "cpu_backfill_rand_over_ceiling_rand": 0.26,  # 0.21 until the packed orders and lazy results
+    # 0.17 until the packed records, 0.21 until the packed orders and lazy results, 0.24 until
+    # the measures of a quiet machine (issue 15; README, "Smoke mode")
+    "cpu_backfill_seq_over_ceiling_seq": 0.30,
+    # 0.21 until the packed orders and lazy results, 0.26 until the measures of a quiet machine
+    "cpu_backfill_rand_over_ceiling_rand": 0.33,
     "cpu_pipeline_writer_thread_share_seq": 0.10,
 }
 
