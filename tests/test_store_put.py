@@ -142,3 +142,33 @@ def test_packed_records_that_overrun_their_buffer_are_refused_by_the_c_put(tmp_p
             assert list(txn.cursor()) == []
     finally:
         env.close()
+
+
+@needs_c_put
+def test_a_fallback_to_putmulti_is_said_once_and_shown_by_info(tmp_path, monkeypatch, caplog):
+    assert store_put.c_put_problem() is None  # this build, this py-lmdb: the C put
+    monkeypatch.setattr(store_put._lmdb_batch, "SUPPORTED_VERSION", "0.0.0")
+    monkeypatch.setattr(store_put, "_fallback_logged", False)
+    problem = store_put.c_put_problem()
+    assert f"py-lmdb {store_put.lmdb.__version__} is installed" in problem and "0.0.0" in problem
+    with caplog.at_level("WARNING", logger="pointsledger"), \
+            pointsledger.Ledger(tmp_path / "l", engine="cython") as ledger:
+        ledger.set_program(simple_program())
+        for number in range(3):
+            ledger.purchases([f"o{number}"], ["m1"], [1000], ["grocery"], [T_2026_03_01])
+        assert ledger.balance("m1", T_2026_03_10).balance == 30
+    warnings = [record.getMessage() for record in caplog.records if "putmulti" in record.getMessage()]
+    assert len(warnings) == 1 and "needs py-lmdb 0.0.0" in warnings[0]
+    from pointsledger.cli import store_commands
+
+    shown = []
+    monkeypatch.setattr(store_commands, "emit", lambda arguments, info: shown.append(info))
+    store_commands.cmd_info(type("Arguments", (), {"data": str(tmp_path / "l")})())
+    assert shown[0]["store_put"] == "putmulti" and shown[0]["store_put_problem"] == problem
+
+
+def test_putmulti_forced_or_without_the_extension_is_named(monkeypatch):
+    monkeypatch.setattr(store_put, "FORCE_PUTMULTI", True)
+    assert store_put.c_put_problem() in ("POINTSLEDGER_PUTMULTI=1", "the _lmdb_batch extension is not built")
+    monkeypatch.setattr(store_put, "_lmdb_batch", None)
+    assert store_put.c_put_problem() == "the _lmdb_batch extension is not built"

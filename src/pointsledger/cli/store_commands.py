@@ -8,7 +8,7 @@ import time
 import lmdb
 
 from .. import engine as engines
-from ..store import file as store_file
+from ..store import file as store_file, put as store_put
 from ..errors import DiskFull, StoreDamaged
 from ..ledger import Ledger
 from ..results import VerifyReport
@@ -28,6 +28,9 @@ def cmd_info(arguments):
         "engine": engines.ENGINE,
         "engines_available": ", ".join(sorted(engines.ENGINES)),
         "extension_error": engines.EXTENSION_PROBLEM,
+        # How a write's records go into LMDB: the GIL-free C put, or putmulti (and why).
+        "store_put": "c" if store_put.c_put_problem() is None else "putmulti",
+        "store_put_problem": store_put.c_put_problem(),
         "data": os.path.abspath(path),
         "store_exists": store_exists(path),
     }

@@ -10,6 +10,7 @@ with the same flags: the store's bytes do not depend on the path (tests/test_sto
 """
 
 import errno
+import logging
 import os
 import struct
 
@@ -107,6 +108,32 @@ class ListRecords:
         return self.segments[index][1]
 
 
+def c_put_problem():
+    """Why put_records writes with putmulti rather than the C put (None when it can use the
+    C put): `pointsledger info` says it, since the two-core backfill needs the GIL-free put."""
+    if _lmdb_batch is None:
+        return "the _lmdb_batch extension is not built"
+    if FORCE_PUTMULTI:
+        return "POINTSLEDGER_PUTMULTI=1"
+    if lmdb.__version__ != _lmdb_batch.SUPPORTED_VERSION:
+        return (f"py-lmdb {lmdb.__version__} is installed; the C put reads the private layout of "
+                f"py-lmdb {_lmdb_batch.SUPPORTED_VERSION} only")
+    return _lmdb_batch._ENGINES_ERROR  # py-lmdb's LMDB entry points not found, or None
+
+
+_fallback_logged = False
+
+
+def _log_fallback(error):
+    """One warning per process when a write falls back from the C put: same bytes, slower."""
+    global _fallback_logged
+    if not _fallback_logged:
+        _fallback_logged = True
+        logging.getLogger("pointsledger").warning(
+            "writing with putmulti, not the GIL-free C put (slower; a backfill cannot use its second "
+            "core): %s", error)
+
+
 def new_records():
     return _lmdb_batch.Records() if _lmdb_batch is not None else ListRecords()
 
@@ -133,8 +160,8 @@ def put_records(txn, env, dbs, records, modes):
     if not FORCE_PUTMULTI and isinstance(records, getattr(_lmdb_batch, "Records", ())):
         try:
             failure = records.put(txn, env, [FLAGS[mode] for mode in modes])
-        except _lmdb_batch.Unsupported:
-            pass  # nothing written: the same records through putmulti
+        except _lmdb_batch.Unsupported as error:
+            _log_fallback(error)  # nothing written: the same records through putmulti
         else:
             if faults.hook is not None:
                 for _ in modes:
