@@ -154,10 +154,9 @@ cdef class _Batch:
         self.members = members
         # The cache holds stored members and this writer's new ones only (it is
         # dropped whenever a transaction fails after changing it), so when its
-        # stored part is as large as the sub-database, it is all of it.
-        self.members_complete = (
-            len(self.members) - writer.new_member_count == txn.stat(self.members_db)["entries"]
-        )
+        # stored part is as large as the sub-database, it is all of it (asked of
+        # the store once per writer: Writer.members_complete).
+        self.members_complete = writer.members_complete()
         self.dirty_members = _dirty_members_of(writer, count)
         self.day_deltas = writer.day_deltas
         self.amount_day_deltas = writer.amount_day_deltas

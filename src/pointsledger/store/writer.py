@@ -46,6 +46,7 @@ class Writer:
         self.members = store.member_cache
         self.dirty_members = {}  # None: none written (the what-if's scratch keeps members in the cache)
         self.new_member_count = 0
+        self._members_complete = None  # members_complete(), once asked
         self.new_categories = {}  # name -> code, not yet committed
         self.new_category_names = {}  # code -> name, the same ones
         self.stored_category_count = None  # read from the transaction when first needed
@@ -95,10 +96,27 @@ class Writer:
             return fmt.decode_entry(self.journal_values[seq - self.first_seq])
         return fmt.decode_entry(self.txn.get(fmt.seq_key(seq), db=self.dbs[fmt.DB_JOURNAL]))
 
+    def members_complete(self):
+        """Whether the member cache holds every member stored in txn, as the C engine's batch
+        asks it (the cache holds stored members and this writer's new ones only, and is dropped
+        whenever a transaction fails after changing it): then a key not in it is a new member.
+
+        Asked of the store once per writer (a `stat`), since from then on the cache grows only
+        by members this writer creates. That matters to the service: each LMDB read lets the
+        GIL go, and getting it back from a busy event loop cost the group commit a wait per
+        purchase of a new member (`ledger._tier_before`).
+        """
+        if self._members_complete is None:
+            self._members_complete = (
+                len(self.members) - self.new_member_count == self.txn.stat(self.dbs[fmt.DB_MEMBERS])["entries"])
+        return self._members_complete
+
     def member(self, member_key):
         """The member's state (cached, mutable), or None for an unknown member."""
         state = self.members.get(member_key)
         if state is None:
+            if self.members_complete():
+                return None
             value = self.txn.get(member_key, db=self.dbs[fmt.DB_MEMBERS])
             if value is None:
                 return None
