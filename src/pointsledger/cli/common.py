@@ -19,7 +19,7 @@ DATA_ENVIRONMENT = "POINTSLEDGER_DATA"
 INGEST_DELAY_ENVIRONMENT = "POINTSLEDGER_INGEST_DELAY_S"
 SERVE_ADDRESS_DEFAULT = "127.0.0.1:50051"
 # service.defaults.group_wait_s_default in ms, for the help text: parsing must not import grpc
-# (tests/test_cli.py checks the two agree).
+# (tests/test_cli_operator.py checks the two agree).
 GROUP_WAIT_MS_DEFAULT = 4
 EXPORT_CHUNK_ENTRIES = 50_000
 INGEST_WINDOW_DEFAULT = 4
