@@ -2,7 +2,8 @@
 
 Started and stopped by the tests themselves (no mock of the broker); `.ci/run` installs the
 Debian package when it is missing. `restart()` stops the server and starts it again on the
-same port and store, as an operator's restart would.
+same port and store, as an operator's restart would. `jetstream=False` starts a server
+that answers connections but no JetStream request (as one still recovering its streams).
 """
 
 import os
@@ -19,8 +20,9 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, directory):
+    def __init__(self, directory, jetstream=True):
         self.directory = os.fspath(directory)
+        self.jetstream = jetstream
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process = None
@@ -30,8 +32,8 @@ class Broker:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         self.log = open(os.path.join(self.directory, "nats-server.log"), "ab")
         self.process = subprocess.Popen(
-            [binary, "-js", "-sd", os.path.join(self.directory, "jetstream"), "-a", "127.0.0.1",
-             "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+            [binary] + (["-js", "-sd", os.path.join(self.directory, "jetstream")] if self.jetstream else [])
+            + ["-a", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

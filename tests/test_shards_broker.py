@@ -111,6 +111,48 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(tmp_path, broker):
         assert ShardApplier(ledger, "ORDERS", 0, 1).position() == report["stream_seq"]
 
 
+def test_a_consumer_waits_for_jetstream_to_answer_and_then_consumes(tmp_path):
+    """A broker that takes connections but no JetStream request yet (one recovering a large
+    stream after a restart): the consumer says so on stderr, tries again, and consumes once
+    JetStream answers, instead of exiting."""
+    broker = Broker(tmp_path, jetstream=False).start()
+    log = tmp_path / "consume.log"
+    try:
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pointsledger", "consume", "--nats", broker.url, "--stream", "ORDERS",
+                 "--shard", "0", "--shards", "1", "--data", str(tmp_path / "shard"), "--json"],
+                stdout=subprocess.PIPE, stderr=output)
+            deadline = time.monotonic() + 60
+            while log.read_bytes().count(b"JetStream not answering") < 2:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            broker.jetstream = True
+            broker.restart()
+            with BlockingProducer(broker.url, "ORDERS", 1) as producer:
+                producer.purchases(["o1", "o2"], ["m0", "m1"], [10_000, 20_000], ["x", "x"], [T, T], "b1")
+            while b"consuming ORDERS.0" not in log.read_bytes() or not (tmp_path / "shard").exists():
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            while True:
+                with Ledger(tmp_path / "shard", readonly=True) as ledger:
+                    if ledger.has_order("o2"):
+                        break
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            out, _ = process.communicate(timeout=60)
+    finally:
+        broker.stop()
+    text = log.read_text()
+    assert process.returncode == 0, text
+    assert "shard 0: broker: JetStream not answering (ServiceUnavailableError" in text
+    assert "subscribing again in 0.5 s" in text and "subscribing again in 1 s" in text
+    assert json.loads(out)["applied"] == 2
+
+
 def test_publish_split_and_consume_from_the_command_line(tmp_path, broker, capsys):
     source = tmp_path / "orders.csv"
     source.write_text("order_id,member_id,amount_minor,category,time_s\n"
@@ -157,6 +199,20 @@ def test_operator_mistakes_are_one_line_and_exit_2_or_1(tmp_path, capsys, monkey
     assert main(["publish", str(source), "--nats", url, "--stream", "ORDERS", "--shards", "2", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err == f"pointsledger: error: cannot connect to NATS at {url}: no answer in 1 s\n"
+
+
+def test_a_broker_refusal_nobody_expected_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from nats.js.errors import BadRequestError
+
+    async def refused(self, until_caught_up=False):
+        raise BadRequestError(code=400, err_code=10012, description="insufficient resources")
+
+    monkeypatch.setattr(Consumer, "run", refused)
+    assert main(["consume", "--nats", "nats://127.0.0.1:1", "--stream", "ORDERS", "--shard", "0", "--shards", "1",
+                 "--data", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pointsledger: error: NATS: BadRequestError: ") and "insufficient resources" in err
+    assert err.count("\n") == 1
 
 
 def test_a_delivery_lost_on_the_way_is_not_skipped_over(tmp_path, broker):

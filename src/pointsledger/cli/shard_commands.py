@@ -99,8 +99,8 @@ def cmd_publish(arguments):
                          prefix=arguments.prefix, message_rows=arguments.message_rows) as sink:
             summary = run_ingest(importer.Ingest(source, sink, options))
             messages, duplicates = sink.producer.published, sink.producer.duplicates
-    except BrokerError as error:
-        raise Failed(str(error)) from None
+    except (BrokerError, broker_errors()) as error:
+        raise Failed(broker_failure(error)) from None
     published = summary.applied + summary.duplicates
     if arguments.json:
         print_json({"file": summary.file, "rows": summary.rows, "published": published, "rejected": summary.rejected,
@@ -115,6 +115,21 @@ def cmd_publish(arguments):
         if summary.rejects_file:
             print(f"rejected rows (with line numbers and reasons): {summary.rejects_file}")
     return EXIT_OK if summary.rejected == 0 else EXIT_REJECTED_ROWS
+
+
+def broker_errors():
+    """nats-py's own errors: a broker refusal the commands did not expect is still one line, exit 1."""
+    import nats
+
+    return nats.errors.Error
+
+
+def broker_failure(error):
+    from ..shards.broker import BrokerError
+
+    if isinstance(error, BrokerError):
+        return str(error)
+    return f"NATS: {type(error).__name__}" + (f": {error}" if str(error) else "")
 
 
 # --- consume ---------------------------------------------------------------------------------
@@ -144,8 +159,8 @@ def cmd_consume(arguments):
             log(f"shard {arguments.shard}: metrics on http://127.0.0.1:{port}/metrics")
         try:
             progress = asyncio.run(_consume(consumer, arguments.until_caught_up))
-        except BrokerError as error:
-            raise Failed(str(error)) from None
+        except (BrokerError, broker_errors()) as error:
+            raise Failed(broker_failure(error)) from None
         finally:
             consumer.metrics.close()
     if arguments.json:

@@ -24,6 +24,7 @@ FETCH_MESSAGES_DEFAULT = 64  # messages per fetch: each a batch of purchases or 
 FETCH_WAIT_S = 1.0  # a fetch returns what is there after at most this long
 ACK_WAIT_S = 60.0  # unacknowledged this long: the broker redelivers (skipped if applied)
 RETRY_WAIT_S = 0.5  # after a broker error, before trying again
+SUBSCRIBE_RETRY_WAIT_MAX_S = 5.0  # subscribing while the broker is away: waits double up to this
 
 
 class ConsumerMetrics(Metrics):
@@ -101,6 +102,8 @@ class Consumer:
         try:
             js = connection.jetstream()
             subscription = await self._subscribe(js)
+            if subscription is None:  # stopped while waiting for the broker
+                return self.progress
             self.log(f"shard {self.shard}: consuming {self.subject} of stream {self.stream!r} after stream seq "
                      f"{self.progress.position:,}")
             last_report = self.progress.started = time.monotonic()
@@ -116,6 +119,8 @@ class Consumer:
                         fetching.cancel()
                         await asyncio.gather(fetching, return_exceptions=True)
                         subscription = await self._subscribe(js)
+                        if subscription is None:
+                            break
                         fetching = asyncio.ensure_future(self._fetch(subscription))
                 elif until_caught_up and self.progress.lag == 0:
                     break
@@ -123,14 +128,38 @@ class Consumer:
                     self.log(self.progress.line(self.shard))
                     last_report = time.monotonic()
             # Fetched and not applied: never acked, so the broker redelivers it to the next run.
-            fetching.cancel()
-            await asyncio.gather(fetching, return_exceptions=True)
+            if subscription is not None:
+                fetching.cancel()
+                await asyncio.gather(fetching, return_exceptions=True)
             self.log(self.progress.line(self.shard))
         finally:
             await _close(connection)
         return self.progress
 
     async def _subscribe(self, js):
+        """_subscribe_once, retried while the broker is away or its JetStream is not answering yet.
+
+        A broker that restarts with a large stream accepts connections before JetStream has
+        recovered it, and its API requests time out meanwhile: a consumer started then (or
+        re-subscribing then) waits and tries again, for as long as it runs, as the connection
+        itself does. None when stopped while waiting. A refusal that waiting cannot cure (the
+        stream takes other subjects) is raised.
+        """
+        wait_s = RETRY_WAIT_S
+        while not self.stopping.is_set():
+            try:
+                return await self._subscribe_once(js)
+            except broker_away_errors() as error:
+                self.log(f"shard {self.shard}: broker: JetStream not answering ({type(error).__name__}); "
+                         f"subscribing again in {wait_s:g} s")
+            try:
+                await asyncio.wait_for(self.stopping.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+            wait_s = min(wait_s * 2, SUBSCRIBE_RETRY_WAIT_MAX_S)
+        return None
+
+    async def _subscribe_once(self, js):
         """A durable pull consumer delivering from the stored sequence + 1, whatever the broker acked."""
         from nats.js import api, errors
 
@@ -232,6 +261,15 @@ class Consumer:
             elif progress.refused == self.refusals_printed_max:
                 self.log(f"shard {self.shard}: more refusals: see pointsledger_consumer_refused_total")
             progress.refused += 1
+
+
+def broker_away_errors():
+    """What a broker that is restarting, reconnecting or recovering JetStream raises: worth a retry."""
+    import nats
+    from nats.js import errors
+
+    return (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionReconnectingError,
+            nats.errors.StaleConnectionError, errors.ServiceUnavailableError, OSError)
 
 
 async def _close(connection):
