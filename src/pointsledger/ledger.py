@@ -369,26 +369,19 @@ def _purchase_run(writer, requests, start):
     a referral would credit another member). At least the first purchase."""
     tiers = []
     members = set()
-    for operation, arguments in requests[start:]:
+    for index in range(start, len(requests)):
+        operation, arguments = requests[index]
         member_id = arguments[1]
         if operation != "purchase" or (isinstance(member_id, str) and member_id in members):
             break
-        engaged = _engaged_at(writer, arguments[4])
+        tier, engaged = _tier_before(writer, member_id, arguments[4])
         if tiers and engaged:
             break
-        tiers.append(_tier_before(writer, member_id, arguments[4]))
+        tiers.append(tier)
         if engaged or not isinstance(member_id, str):  # a member id that is no str is refused anyway
             break
         members.add(member_id)
     return tiers
-
-
-def _engaged_at(writer, time_s):
-    try:
-        program = writer.program_at(validate_time("time_s", time_s))
-    except LedgerError:
-        return False
-    return program is not None and program.engaged
 
 
 def _entry_fields(writer, seq):
@@ -399,20 +392,25 @@ def _entry_fields(writer, seq):
 
 
 def _tier_before(writer, member_id, time_s):
-    """The tier a purchase of member_id at time_s earns at (§4: the one held before it), read in
-    the purchase's own transaction; None when the purchase will be refused anyway."""
+    """(the tier a purchase of member_id at time_s earns at (§4: the one held before it), whether
+    the programme in force then has engagement rules), read in the purchase's own transaction.
+    The tier is None when the purchase will be refused anyway; with a time that is not valid,
+    there is no programme to have rules either."""
     try:
-        member_key = validate_id("member_id", member_id)
         time_s = validate_time("time_s", time_s)
     except LedgerError:
-        return None
+        return None, False
     program = writer.program_at(time_s)
     if program is None:
-        return None
+        return None, False
+    try:
+        member_key = validate_id("member_id", member_id)
+    except LedgerError:
+        return None, program.engaged
     state = writer.member(member_key)
     if state is None:  # a new member: no spend, nothing carried
-        return program.tier_names[program.tier_rank_for_spend(0)]
-    return queries.tier_as_of(program, state, time_s)[1]
+        return program.tier_names[program.tier_rank_for_spend(0)], program.engaged
+    return queries.tier_as_of(program, state, time_s)[1], program.engaged
 
 
 def open_with_example_program(path=DEFAULT_PATH, *, sync=True):
