@@ -61,6 +61,10 @@ def test_referral_and_profile_commands(tmp_path):
     assert refused.stderr.splitlines()[-1] == (
         "pointsledger profile set: error: argument MM-DD: birthday must be a date that exists (MM-DD) (got '02-30')")
     run("profile", "set", "bob", data=data, check=2)  # neither a birthday nor --clear
+    both = run("profile", "set", "bob", "04-01", "--clear", data=data, check=2)  # both: refused, nothing changed
+    assert both.stderr.splitlines()[-1] == (
+        "pointsledger: error: profile set takes a birthday or --clear, not both (got '04-01' and --clear)")
+    assert run_json("profile", "show", "bob", data=data, check=0)["birthday"] == "03-20"
     assert run_json("profile", "set", "bob", "--clear", data=data, check=0)["birthday"] is None
     assert run("profile", "show", "carol", data=data, check=1).stderr.startswith("pointsledger: NOT_FOUND:")
 

@@ -89,6 +89,8 @@ def cmd_referral_show(arguments):
 
 
 def cmd_profile_set(arguments):
+    if arguments.clear and arguments.birthday is not None:
+        raise Usage(f"profile set takes a birthday or --clear, not both (got {arguments.birthday!r} and --clear)")
     birthday = None if arguments.clear else arguments.birthday
     if birthday is None and not arguments.clear:
         raise Usage("profile set needs a birthday (MM-DD) or --clear")
