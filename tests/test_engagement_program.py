@@ -62,7 +62,7 @@ def test_an_explicit_null_is_refused(ledger, key):
     [
         ({"welcome_bonus": -1}, "welcome_bonus: must be between 0 and 1000000000 (got -1)"),
         ({"welcome_bonus": 1_000_000_001}, "welcome_bonus: must be between 0 and 1000000000 (got 1000000001)"),
-        ({"welcome_bonus": True}, "welcome_bonus: must be an integer (got True)"),
+        ({"welcome_bonus": True}, "welcome_bonus: must be an integer (got true)"),
         ({"pending_days": 366}, "pending_days: must be between 0 and 365 (got 366)"),
         ({"pending_days": "30"}, "pending_days: must be an integer (got '30')"),
         ({"referral": {"referrer_points": 1}}, "referral.referee_points: required"),

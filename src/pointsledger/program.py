@@ -209,6 +209,18 @@ def _floats_to_decimal(value):
     return value
 
 
+
+def shown(value):
+    """A document value as its JSON wrote it, for an error: 1.0 (not Decimal('1.0')), true, null;
+    strings and the rest as Python shows them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return repr(value)
+
 def canonical_json(value):
     """Sorted keys, no spaces, decimals as JSON numbers: the stored bytes."""
     if isinstance(value, dict):
@@ -232,10 +244,10 @@ def _is_int(value):
 
 def _check_int(problems, path, value, low, high):
     if not _is_int(value):
-        problems.append(f"{path}: must be an integer (got {value!r})")
+        problems.append(f"{path}: must be an integer (got {shown(value)})")
         return None
     if not low <= value <= high:
-        problems.append(f"{path}: must be between {low} and {high} (got {value!r})")
+        problems.append(f"{path}: must be between {low} and {high} (got {shown(value)})")
         return None
     return value
 
@@ -261,7 +273,7 @@ def _check_multiplier(problems, path, value):
     bp = multiplier_to_bp(value)
     if bp is None:
         problems.append(
-            f"{path}: must be a number from 0 to 100 with at most 4 decimal places (got {value!r})"
+            f"{path}: must be a number from 0 to 100 with at most 4 decimal places (got {shown(value)})"
         )
     return bp
 
@@ -284,7 +296,7 @@ def check_text(value, min_bytes, max_bytes):
 def _check_name(problems, path, value, max_bytes):
     reason = check_text(value, 1, max_bytes)
     if reason:
-        problems.append(f"{path}: {reason} (got {value!r})")
+        problems.append(f"{path}: {reason} (got {shown(value)})")
         return None
     return value
 
@@ -297,15 +309,15 @@ def parse_program_time(value, path, problems, low, high_inclusive):
         time_s = calendar.parse_utc(value)
         if time_s is None:
             problems.append(
-                f"{path}: must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ (got {value!r})"
+                f"{path}: must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ (got {shown(value)})"
             )
             return None
     else:
-        problems.append(f"{path}: must be Unix seconds or an ISO 8601 UTC string (got {value!r})")
+        problems.append(f"{path}: must be Unix seconds or an ISO 8601 UTC string (got {shown(value)})")
         return None
     if not low <= time_s <= high_inclusive:
         problems.append(
-            f"{path}: must be from {calendar.format_utc(low)} to {calendar.format_utc(high_inclusive)} (got {value!r})"
+            f"{path}: must be from {calendar.format_utc(low)} to {calendar.format_utc(high_inclusive)} (got {shown(value)})"
         )
         return None
     return time_s
