@@ -89,3 +89,10 @@ def test_reports_carry_the_bonus_line_pending_points_and_breakage(tmp_path):
     rolled = run_json("report", "rollforward", "--from", "2026-03-01", "--to", "2026-04-01", data=data, check=0)
     assert (rolled["earned"], rolled["bonus"], rolled["closing"]) == (400, 100, 500)
     assert rolled["breakage"] == {"expired": 0, "credited": 500, "decimal": "0.000000"}
+    # In the text reports bonus follows earned: read top-down, the lines add up to the total.
+    labels = [line.split()[0] for line in text.splitlines() if line.startswith("    ") and line.split()]
+    assert labels[labels.index("earned") + 1] == "bonus"
+    rolled_text = run("report", "rollforward", "--from", "2026-03-01", "--to", "2026-04-01", data=data,
+                      check=0).stdout
+    labels = [line.split()[0] for line in rolled_text.splitlines()[1:] if line.split()]
+    assert labels[labels.index("earned") + 1] == "bonus", rolled_text

@@ -51,7 +51,7 @@ def cmd_report(arguments):
           f"in the programme in force at {as_of_text})")
     print(f"  {ALL_TIME_LABEL}")
     print(f"  {'':<30}{'points':>20}{'value':>20}")
-    for name, points in all_time.items():
+    for name, points in after_earned(all_time).items():
         if isinstance(points, int) and (points or name not in LIABILITY_ENGAGEMENT):
             print_line(name.replace("_", " "), points, report.point_value)
     print(f"  outstanding by tier (tiers as of {as_of_text})")
@@ -61,6 +61,20 @@ def cmd_report(arguments):
     for name in LIABILITY_AS_OF + (("pending",) if report.pending else ()):
         print_line(LIABILITY_AS_OF_LABELS[name], as_of[name], report.point_value)
     return EXIT_OK
+
+
+def after_earned(fields):
+    """The fields with `bonus` moved to just after `earned`, so a text report reads top-down as
+    a sum (opening + earned + bonus ... = closing); JSON keeps the dataclass order."""
+    if "bonus" not in fields or "earned" not in fields:
+        return fields
+    ordered = {}
+    for name, value in fields.items():
+        if name != "bonus":
+            ordered[name] = value
+        if name == "earned":
+            ordered["bonus"] = fields["bonus"]
+    return ordered
 
 
 def with_values(totals, point_value):
@@ -117,7 +131,7 @@ def report_rollforward(arguments):
     covered = f"the UTC days {first_day} through {last_day}" if days else "an empty period"
     print(f"Points rollforward for {covered} ({plural(days, 'day')}: "
           f"{format_time(report.from_s)} up to {format_time(report.to_s)})")
-    emit(arguments, fields, ROLLFORWARD_TIMES)
+    emit(arguments, after_earned(fields), ROLLFORWARD_TIMES)
     return EXIT_OK
 
 
