@@ -13,8 +13,9 @@ A token file is either JSON:
 
 Scopes are independent (`admin` does not imply `read`): a token gets exactly
 the scopes listed, so a pipeline's token can write purchases without reading
-balances. `read`: queries; `write`: purchases, refunds, redemptions; `admin`:
-the programme, expiry runs and adjustments.
+balances. `read`: queries; `write`: purchases, refunds, redemptions, referrals
+and member profiles; `admin`: the programme, expiry runs, adjustments and the
+redemption estimate (Verify too, though it changes nothing).
 
 Tokens are kept as SHA-256 digests, so a look-up compares digests, never the
 secret itself character by character.
