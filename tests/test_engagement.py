@@ -231,7 +231,7 @@ def test_referral_refusals_name_the_field_and_change_nothing(ledger):
         (("ref-2", "alice", "x" * 65, T_2026_03_15), "INVALID_ARGUMENT", "referee_id"),
         (("ref-2", "alice", "dave", T_MIN - 1), "INVALID_ARGUMENT", "time_s"),
         (("ref-2", "alice", "dave", True), "INVALID_ARGUMENT", "time_s"),
-        (("ref-1", "bob", "carol", T_2026_03_15), "ALREADY_EXISTS", None),
+        (("ref-1", "bob", "carol", T_2026_03_15), "ALREADY_EXISTS", "referral_id"),
         (("ref-2", "zed", "dave", T_2026_03_15), "NOT_FOUND", "referrer_id"),  # unknown referrer
         (("ref-2", "alice", "bob", T_2026_03_15), "FAILED_PRECONDITION", "referee_id"),  # already a member
         (("ref-2", "bob", "carol", T_2026_03_15), "FAILED_PRECONDITION", "referee_id"),  # referred twice

@@ -558,7 +558,7 @@ PINNED_OUTCOMES = {
     # o0 100 × 2 / 100 = 2; o1 200 × 1.2345 / 100 = 2.469 → 2.
     "a batch repeating itself": [
         ("ok", [("APPLIED", 1, 2, 2, None), ("APPLIED", 2, 2, 2, None), ("DUPLICATE", 1, 2, 2, None),
-                ("ALREADY_EXISTS", 0, 0, 0, ("AlreadyExists", "ALREADY_EXISTS", None))]),
+                ("ALREADY_EXISTS", 0, 0, 0, ("AlreadyExists", "ALREADY_EXISTS", "order_id"))]),
     ],
 }
 
@@ -635,7 +635,7 @@ def test_engines_agree_on_a_worked_scenario(tmp_path):
         ("APPLIED", 1, 600, 600, None),
         ("APPLIED", 3, 190, 190, None),
         ("DUPLICATE", 1, 600, 600, None),
-        ("ALREADY_EXISTS", 0, 0, 0, ("AlreadyExists", "ALREADY_EXISTS", None)),
+        ("ALREADY_EXISTS", 0, 0, 0, ("AlreadyExists", "ALREADY_EXISTS", "order_id")),
         ("INVALID_ARGUMENT", 0, 0, 0, ("InvalidArgument", "INVALID_ARGUMENT", "member_id")),
     ])
 

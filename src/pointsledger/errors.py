@@ -70,7 +70,7 @@ def already_used(id_field, id_value, what, fields):
         f"{name} stored {_shown(stored)}, sent {_shown(sent)}" for name, (stored, sent) in differences.items()
     )
     return AlreadyExists(f"{id_field} {id_value!r} was already used for a different {what}: {shown}",
-                         differences=differences)
+                         id_field, id_value, differences=differences)
 
 
 def _shown(value):
