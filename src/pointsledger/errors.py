@@ -66,14 +66,20 @@ def already_used(id_field, id_value, what, fields):
     for a different refund: amount_minor stored 5000, sent 5001".
     """
     differences = {name: (stored, sent) for name, stored, sent in fields if stored != sent}
-    shown = "; ".join(
-        f"{name} stored {_shown(stored)}, sent {_shown(sent)}" for name, (stored, sent) in differences.items()
+    listed = "; ".join(
+        f"{name} stored {shown(stored)}, sent {shown(sent)}" for name, (stored, sent) in differences.items()
     )
-    return AlreadyExists(f"{id_field} {id_value!r} was already used for a different {what}: {shown}",
+    return AlreadyExists(f"{id_field} {id_value!r} was already used for a different {what}: {listed}",
                          id_field, id_value, differences=differences)
 
 
-def _shown(value):
+def shown(value):
+    """A value in an error as its JSON or its caller wrote it: strings quoted, 1.0 (not
+    Decimal('1.0')), true, null; numbers and the rest as str() gives them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
     return repr(value) if isinstance(value, str) else str(value)
 
 

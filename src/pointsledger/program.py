@@ -10,7 +10,7 @@ import decimal
 import json
 
 from . import calendar, limits
-from .errors import InvalidProgram
+from .errors import InvalidProgram, shown
 
 REQUIRED_KEYS = ("currency", "earn", "tiers", "point_value")
 OPTIONAL_DEFAULTS = {
@@ -208,18 +208,6 @@ def _floats_to_decimal(value):
         return [_floats_to_decimal(item) for item in value]
     return value
 
-
-
-def shown(value):
-    """A document value as its JSON wrote it, for an error: 1.0 (not Decimal('1.0')), true, null;
-    strings and the rest as Python shows them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    return repr(value)
 
 def canonical_json(value):
     """Sorted keys, no spaces, decimals as JSON numbers: the stored bytes."""

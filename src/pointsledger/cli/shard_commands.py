@@ -84,7 +84,6 @@ def check_broker_arguments(arguments):
 
 def cmd_publish(arguments):
     from .. import importer
-    from ..shards.broker import BrokerError
     from ..shards.publish_sink import PublishSink
 
     check_broker_arguments(arguments)
@@ -99,7 +98,7 @@ def cmd_publish(arguments):
                          prefix=arguments.prefix, message_rows=arguments.message_rows) as sink:
             summary = run_ingest(importer.Ingest(source, sink, options))
             messages, duplicates = sink.producer.published, sink.producer.duplicates
-    except (BrokerError, broker_errors()) as error:
+    except broker_errors() as error:
         raise Failed(broker_failure(error)) from None
     published = summary.applied + summary.duplicates
     if arguments.json:
@@ -118,10 +117,13 @@ def cmd_publish(arguments):
 
 
 def broker_errors():
-    """nats-py's own errors: a broker refusal the commands did not expect is still one line, exit 1."""
+    """What the broker can answer with: our BrokerError (its message is the line) and nats-py's
+    own errors (a refusal the commands did not expect). Either is one line, exit 1."""
     import nats
 
-    return nats.errors.Error
+    from ..shards.broker import BrokerError
+
+    return BrokerError, nats.errors.Error
 
 
 def broker_failure(error):
@@ -138,7 +140,6 @@ def broker_failure(error):
 def cmd_consume(arguments):
     import sys
 
-    from ..shards.broker import BrokerError
     from ..shards.consumer import Consumer
 
     check_broker_arguments(arguments)
@@ -159,7 +160,7 @@ def cmd_consume(arguments):
             log(f"shard {arguments.shard}: metrics on http://127.0.0.1:{port}/metrics")
         try:
             progress = asyncio.run(_consume(consumer, arguments.until_caught_up))
-        except (BrokerError, broker_errors()) as error:
+        except broker_errors() as error:
             raise Failed(broker_failure(error)) from None
         finally:
             consumer.metrics.close()
